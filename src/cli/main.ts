@@ -1,0 +1,123 @@
+import { readFileSync } from 'node:fs';
+import { Command, InvalidArgumentError } from 'commander';
+import { loadConfig } from '../config/load.ts';
+import { ConfigError } from '../config/errors.ts';
+import { renderConfig, secretValues } from '../config/render.ts';
+import { createLogger } from '../util/logger.ts';
+import { startEyrie } from '../app.ts';
+import { sendEvents } from './send.ts';
+
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
+  return n;
+}
+
+function load(file: string | undefined) {
+  try {
+    return loadConfig({ file, env: process.env });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.toString()}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+}
+
+const program = new Command();
+program.name('eyrie').description('Everything after Falco fires an alert').version(pkg.version, '-v, --version');
+
+program
+  .command('serve')
+  .description('run every role the config enables (ingest, routing, delivery)')
+  .option('-c, --config <file>', 'config file (native Eyrie YAML or a Falcosidekick config.yaml)', process.env.EYRIE_CONFIG)
+  .action(async (opts: { config?: string }) => {
+    const loaded = load(opts.config);
+    const logger = createLogger(loaded.config.log, secretValues(loaded.config));
+    for (const warning of loaded.warnings) logger.info({ config: loaded.file }, warning);
+    let eyrie;
+    try {
+      eyrie = await startEyrie(loaded.config, logger);
+    } catch (err) {
+      logger.fatal({ err }, 'cannot start');
+      logger.flush();
+      process.stderr.write(`eyrie: ${(err as Error).message}\n`);
+      process.exit(1);
+    }
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal }, 'shutting down');
+      const deadline = setTimeout(() => {
+        logger.error('shutdown deadline passed, exiting');
+        process.exit(1);
+      }, 30_000);
+      deadline.unref();
+      void eyrie.close().then(() => {
+        logger.info('stopped');
+        logger.flush();
+        process.exit(0);
+      });
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+
+program
+  .command('check')
+  .description('validate a config, print what it enables (secrets masked); exit 1 with located errors')
+  .option('-c, --config <file>', 'config file', process.env.EYRIE_CONFIG)
+  .action((opts: { config?: string }) => {
+    const loaded = load(opts.config);
+    for (const warning of loaded.warnings) process.stderr.write(`note: ${warning}\n`);
+    process.stdout.write(renderConfig(loaded));
+  });
+
+program
+  .command('send')
+  .description('post Falco events (NDJSON or a JSON array) from FILE or - (stdin); without FILE, the test event')
+  .argument('[file]', 'events file, or - for stdin (Falco program_output)')
+  .option('--url <url>', 'ingest URL', 'http://127.0.0.1:2801/')
+  .option('--token <token>', 'bearer token (or EYRIE_TOKEN)', process.env.EYRIE_TOKEN)
+  .option('--batch <n>', 'events per request (NDJSON); default 1 for stdin, 500 for files', positiveInt)
+  .option('--concurrency <n>', 'requests in flight', positiveInt, 4)
+  .option('--insecure', 'do not verify the server certificate')
+  .option('--no-progress', 'no progress bar')
+  .action(
+    async (
+      file: string | undefined,
+      opts: { url: string; token?: string; batch?: number; concurrency: number; insecure?: boolean; progress: boolean },
+    ) => {
+      const summary = await sendEvents(
+        file,
+        {
+          url: opts.url,
+          ...(opts.token ? { token: opts.token } : {}),
+          batch: opts.batch ?? (file === '-' ? 1 : 500),
+          concurrency: file === '-' && opts.batch === undefined ? 1 : opts.concurrency,
+          ...(opts.progress ? {} : { progress: false }),
+          insecure: Boolean(opts.insecure),
+        },
+        (line) => process.stderr.write(`${line}\n`),
+      );
+      const unique = [...new Set(summary.errors)].slice(0, 10);
+      for (const e of unique) process.stderr.write(`error: ${e}\n`);
+      process.stdout.write(
+        `sent ${summary.sent}, accepted ${summary.accepted}, rejected ${summary.rejected}, failed ${summary.failed}\n`,
+      );
+      process.exitCode = summary.rejected + summary.failed > 0 ? 1 : 0;
+    },
+  );
+
+program
+  .command('version')
+  .description('print the version')
+  .action(() => {
+    process.stdout.write(`eyrie ${pkg.version} (node ${process.version})\n`);
+  });
+
+await program.parseAsync(process.argv);

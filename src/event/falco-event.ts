@@ -1,0 +1,182 @@
+import { randomUUID } from 'node:crypto';
+import { ExactNumber, parseJson, type JsonObject, type JsonValue } from './json.ts';
+import { parsePriority, type Priority } from './priority.ts';
+
+/** One Falco alert as Eyrie handles it, from any source and any Falco version. */
+export interface FalcoEvent {
+  uuid: string;
+  output: string;
+  priority: Priority;
+  rule: string;
+  /** RFC 3339 text as received (upper-case `T`/`Z`), nanoseconds kept. */
+  time: string;
+  output_fields: JsonObject;
+  source: string;
+  tags: string[];
+  hostname?: string;
+  /** Falco's `json_include_message_property` (0.39+). */
+  message?: string;
+}
+
+/** A problem with one event, phrased for the sender. */
+export class EventError extends Error {
+  readonly field: string | undefined;
+  constructor(message: string, field?: string) {
+    super(message);
+    this.name = 'EventError';
+    this.field = field;
+  }
+}
+
+/** Falco's default source, used when an event (Falco < 0.30) carries none. */
+export const DEFAULT_SOURCE = 'syscall';
+/** Falcosidekick's test rule: always source `internal`, bypasses minimum priorities. */
+export const TEST_RULE = 'Test rule';
+
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Validates an RFC 3339 timestamp; returns it with `T`/`Z` upper-cased, or undefined. */
+export function normalizeTime(text: string): string | undefined {
+  const m = RFC3339.exec(text);
+  if (!m) return undefined;
+  const [, y, mo, d, h, mi, s, , zone] = m;
+  const month = Number(mo);
+  const day = Number(d);
+  if (month < 1 || month > 12 || day < 1 || day > 31 || Number(h) > 23 || Number(mi) > 59 || Number(s) > 60) {
+    return undefined;
+  }
+  const daysInMonth = new Date(Date.UTC(Number(y), month, 0)).getUTCDate();
+  if (day > daysInMonth) return undefined;
+  if (zone !== 'Z' && zone !== 'z') {
+    const [zh, zm] = zone!.slice(1).split(':').map(Number);
+    if (zh! > 23 || zm! > 59) return undefined;
+  }
+  if (Number(y) === 1 && Number(mo) === 1 && day === 1 && Number(h) === 0 && Number(mi) === 0 && Number(s) === 0) {
+    return undefined; // Go's zero time, which Falcosidekick rejects
+  }
+  return text.toUpperCase();
+}
+
+/** Epoch nanoseconds of a normalized RFC 3339 time, exact. */
+export function timeToNanos(time: string): bigint {
+  const m = RFC3339.exec(time)!;
+  const fraction = (m[7] ?? '').padEnd(9, '0');
+  const whole = Date.parse(time.replace(/\.\d+/, ''));
+  return BigInt(whole) * 1_000_000n + BigInt(fraction);
+}
+
+/** Milliseconds since the epoch (for ordering and retention). */
+export function timeToMillis(time: string): number {
+  return Number(timeToNanos(time) / 1_000_000n);
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof ExactNumber);
+}
+
+function optionalString(obj: Record<string, unknown>, key: string): string | undefined {
+  const v = obj[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'string') throw new EventError(`"${key}" must be a string, got ${describe(v)}`, key);
+  return v;
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (v instanceof ExactNumber) return 'a number';
+  return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
+}
+
+/**
+ * Turns one decoded JSON value into a FalcoEvent, or throws EventError naming the problem.
+ * Accepts every shape Falco has emitted (0.18 to 0.44+), Falcosidekick's re-emitted events
+ * (with `uuid`) and falcosidekick-ui's stored ones.
+ */
+export function toFalcoEvent(value: JsonValue | unknown): FalcoEvent {
+  if (!isPlainObject(value)) {
+    throw new EventError(`a Falco event must be a JSON object, got ${describe(value)}`);
+  }
+  const rule = value.rule;
+  if (rule === undefined || rule === null || rule === '') throw new EventError('missing "rule"', 'rule');
+  if (typeof rule !== 'string') throw new EventError(`"rule" must be a string, got ${describe(rule)}`, 'rule');
+
+  const rawPriority = value.priority;
+  if (rawPriority === undefined || rawPriority === null || rawPriority === '') {
+    throw new EventError('missing "priority"', 'priority');
+  }
+  if (typeof rawPriority !== 'string') {
+    throw new EventError(`"priority" must be a string, got ${describe(rawPriority)}`, 'priority');
+  }
+  const priority = parsePriority(rawPriority);
+  if (priority === undefined) {
+    throw new EventError(
+      `unknown priority "${rawPriority}": expected one of emergency, alert, critical, error, warning, notice, informational (or info), debug`,
+      'priority',
+    );
+  }
+
+  const rawTime = value.time;
+  if (rawTime === undefined || rawTime === null || rawTime === '') throw new EventError('missing "time"', 'time');
+  if (typeof rawTime !== 'string') throw new EventError(`"time" must be an RFC 3339 string, got ${describe(rawTime)}`, 'time');
+  const time = normalizeTime(rawTime);
+  if (time === undefined) {
+    throw new EventError(`"time" is not an RFC 3339 timestamp: "${rawTime.slice(0, 64)}"`, 'time');
+  }
+
+  let outputFields: JsonObject;
+  const rawFields = value.output_fields;
+  if (rawFields === undefined || rawFields === null) outputFields = {};
+  else if (isPlainObject(rawFields)) outputFields = rawFields as JsonObject;
+  else throw new EventError(`"output_fields" must be an object, got ${describe(rawFields)}`, 'output_fields');
+
+  let tags: string[] = [];
+  const rawTags = value.tags;
+  if (rawTags !== undefined && rawTags !== null) {
+    if (!Array.isArray(rawTags)) throw new EventError(`"tags" must be an array of strings, got ${describe(rawTags)}`, 'tags');
+    for (const t of rawTags) {
+      if (typeof t !== 'string') throw new EventError(`"tags" must be an array of strings, found ${describe(t)}`, 'tags');
+    }
+    tags = rawTags as string[];
+  }
+
+  const output = optionalString(value, 'output') ?? '';
+  const hostname = optionalString(value, 'hostname');
+  const message = optionalString(value, 'message');
+  let source = optionalString(value, 'source') || DEFAULT_SOURCE;
+  if (rule === TEST_RULE) source = 'internal';
+
+  const incomingUuid = value.uuid;
+  const uuid = typeof incomingUuid === 'string' && UUID.test(incomingUuid) ? incomingUuid.toLowerCase() : randomUUID();
+
+  const event: FalcoEvent = { uuid, output, priority, rule, time, output_fields: outputFields, source, tags };
+  if (hostname !== undefined && hostname !== '') event.hostname = hostname;
+  if (message !== undefined) event.message = message;
+  return event;
+}
+
+/** Parses one JSON document holding a single Falco event. */
+export function parseFalcoEvent(text: string): FalcoEvent {
+  let value: JsonValue;
+  try {
+    value = parseJson(text);
+  } catch (err) {
+    throw new EventError(`body is not valid JSON: ${(err as Error).message}`);
+  }
+  return toFalcoEvent(value);
+}
+
+/** Falcosidekick's built-in test event (POST /test, `eyrie send --test`). */
+export function testEvent(now = new Date()): FalcoEvent {
+  return toFalcoEvent({
+    output: 'This is a test from falcosidekick',
+    source: 'debug',
+    priority: 'Debug',
+    hostname: 'falcosidekick',
+    rule: TEST_RULE,
+    time: now.toISOString().replace(/\.\d{3}Z$/, 'Z'),
+    output_fields: { 'proc.name': 'falcosidekick', 'user.name': 'falcosidekick' },
+    tags: ['test', 'example'],
+  });
+}

@@ -1,0 +1,159 @@
+/**
+ * Lossless JSON for Falco events.
+ *
+ * `output_fields["evt.time"]` is a 64-bit nanosecond integer (≈1.8e18) that `JSON.parse` rounds, and
+ * Falcosidekick re-emits every number with its original text (Go `json.Number`). We keep such numbers
+ * as {@link ExactNumber} so they are re-emitted byte for byte.
+ *
+ * Hand-written rather than `lossless-json`: that library's pure-JS parser measured 10.4 µs per 730-byte
+ * event against 2.8 µs for this scan + native `JSON.parse` (1.7 µs alone), and ingest speed is a target.
+ * The scan only rewrites number tokens whose text does not survive a `Number` round trip into marked
+ * strings, lets V8 parse, then swaps the marks back for ExactNumber instances.
+ */
+
+/** A JSON number kept as its original text because a JS number would change it. */
+export class ExactNumber {
+  readonly text: string;
+  constructor(text: string) {
+    this.text = text;
+  }
+  /** The nearest JS number (lossy for integers beyond 2^53). */
+  valueOf(): number {
+    return Number(this.text);
+  }
+  toString(): string {
+    return this.text;
+  }
+  /** Exact value when the text is an integer. */
+  toBigInt(): bigint | undefined {
+    return /^-?\d+$/.test(this.text) ? BigInt(this.text) : undefined;
+  }
+}
+
+export type JsonValue = string | number | boolean | null | ExactNumber | JsonValue[] | { [key: string]: JsonValue };
+export type JsonObject = { [key: string]: JsonValue };
+
+// A per-process random mark, so a client cannot forge a marked string that turns into a number.
+const MARK = `\uE000${Math.random().toString(36).slice(2, 10)}#`;
+
+const QUOTE = 34;
+const BACKSLASH = 92;
+const MINUS = 45;
+const DOT = 46;
+
+function isNumberChar(c: number): boolean {
+  // digits, '.', 'e', 'E', '+', '-'
+  return (c >= 48 && c <= 57) || c === DOT || c === 101 || c === 69 || c === 43 || c === MINUS;
+}
+
+/** Wraps number tokens that a JS number would alter in marked strings; returns the input if none. */
+function markInexactNumbers(text: string): string | undefined {
+  let parts: string[] | undefined;
+  let last = 0;
+  let i = 0;
+  const n = text.length;
+  while (i < n) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) {
+      // Jump to the closing quote, skipping escaped ones.
+      let j = text.indexOf('"', i + 1);
+      while (j > 0) {
+        let k = j - 1;
+        let backslashes = 0;
+        while (text.charCodeAt(k) === BACKSLASH) {
+          backslashes++;
+          k--;
+        }
+        if ((backslashes & 1) === 0) break;
+        j = text.indexOf('"', j + 1);
+      }
+      if (j < 0) return undefined; // unterminated string: JSON.parse will report it
+      i = j + 1;
+      continue;
+    }
+    if ((c >= 48 && c <= 57) || c === MINUS) {
+      let j = i + 1;
+      let simple = true; // only digits so far
+      while (j < n) {
+        const d = text.charCodeAt(j);
+        if (!isNumberChar(d)) break;
+        if (d < 48 || d > 57) simple = false;
+        j++;
+      }
+      const digits = j - i - (c === MINUS ? 1 : 0);
+      if (!simple || digits >= 16 || (c === MINUS && text.charCodeAt(i + 1) === 48)) {
+        const token = text.slice(i, j);
+        if (String(Number(token)) !== token) {
+          parts ??= [];
+          parts.push(text.slice(last, i), '"', MARK, token, '"');
+          last = j;
+        }
+      }
+      i = j;
+      continue;
+    }
+    i++;
+  }
+  if (parts === undefined) return undefined;
+  parts.push(text.slice(last));
+  return parts.join('');
+}
+
+function restoreMarks(value: unknown): unknown {
+  if (typeof value === 'string') {
+    return value.startsWith(MARK) ? new ExactNumber(value.slice(MARK.length)) : value;
+  }
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) value[i] = restoreMarks(value[i]);
+    return value;
+  }
+  if (value !== null && typeof value === 'object') {
+    const obj = value as Record<string, unknown>;
+    for (const key of Object.keys(obj)) obj[key] = restoreMarks(obj[key]);
+  }
+  return value;
+}
+
+/** `JSON.parse` that keeps number text a JS number would change (big integers, `1.0`, `1e3`, `-0`). */
+export function parseJson(text: string): JsonValue {
+  const marked = markInexactNumbers(text);
+  if (marked === undefined) return JSON.parse(text) as JsonValue;
+  const parsed: unknown = JSON.parse(marked);
+  // The mark is random per process, so only our own rewrites carry it. A malformed token such as
+  // "1.2.3" was rewritten too: reject it as JSON.parse would have.
+  return validateRestored(restoreMarks(parsed)) as JsonValue;
+}
+
+const JSON_NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
+
+function validateRestored(value: unknown): unknown {
+  if (value instanceof ExactNumber) {
+    if (!JSON_NUMBER.test(value.text)) throw new SyntaxError(`Invalid number ${value.text} in JSON`);
+  } else if (Array.isArray(value)) {
+    for (const v of value) validateRestored(v);
+  } else if (value !== null && typeof value === 'object') {
+    for (const v of Object.values(value)) validateRestored(v);
+  }
+  return value;
+}
+
+function replacer(_key: string, value: unknown): unknown {
+  return value instanceof ExactNumber ? MARK + value.text : value;
+}
+
+const MARKED = new RegExp(`"${MARK}([^"]*)"`, 'g');
+
+/** `JSON.stringify` that writes ExactNumber values as their original number text. */
+export function stringifyJson(value: unknown, hasExact = true): string {
+  if (!hasExact) return JSON.stringify(value);
+  const text = JSON.stringify(value, replacer);
+  return text.includes(MARK) ? text.replace(MARKED, '$1') : text;
+}
+
+/** True when the value tree holds at least one ExactNumber (lets writers skip the replacer). */
+export function containsExact(value: unknown): boolean {
+  if (value instanceof ExactNumber) return true;
+  if (Array.isArray(value)) return value.some(containsExact);
+  if (value !== null && typeof value === 'object') return Object.values(value).some(containsExact);
+  return false;
+}

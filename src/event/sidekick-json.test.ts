@@ -1,0 +1,33 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseFalcoEvent } from './falco-event.ts';
+import { toSidekickJson, goTime } from './sidekick-json.ts';
+
+describe("Falcosidekick's JSON layout", () => {
+  it('orders keys as its struct, sorts output_fields, omits empty tags and hostname', () => {
+    const e = parseFalcoEvent(
+      '{"uuid":"3f1b0a3c-9f0e-4d4e-8a47-0c5e3f9f2a11","output":"o","priority":"info","rule":"r","time":"2001-01-01T01:10:00Z","output_fields":{"z":1,"a":{"y":true,"b":null}},"tags":[]}',
+    );
+    assert.equal(
+      toSidekickJson(e),
+      '{"uuid":"3f1b0a3c-9f0e-4d4e-8a47-0c5e3f9f2a11","output":"o","priority":"Informational","rule":"r","time":"2001-01-01T01:10:00Z","output_fields":{"a":{"b":null,"y":true},"z":1},"source":"syscall"}',
+    );
+  });
+
+  it("escapes <, >, & and U+2028 as Go's encoder does, keeps number text", () => {
+    const e = parseFalcoEvent(
+      '{"uuid":"3f1b0a3c-9f0e-4d4e-8a47-0c5e3f9f2a11","output":"a<b>&c\u2028","priority":"Debug","rule":"r","time":"2026-01-01T00:00:00.120000000Z","output_fields":{"evt.time":1767225600120000000,"f":1.50},"tags":["b","a"],"hostname":"h"}',
+    );
+    assert.equal(
+      toSidekickJson(e),
+      '{"uuid":"3f1b0a3c-9f0e-4d4e-8a47-0c5e3f9f2a11","output":"a\\u003cb\\u003e\\u0026c\\u2028","priority":"Debug","rule":"r","time":"2026-01-01T00:00:00.12Z","output_fields":{"evt.time":1767225600120000000,"f":1.50},"source":"syscall","tags":["b","a"],"hostname":"h"}',
+    );
+  });
+
+  it("prints time as Go's RFC3339Nano", () => {
+    assert.equal(goTime('2026-01-01T00:00:00.000000000Z'), '2026-01-01T00:00:00Z');
+    assert.equal(goTime('2026-01-01T00:00:00.428114280Z'), '2026-01-01T00:00:00.42811428Z');
+    assert.equal(goTime('2026-01-01T01:00:00.5+01:00'), '2026-01-01T01:00:00.5+01:00');
+    assert.equal(goTime('2026-01-01T00:00:00+00:00'), '2026-01-01T00:00:00Z');
+  });
+});

@@ -1,0 +1,54 @@
+import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * The one Prometheus registry of a process. Everything that counts registers here; the ingest port's
+ * /metrics (and the exporter listener) serve it. Wrapped so a later move to @prometheus-io/client is
+ * one file.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+
+  /** Falcosidekick's `falcosecurity_falcosidekick_inputs_total{source="requests",status}`. */
+  readonly sidekickInputs = new Counter({
+    name: 'falcosecurity_falcosidekick_inputs_total',
+    help: 'Number of received requests (Falcosidekick compatible)',
+    labelNames: ['source', 'status'] as const,
+    registers: [this.registry],
+  });
+
+  /** Falcosidekick's `falcosecurity_falcosidekick_outputs_total{destination,status}`. */
+  readonly sidekickOutputs = new Counter({
+    name: 'falcosecurity_falcosidekick_outputs_total',
+    help: 'Number of delivery attempts per destination (Falcosidekick compatible)',
+    labelNames: ['destination', 'status'] as const,
+    registers: [this.registry],
+  });
+
+  /** Eyrie: events by ingest source (http, grpc, file, …) and outcome (accepted, rejected). */
+  readonly ingestEvents = new Counter({
+    name: 'eyrie_ingest_events_total',
+    help: 'Events received, by source and outcome',
+    labelNames: ['source', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  /** Eyrie: rejected requests by HTTP status and reason. */
+  readonly ingestRejections = new Counter({
+    name: 'eyrie_ingest_rejected_requests_total',
+    help: 'Ingest requests answered with an error, by status code and reason',
+    labelNames: ['code', 'reason'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+  }
+
+  async text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}

@@ -1,0 +1,124 @@
+import { EventError, toFalcoEvent, type FalcoEvent } from '../../event/falco-event.ts';
+import { parseJson, type JsonValue } from '../../event/json.ts';
+
+/** An ingest request that must be answered with an error status. */
+export class IngestError extends Error {
+  readonly status: number;
+  readonly reason: string;
+  readonly extra: object;
+  constructor(status: number, reason: string, message: string, extra: object = {}) {
+    super(message);
+    this.status = status;
+    this.reason = reason;
+    this.extra = extra;
+  }
+}
+
+export interface DecodedBody {
+  events: FalcoEvent[];
+  /** Events of a batch that were rejected, by position. */
+  errors: { index: number; message: string }[];
+  /** True for arrays and NDJSON, where some events may be accepted and others rejected. */
+  batch: boolean;
+}
+
+const TEXT_ALERT = /^\s*[0-9:]+\.[0-9]+:\s+(Emergency|Alert|Critical|Error|Warning|Notice|Informational|Debug)\b/i;
+
+function mediaType(contentType: string | undefined): string {
+  return (contentType ?? '').split(';', 1)[0]!.trim().toLowerCase();
+}
+
+function parseDocument(text: string, what: string): JsonValue {
+  try {
+    return parseJson(text);
+  } catch (err) {
+    throw new IngestError(400, 'invalid_json', `${what} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+/** falcosidekick-ui's ingest body `{event, outputs}` → the event inside. */
+function unwrapUiBody(value: JsonValue): JsonValue {
+  if (value === null || typeof value !== 'object' || Array.isArray(value) || !('event' in value)) {
+    throw new IngestError(400, 'invalid_event', 'expected falcosidekick-ui\'s body {"event": {…}, "outputs": […]}');
+  }
+  return value.event!;
+}
+
+function one(value: JsonValue): FalcoEvent {
+  try {
+    return toFalcoEvent(value);
+  } catch (err) {
+    if (err instanceof EventError) throw new IngestError(400, 'invalid_event', err.message);
+    throw err;
+  }
+}
+
+function many(values: JsonValue[]): DecodedBody {
+  const events: FalcoEvent[] = [];
+  const errors: { index: number; message: string }[] = [];
+  values.forEach((value, index) => {
+    try {
+      events.push(toFalcoEvent(looksLikeUiBody(value) ? unwrapUiBody(value) : value));
+    } catch (err) {
+      errors.push({ index, message: (err as Error).message });
+    }
+  });
+  return { events, errors, batch: true };
+}
+
+function looksLikeUiBody(value: JsonValue): boolean {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) && 'event' in value && !('rule' in value);
+}
+
+/**
+ * Decodes an ingest body: one Falco event (Falco's http_output), a JSON array or NDJSON of events
+ * (batch senders), or falcosidekick-ui's `{event, outputs}` (a Falcosidekick forwarding to us).
+ */
+export function decodeBody(body: unknown, contentType: string | undefined, shape: 'falco' | 'ui'): DecodedBody {
+  const text = typeof body === 'string' ? body : '';
+  const trimmed = text.trim();
+  if (trimmed === '') {
+    throw new IngestError(400, 'empty_body', 'request body is empty: send a Falco event as JSON');
+  }
+  const type = mediaType(contentType);
+  const first = trimmed[0];
+
+  if (type === 'text/plain' && first !== '{' && first !== '[') {
+    const hint = TEXT_ALERT.test(trimmed)
+      ? "this looks like Falco's text output: set json_output: true in falco.yaml so http_output sends JSON"
+      : 'expected a Falco event as JSON';
+    throw new IngestError(400, 'not_json', `text/plain body is not a JSON event: ${hint}`);
+  }
+
+  if (type === 'application/x-ndjson' || type === 'application/jsonl' || type === 'application/json-seq') {
+    const values: JsonValue[] = [];
+    const errors: { index: number; message: string }[] = [];
+    let index = 0;
+    for (const line of trimmed.split('\n')) {
+      const l = line.replace(/^\u001e/, '').trim();
+      if (l === '') continue;
+      try {
+        values.push(parseJson(l));
+      } catch (err) {
+        errors.push({ index, message: `line is not valid JSON: ${(err as Error).message}` });
+        values.push(null as never);
+      }
+      index++;
+    }
+    const decoded = many(values);
+    // Lines that failed to parse were pushed as null; replace their generic message with the parse error.
+    for (const e of errors) {
+      const slot = decoded.errors.find((d) => d.index === e.index);
+      if (slot) slot.message = e.message;
+    }
+    return decoded;
+  }
+
+  const value = parseDocument(trimmed, 'request body');
+  if (Array.isArray(value)) {
+    if (value.length === 0) throw new IngestError(400, 'empty_batch', 'the JSON array holds no events');
+    return many(value);
+  }
+  if (shape === 'ui' || looksLikeUiBody(value)) return { events: [one(unwrapUiBody(value))], errors: [], batch: false };
+  return { events: [one(value)], errors: [], batch: false };
+}
