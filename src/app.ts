@@ -3,8 +3,10 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { EyrieConfig } from './config/types.ts';
 import { Metrics } from './metrics/registry.ts';
+import { SidekickEventCounter } from './metrics/sidekick-events.ts';
 import { destinationTypes } from './destinations/registry.ts';
-import { DirectRouter, type Router } from './routing/router.ts';
+import type { Destination } from './destinations/types.ts';
+import { DeliveryEngine } from './delivery/engine.ts';
 import { Pipeline } from './routing/pipeline.ts';
 import { createEnricher } from './enrich/enrich.ts';
 import { buildIngestApp } from './sources/http/server.ts';
@@ -14,8 +16,8 @@ export interface RunningEyrie {
   config: EyrieConfig;
   metrics: Metrics;
   pipeline: Pipeline;
-  /** Bound addresses, e.g. { ingest: 'http://127.0.0.1:2801', plain: … }. */
-  addresses: Record<string, string>;
+  /** Bound addresses: the ingest listener, and the plain-HTTP one when TLS moves paths there. */
+  addresses: { ingest: string; plain?: string };
   close(): Promise<void>;
 }
 
@@ -25,10 +27,13 @@ function readTls(config: EyrieConfig): object {
     try {
       return readFileSync(file);
     } catch (err) {
-      throw new Error(`listen.tls.${what}: cannot read ${file}: ${(err as Error).message}`);
+      throw new Error(`listen.tls.${what}: cannot read ${file}: ${(err as Error).message}`, { cause: err });
     }
   };
-  const options: Record<string, unknown> = { cert: read(tls.cert_file, 'cert_file'), key: read(tls.key_file, 'key_file') };
+  const options: Record<string, unknown> = {
+    cert: read(tls.cert_file, 'cert_file'),
+    key: read(tls.key_file, 'key_file'),
+  };
   if (tls.require_client_cert) {
     options.ca = read(tls.client_ca_file, 'client_ca_file');
     // The handshake accepts any certificate; the ingest hook answers 401/403 so the sender sees why.
@@ -39,14 +44,28 @@ function readTls(config: EyrieConfig): object {
   return options;
 }
 
-function createRouter(config: EyrieConfig, metrics: Metrics, logger: Logger): Router {
-  const routes = config.destinations.map((d) => {
-    const type = destinationTypes.get(d.type);
-    if (!type) throw new Error(`destination ${d.name}: unknown type ${d.type}`);
-    const destination = type.create(d.options as never, { name: d.name, logger: logger.child({ destination: d.name }) });
-    return { config: d, destination };
-  });
-  return new DirectRouter(routes, metrics, logger.child({ component: 'router' }));
+function createDestinations(
+  config: EyrieConfig,
+  logger: Logger,
+): { config: EyrieConfig['destinations'][number]; destination: Destination }[] {
+  const created: { config: EyrieConfig['destinations'][number]; destination: Destination }[] = [];
+  try {
+    for (const d of config.destinations) {
+      const type = destinationTypes.get(d.type);
+      if (!type) throw new Error(`destination ${d.name}: unknown type ${d.type}`);
+      const destination = type.create(d.options as never, {
+        name: d.name,
+        logger: logger.child({ destination: d.name }),
+        request: d.request,
+        dataDir: config.storage.path,
+      });
+      created.push({ config: d, destination });
+    }
+  } catch (err) {
+    for (const c of created) void c.destination.close();
+    throw err;
+  }
+  return created;
 }
 
 async function listen(app: FastifyInstance, host: string, port: number, scheme: string): Promise<string> {
@@ -58,36 +77,73 @@ async function listen(app: FastifyInstance, host: string, port: number, scheme: 
 export async function startEyrie(config: EyrieConfig, logger: Logger): Promise<RunningEyrie> {
   const metrics = new Metrics();
   const enrich = createEnricher(config.enrich);
-  const router = createRouter(config, metrics, logger);
-  const pipeline = new Pipeline(enrich, router, logger.child({ component: 'pipeline' }));
+  const eventCounter = new SidekickEventCounter(
+    metrics,
+    config.enrich,
+    config.metrics.extra_labels,
+    config.metrics.max_series,
+  );
+  if (eventCounter.skippedLabels.length > 0) {
+    logger.warn(
+      { keys: eventCounter.skippedLabels },
+      'these fields are not valid Prometheus label names and are not metric labels',
+    );
+  }
+  const engine = new DeliveryEngine({
+    dataDir: config.storage.path,
+    delivery: config.delivery,
+    destinations: createDestinations(config, logger),
+    metrics,
+    logger: logger.child({ component: 'delivery' }),
+  });
+  const pipeline = new Pipeline(enrich, engine, logger.child({ component: 'pipeline' }), (e) =>
+    eventCounter.count(e),
+  );
+  const healthChecks = () => ({ journal: engine.journalHealth() });
   const tls = config.listen.tls;
   const plainPaths = new Set(tls.enabled ? tls.plain_paths : []);
 
   const apps: FastifyInstance[] = [];
-  const addresses: Record<string, string> = {};
-  const main = buildIngestApp({
-    config,
-    pipeline,
-    metrics,
-    logger,
-    tls: tls.enabled,
-    serves: (path) => !plainPaths.has(path),
-    ...(tls.enabled ? { serverOptions: { https: readTls(config) } } : {}),
-  });
-  apps.push(main);
+  const addresses: { ingest: string; plain?: string } = { ingest: '' };
   try {
-    addresses.ingest = await listen(main, config.listen.address, config.listen.port, tls.enabled ? 'https' : 'http');
+    const main = buildIngestApp({
+      config,
+      pipeline,
+      metrics,
+      logger,
+      healthChecks,
+      tls: tls.enabled,
+      serves: (path) => !plainPaths.has(path),
+      ...(tls.enabled ? { serverOptions: { https: readTls(config) } } : {}),
+    });
+    apps.push(main);
+    addresses.ingest = await listen(
+      main,
+      config.listen.address,
+      config.listen.port,
+      tls.enabled ? 'https' : 'http',
+    );
     if (plainPaths.size > 0) {
-      const plain = buildIngestApp({ config, pipeline, metrics, logger, serves: (path) => plainPaths.has(path) });
+      const plain = buildIngestApp({
+        config,
+        pipeline,
+        metrics,
+        logger,
+        healthChecks,
+        serves: (path) => plainPaths.has(path),
+      });
       apps.push(plain);
       addresses.plain = await listen(plain, config.listen.address, tls.plain_port, 'http');
     }
   } catch (err) {
     await Promise.allSettled(apps.map((a) => a.close()));
-    await router.close();
+    await engine.close();
     throw err;
   }
-  logger.info({ addresses, destinations: config.destinations.map((d) => `${d.name} (${d.type})`) }, 'eyrie is listening');
+  logger.info(
+    { addresses, destinations: config.destinations.map((d) => `${d.name} (${d.type})`) },
+    'eyrie is listening',
+  );
 
   let closing: Promise<void> | undefined;
   return {
@@ -97,9 +153,9 @@ export async function startEyrie(config: EyrieConfig, logger: Logger): Promise<R
     addresses,
     close() {
       closing ??= (async () => {
-        // Stop accepting first, then let in-flight deliveries finish.
+        // Stop accepting, then flush the journal and let in-flight sends finish.
         await Promise.allSettled(apps.map((a) => a.close()));
-        await router.close();
+        await engine.close();
       })();
       return closing;
     },

@@ -6,8 +6,11 @@ import { renderConfig, secretValues } from '../config/render.ts';
 import { createLogger } from '../util/logger.ts';
 import { startEyrie } from '../app.ts';
 import { sendEvents } from './send.ts';
+import { DeadLetters } from '../delivery/dead-letters.ts';
 
-const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -28,12 +31,19 @@ function load(file: string | undefined) {
 }
 
 const program = new Command();
-program.name('eyrie').description('Everything after Falco fires an alert').version(pkg.version, '-v, --version');
+program
+  .name('eyrie')
+  .description('Everything after Falco fires an alert')
+  .version(pkg.version, '-v, --version');
 
 program
   .command('serve')
   .description('run every role the config enables (ingest, routing, delivery)')
-  .option('-c, --config <file>', 'config file (native Eyrie YAML or a Falcosidekick config.yaml)', process.env.EYRIE_CONFIG)
+  .option(
+    '-c, --config <file>',
+    'config file (native Eyrie YAML or a Falcosidekick config.yaml)',
+    process.env.EYRIE_CONFIG,
+  )
   .action(async (opts: { config?: string }) => {
     const loaded = load(opts.config);
     const logger = createLogger(loaded.config.log, secretValues(loaded.config));
@@ -79,7 +89,9 @@ program
 
 program
   .command('send')
-  .description('post Falco events (NDJSON or a JSON array) from FILE or - (stdin); without FILE, the test event')
+  .description(
+    'post Falco events (NDJSON or a JSON array) from FILE or - (stdin); without FILE, the test event',
+  )
   .argument('[file]', 'events file, or - for stdin (Falco program_output)')
   .option('--url <url>', 'ingest URL', 'http://127.0.0.1:2801/')
   .option('--token <token>', 'bearer token (or EYRIE_TOKEN)', process.env.EYRIE_TOKEN)
@@ -90,7 +102,14 @@ program
   .action(
     async (
       file: string | undefined,
-      opts: { url: string; token?: string; batch?: number; concurrency: number; insecure?: boolean; progress: boolean },
+      opts: {
+        url: string;
+        token?: string;
+        batch?: number;
+        concurrency: number;
+        insecure?: boolean;
+        progress: boolean;
+      },
     ) => {
       const summary = await sendEvents(
         file,
@@ -112,6 +131,114 @@ program
       process.exitCode = summary.rejected + summary.failed > 0 ? 1 : 0;
     },
   );
+
+function openDeadLetters(opts: { config?: string; dataDir?: string }): DeadLetters {
+  const dataDir = opts.dataDir ?? load(opts.config).config.storage.path;
+  return new DeadLetters(dataDir);
+}
+
+function progressReporter(verb: string): (done: number, total: number) => void {
+  if (process.stderr.isTTY) {
+    return (done, total) => process.stderr.write(`\r${verb} ${done}/${total}`);
+  }
+  let last = 0;
+  return (done, total) => {
+    if (done === total || Date.now() - last > 2000) {
+      last = Date.now();
+      process.stderr.write(`${verb} ${done}/${total}\n`);
+    }
+  };
+}
+
+const dlq = program
+  .command('dlq')
+  .description('inspect, replay or purge dead letters (safe while Eyrie runs)');
+const dlqOptions = (cmd: Command) =>
+  cmd
+    .option('-c, --config <file>', 'config file (for storage.path)', process.env.EYRIE_CONFIG)
+    .option('--data-dir <dir>', 'data directory (overrides the config)')
+    .option('-d, --destination <name>', 'only this destination');
+
+dlqOptions(dlq.command('list').description('dead letters per destination, or the entries of one destination'))
+  .option('-n, --limit <n>', 'entries to show', positiveInt, 50)
+  .option('--json', 'JSON output')
+  .action(
+    (opts: { config?: string; dataDir?: string; destination?: string; limit: number; json?: boolean }) => {
+      const store = openDeadLetters(opts);
+      try {
+        if (opts.destination === undefined) {
+          const summary = store.summary();
+          if (opts.json) process.stdout.write(JSON.stringify(summary) + '\n');
+          else if (summary.length === 0) process.stdout.write('no dead letters\n');
+          else
+            for (const s of summary)
+              process.stdout.write(`${s.destination}\t${s.count}\toldest ${s.oldest}\tnewest ${s.newest}\n`);
+        } else {
+          const entries = store.list({ destination: opts.destination }, opts.limit);
+          if (opts.json) process.stdout.write(JSON.stringify(entries) + '\n');
+          else
+            for (const e of entries)
+              process.stdout.write(
+                `${e.id}\t${e.failedAt}\t${e.priority}\t${e.rule}\t${e.reason}\t${e.error}\n`,
+              );
+        }
+      } finally {
+        store.close();
+      }
+    },
+  );
+
+dlqOptions(
+  dlq
+    .command('show')
+    .description('one dead letter with its event')
+    .argument('<id>', 'dead letter id', positiveInt),
+).action((id: number, opts: { config?: string; dataDir?: string }) => {
+  const store = openDeadLetters(opts);
+  try {
+    const entry = store.show(id);
+    if (!entry) {
+      process.stderr.write(`no dead letter ${id}\n`);
+      process.exitCode = 1;
+      return;
+    }
+    process.stdout.write(JSON.stringify({ ...entry, event: undefined }, null, 2) + '\n' + entry.event + '\n');
+  } finally {
+    store.close();
+  }
+});
+
+dlqOptions(
+  dlq.command('replay').description('put dead letters back on their queues with a fresh retry budget'),
+)
+  .option('--id <ids...>', 'only these ids')
+  .action((opts: { config?: string; dataDir?: string; destination?: string; id?: string[] }) => {
+    const store = openDeadLetters(opts);
+    try {
+      const n = store.replay(
+        { destination: opts.destination, ids: opts.id?.map(Number) },
+        progressReporter('replayed'),
+      );
+      process.stdout.write(`${process.stderr.isTTY ? '\n' : ''}replayed ${n} dead letters\n`);
+    } finally {
+      store.close();
+    }
+  });
+
+dlqOptions(dlq.command('purge').description('delete dead letters'))
+  .option('--id <ids...>', 'only these ids')
+  .action((opts: { config?: string; dataDir?: string; destination?: string; id?: string[] }) => {
+    const store = openDeadLetters(opts);
+    try {
+      const n = store.purge(
+        { destination: opts.destination, ids: opts.id?.map(Number) },
+        progressReporter('purged'),
+      );
+      process.stdout.write(`${process.stderr.isTTY ? '\n' : ''}purged ${n} dead letters\n`);
+    } finally {
+      store.close();
+    }
+  });
 
 program
   .command('version')

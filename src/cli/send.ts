@@ -56,21 +56,28 @@ async function* readEvents(input: Readable): AsyncGenerator<string> {
  * Posts events to an Eyrie (or Falcosidekick) ingest URL: from a file, stdin (Falco's program_output)
  * or the built-in test event. Shows progress and returns what was accepted and rejected.
  */
-export async function sendEvents(source: string | undefined, options: SendOptions, log: (line: string) => void): Promise<SendSummary> {
+export async function sendEvents(
+  source: string | undefined,
+  options: SendOptions,
+  log: (line: string) => void,
+): Promise<SendSummary> {
   const summary: SendSummary = { sent: 0, accepted: 0, rejected: 0, failed: 0, errors: [] };
   const dispatcher = new Agent({
     connections: options.concurrency,
     headersTimeout: 30_000,
     bodyTimeout: 30_000,
-    connect: { rejectUnauthorized: !options.insecure },
+    connect: { rejectUnauthorized: options.insecure !== true },
   });
   const headers: Record<string, string> = { 'user-agent': 'eyrie-send' };
   if (options.token) headers.authorization = `Bearer ${options.token}`;
 
-  const showBar = options.progress ?? Boolean(process.stderr.isTTY);
+  const showBar = options.progress ?? process.stderr.isTTY;
   const bar = showBar
     ? new cliProgress.SingleBar(
-        { format: 'sending |{bar}| {value} events | accepted {accepted} rejected {rejected} failed {failed}', stream: process.stderr },
+        {
+          format: 'sending |{bar}| {value} events | accepted {accepted} rejected {rejected} failed {failed}',
+          stream: process.stderr,
+        },
         cliProgress.Presets.shades_classic,
       )
     : undefined;
@@ -81,7 +88,9 @@ export async function sendEvents(source: string | undefined, options: SendOption
     bar?.update(summary.accepted + summary.rejected + summary.failed, summary);
     if (!bar && Date.now() - lastLog > 5000) {
       lastLog = Date.now();
-      log(`progress: ${summary.sent} sent, ${summary.accepted} accepted, ${summary.rejected} rejected, ${summary.failed} failed`);
+      log(
+        `progress: ${summary.sent} sent, ${summary.accepted} accepted, ${summary.rejected} rejected, ${summary.failed} failed`,
+      );
     }
   };
 
@@ -98,13 +107,21 @@ export async function sendEvents(source: string | undefined, options: SendOption
       if (res.statusCode >= 200 && res.statusCode < 300) {
         let rejected = 0;
         if (!single && text !== '') {
-          const answer = JSON.parse(text) as { rejected?: number; errors?: { index: number; message: string }[] };
+          const answer = JSON.parse(text) as {
+            rejected?: number;
+            errors?: { index: number; message: string }[];
+          };
           rejected = answer.rejected ?? 0;
           for (const e of answer.errors ?? []) summary.errors.push(`event ${e.index}: ${e.message}`);
         }
         summary.accepted += lines.length - rejected;
         summary.rejected += rejected;
-      } else if (res.statusCode >= 400 && res.statusCode < 500 && res.statusCode !== 401 && res.statusCode !== 403) {
+      } else if (
+        res.statusCode >= 400 &&
+        res.statusCode < 500 &&
+        res.statusCode !== 401 &&
+        res.statusCode !== 403
+      ) {
         summary.rejected += lines.length;
         summary.errors.push(`HTTP ${res.statusCode}: ${text.slice(0, 300)}`);
       } else {

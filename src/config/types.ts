@@ -12,7 +12,20 @@ export interface EyrieConfig {
   metrics: MetricsConfig;
   log: LogConfig;
   storage: StorageConfig;
+  delivery: DeliveryConfig;
   destinations: DestinationConfig[];
+}
+
+/** The journal and delivery engine (global). */
+export interface DeliveryConfig {
+  /** Longest wait (ms) before a group commit of accepted events. Default 2 ms. */
+  commit_interval: number;
+  /** Commit at once when this many events are pending. Default 512. */
+  commit_max_events: number;
+  /** Refuse new events (503) when the database exceeds this many bytes; 0 = no cap. Default 10 GiB. */
+  disk_cap: number;
+  /** On SIGTERM, how long in-flight sends may take before exit (ms). Default 10 s. */
+  shutdown_timeout: number;
 }
 
 export interface ListenConfig {
@@ -65,6 +78,11 @@ export interface EnrichConfig {
 export interface MetricsConfig {
   /** Falcosidekick `prometheus.extralabels`: output fields added as labels. */
   extra_labels: string[];
+  /**
+   * Most label series of each per-event counter (pod names make them unbounded): past it, new series
+   * are not created and the events are counted in eyrie_metrics_series_overflow_total. 0 = no cap.
+   */
+  max_series: number;
 }
 
 export interface LogConfig {
@@ -78,8 +96,97 @@ export interface StorageConfig {
   path: string;
 }
 
+/** A condition on one output field (any that are given must all hold). */
+export interface FieldCondition {
+  equals?: string | number | boolean | null;
+  in?: (string | number | boolean | null)[];
+  not_in?: (string | number | boolean | null)[];
+  /** JavaScript regular expression source, matched against the field's string form. */
+  regex?: string;
+  /** true: the field is present and not null; false: absent or null. */
+  exists?: boolean;
+}
+
+/** Which events a destination receives. Every given criterion must hold (AND). */
 export interface DestinationFilterConfig {
   minimum_priority?: Priority;
+  /** Rule names or globs (`*`, `?`); the event's rule must match one. */
+  rules?: string[];
+  /** Rule names or globs that are never delivered (checked after `rules`). */
+  exclude_rules?: string[];
+  sources?: string[];
+  tags?: { any?: string[]; all?: string[]; none?: string[] };
+  /** Hostnames or globs. */
+  hostnames?: string[];
+  /** Output field name → condition, e.g. `k8s.ns.name: { not_in: [kube-system] }`. */
+  fields?: Record<string, FieldCondition>;
+  /** A CEL expression over `event` (rule, priority, source, hostname, tags, output, output_fields, time). */
+  cel?: string;
+}
+
+/** Drop identical events (same rule + chosen fields) seen within a window. */
+export interface DedupConfig {
+  /** Milliseconds. */
+  window: number;
+  /** Output fields that, with the rule, make two events identical. Empty = rule + output. */
+  fields: string[];
+}
+
+/** Per-destination durable queue. */
+export interface QueueConfig {
+  /** Sends in flight at once for this destination. */
+  concurrency: number;
+  max_events: number;
+  /** Bytes of queued event bodies. */
+  max_bytes: number;
+  when_full: 'drop_oldest' | 'drop_newest';
+  /** How long a claimed entry stays invisible to other workers (ms). */
+  lease: number;
+}
+
+export interface BatchConfig {
+  max_events: number;
+  max_bytes: number;
+  /** Longest wait (ms) for a batch to fill before sending what there is. */
+  timeout: number;
+}
+
+export interface RetryConfig {
+  /** First backoff (ms). */
+  initial_interval: number;
+  max_interval: number;
+  multiplier: number;
+  /** Random spread of each backoff, 0–1 (0.2 = ±20 %). */
+  jitter: number;
+  /** 0 = unlimited attempts (bounded by max_elapsed_time). */
+  max_attempts: number;
+  /** Give up after this long since the first attempt (ms); 0 = unlimited. */
+  max_elapsed_time: number;
+  /** HTTP statuses retried in addition to / instead of the defaults (network errors, 408, 425, 429, 5xx but 501). */
+  retryable_statuses?: number[];
+  /** HTTP statuses sent straight to dead letters, overriding the defaults. */
+  permanent_statuses?: number[];
+}
+
+/** Shared transport options of HTTP-based destinations. */
+export interface RequestConfig {
+  /** Whole-request timeout (ms). */
+  timeout: number;
+  connect_timeout: number;
+  headers: Record<string, string>;
+  tls: {
+    /** Verify the server certificate (Falcosidekick `checkcert`). */
+    verify: boolean;
+    ca_file: string;
+    /** Client certificate for mutual TLS (Falcosidekick `mutualtls` + `mutualtlsclient`). */
+    cert_file: string;
+    key_file: string;
+  };
+  /** Proxy URL; '' = from HTTP(S)_PROXY / NO_PROXY. */
+  proxy: string;
+  auth: { username: string; password: string; bearer_token: string };
+  /** gzip request bodies. */
+  gzip: boolean;
 }
 
 /** One entry of the named destination list; type-specific options sit beside the common keys. */
@@ -87,6 +194,16 @@ export interface DestinationConfig {
   name: string;
   type: string;
   filter: DestinationFilterConfig;
+  /** `disk` (default): journaled, survives crashes. `memory`: for noisy low-value sinks. */
+  durability: 'disk' | 'memory';
+  queue: QueueConfig;
+  /** The type's default batch policy, overridable; max_events 1 for types that do not batch. */
+  batch: BatchConfig;
+  retry: RetryConfig;
+  request: RequestConfig;
+  /** Name of the destination that takes events this one gives up on (instead of dead letters). */
+  fallback?: string;
+  dedup?: DedupConfig;
   /** Type-specific options, validated by the type's own schema. */
   options: Record<string, unknown>;
 }

@@ -1,18 +1,27 @@
 import type { TSchema } from 'typebox';
 import type { FalcoEvent } from '../event/falco-event.ts';
 import type { Logger } from 'pino';
+import type { BatchConfig, RequestConfig } from '../config/types.ts';
 
 /** What a destination type's sender gets at start. */
 export interface DestinationContext {
   name: string;
   logger: Logger;
+  /** Resolved shared transport options (timeouts, TLS, proxy, auth, headers) for HTTP-based types. */
+  request: RequestConfig;
+  /** Eyrie's data directory, for types that keep local state. */
+  dataDir: string;
 }
 
 /** A running destination instance. */
 export interface Destination {
   readonly name: string;
   readonly type: string;
-  /** Delivers events; throws on failure (the delivery engine classifies and retries). */
+  /**
+   * Delivers events (one, or a batch when the type batches). Resolves on success; throws on failure:
+   * HttpStatusError, PermanentError or RetryableError from src/delivery/errors.ts, or any network error
+   * (the delivery engine classifies, retries, dead-letters).
+   */
   send(events: readonly FalcoEvent[]): Promise<void>;
   close(): Promise<void>;
 }
@@ -25,6 +34,19 @@ export interface SidekickMapping {
   enabledBy: string;
   /** Section keys (lower-case, as viper sees them) → native option names. Unlisted keys are errors. */
   keys: Record<string, string>;
+  /**
+   * Section keys that set the destination's shared transport options (`request`, a RequestConfig)
+   * rather than type options: key → dotted RequestConfig path, e.g. `checkcert` → `tls.verify`.
+   * Two values are not paths but instructions for the loader:
+   * - `mutual_tls`: when true, set `tls.cert_file`/`tls.key_file` from Falcosidekick's global
+   *   `mutualtlsclient.certfile`/`keyfile` (default `<mutualtlsfilespath>/client.crt|client.key`) and
+   *   add `mutualtlsclient.cacertfile` (default `<mutualtlsfilespath>/ca.crt`) as `tls.ca_file`;
+   *   Falcosidekick then ignores `checkcert` (verification stays on).
+   * - `queue.concurrency`: a path into the destination entry (not `request`), for
+   *   `maxconcurrentrequests` (Falcosidekick's per-output in-flight limit; 0 = unlimited).
+   * Global `tlsclient.cacertfile` applies to every HTTP destination as `tls.ca_file`.
+   */
+  requestKeys?: Record<string, string>;
 }
 
 /** One module per destination type implements this. */
@@ -35,5 +57,7 @@ export interface DestinationType<Options = Record<string, unknown>> {
   /** Option names that hold secrets (masked by `eyrie check`, redacted in logs). */
   readonly secretOptions: readonly string[];
   readonly sidekick?: SidekickMapping;
+  /** Default batch policy for types that send several events per request; absent = one event per send. */
+  readonly batch?: BatchConfig;
   create(options: Options, context: DestinationContext): Destination;
 }

@@ -1,6 +1,13 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseFalcoEvent, toFalcoEvent, EventError, timeToNanos, normalizeTime, testEvent } from './falco-event.ts';
+import {
+  parseFalcoEvent,
+  toFalcoEvent,
+  EventError,
+  timeToNanos,
+  normalizeTime,
+  testEvent,
+} from './falco-event.ts';
 import { ExactNumber, parseJson } from './json.ts';
 import { toSidekickJson } from './sidekick-json.ts';
 import { generateEvents } from '../../test/helpers/events.ts';
@@ -32,7 +39,9 @@ describe('Falco event parser', () => {
   });
 
   it('accepts Falco versions without hostname, source or tags (defaults: syscall, no tags)', () => {
-    const e = parseFalcoEvent('{"output":"x","priority":"Error","rule":"R","time":"2019-01-01T00:00:00.5Z","output_fields":{"a":1}}');
+    const e = parseFalcoEvent(
+      '{"output":"x","priority":"Error","rule":"R","time":"2019-01-01T00:00:00.5Z","output_fields":{"a":1}}',
+    );
     assert.equal(e.source, 'syscall');
     assert.deepEqual(e.tags, []);
     assert.equal(e.hostname, undefined);
@@ -82,7 +91,11 @@ describe('Falco event parser', () => {
       [{ ...base, hostname: 5 }, /"hostname" must be a string/],
     ];
     for (const [input, message] of cases) {
-      assert.throws(() => toFalcoEvent(input), (err: unknown) => err instanceof EventError && message.test(err.message), JSON.stringify(input));
+      assert.throws(
+        () => toFalcoEvent(input),
+        (err: unknown) => err instanceof EventError && message.test(err.message),
+        JSON.stringify(input),
+      );
     }
     assert.throws(() => toFalcoEvent([1]), /must be a JSON object/);
     assert.throws(() => parseFalcoEvent('{"rule":'), /not valid JSON/);
@@ -90,8 +103,16 @@ describe('Falco event parser', () => {
 
   it('keeps a valid incoming uuid and replaces an invalid one', () => {
     const uuid = '3f1b0a3c-9f0e-4d4e-8a47-0c5e3f9f2a11';
-    assert.equal(toFalcoEvent({ uuid, priority: 'Debug', rule: 'r', time: '2026-01-01T00:00:00Z' }).uuid, uuid);
-    const replaced = toFalcoEvent({ uuid: 'nope', priority: 'Debug', rule: 'r', time: '2026-01-01T00:00:00Z' }).uuid;
+    assert.equal(
+      toFalcoEvent({ uuid, priority: 'Debug', rule: 'r', time: '2026-01-01T00:00:00Z' }).uuid,
+      uuid,
+    );
+    const replaced = toFalcoEvent({
+      uuid: 'nope',
+      priority: 'Debug',
+      rule: 'r',
+      time: '2026-01-01T00:00:00Z',
+    }).uuid;
     assert.notEqual(replaced, 'nope');
     assert.match(replaced, /^[0-9a-f]{8}-[0-9a-f]{4}-4/);
   });
@@ -114,7 +135,9 @@ describe('Falco event parser', () => {
     let withTime = 0;
     for (const line of lines) {
       const e = parseFalcoEvent(line);
-      const raw = JSON.parse(line.replace(/"evt\.time":(\d+)/, '"evt.time":"$1"')) as { output_fields: Record<string, unknown> };
+      const raw = JSON.parse(line.replace(/"evt\.time":(\d+)/, '"evt.time":"$1"')) as {
+        output_fields: Record<string, unknown>;
+      };
       const rawTime = raw.output_fields['evt.time'];
       if (typeof rawTime === 'string') {
         withTime++;
@@ -128,7 +151,17 @@ describe('Falco event parser', () => {
 
   it('round-trips each edge-case variant', () => {
     const lines = generateEvents(4000, { edgeCases: true, seed: 7 });
-    const seen = { lowercase: 0, info: 0, noHost: 0, noTags: 0, unicode: 0, large: 0, nullPod: 0, bracket: 0, emptyOutput: 0 };
+    const seen = {
+      lowercase: 0,
+      info: 0,
+      noHost: 0,
+      noTags: 0,
+      unicode: 0,
+      large: 0,
+      nullPod: 0,
+      bracket: 0,
+      emptyOutput: 0,
+    };
     for (const line of lines) {
       const raw = parseJson(line) as Record<string, unknown>;
       const e = parseFalcoEvent(line);

@@ -52,7 +52,14 @@ export function normalizeTime(text: string): string | undefined {
     const [zh, zm] = zone!.slice(1).split(':').map(Number);
     if (zh! > 23 || zm! > 59) return undefined;
   }
-  if (Number(y) === 1 && Number(mo) === 1 && day === 1 && Number(h) === 0 && Number(mi) === 0 && Number(s) === 0) {
+  if (
+    Number(y) === 1 &&
+    Number(mo) === 1 &&
+    day === 1 &&
+    Number(h) === 0 &&
+    Number(mi) === 0 &&
+    Number(s) === 0
+  ) {
     return undefined; // Go's zero time, which Falcosidekick rejects
   }
   return text.toUpperCase();
@@ -94,13 +101,14 @@ function describe(v: unknown): string {
  * Accepts every shape Falco has emitted (0.18 to 0.44+), Falcosidekick's re-emitted events
  * (with `uuid`) and falcosidekick-ui's stored ones.
  */
-export function toFalcoEvent(value: JsonValue | unknown): FalcoEvent {
+export function toFalcoEvent(value: unknown): FalcoEvent {
   if (!isPlainObject(value)) {
     throw new EventError(`a Falco event must be a JSON object, got ${describe(value)}`);
   }
   const rule = value.rule;
   if (rule === undefined || rule === null || rule === '') throw new EventError('missing "rule"', 'rule');
-  if (typeof rule !== 'string') throw new EventError(`"rule" must be a string, got ${describe(rule)}`, 'rule');
+  if (typeof rule !== 'string')
+    throw new EventError(`"rule" must be a string, got ${describe(rule)}`, 'rule');
 
   const rawPriority = value.priority;
   if (rawPriority === undefined || rawPriority === null || rawPriority === '') {
@@ -118,8 +126,10 @@ export function toFalcoEvent(value: JsonValue | unknown): FalcoEvent {
   }
 
   const rawTime = value.time;
-  if (rawTime === undefined || rawTime === null || rawTime === '') throw new EventError('missing "time"', 'time');
-  if (typeof rawTime !== 'string') throw new EventError(`"time" must be an RFC 3339 string, got ${describe(rawTime)}`, 'time');
+  if (rawTime === undefined || rawTime === null || rawTime === '')
+    throw new EventError('missing "time"', 'time');
+  if (typeof rawTime !== 'string')
+    throw new EventError(`"time" must be an RFC 3339 string, got ${describe(rawTime)}`, 'time');
   const time = normalizeTime(rawTime);
   if (time === undefined) {
     throw new EventError(`"time" is not an RFC 3339 timestamp: "${rawTime.slice(0, 64)}"`, 'time');
@@ -134,9 +144,11 @@ export function toFalcoEvent(value: JsonValue | unknown): FalcoEvent {
   let tags: string[] = [];
   const rawTags = value.tags;
   if (rawTags !== undefined && rawTags !== null) {
-    if (!Array.isArray(rawTags)) throw new EventError(`"tags" must be an array of strings, got ${describe(rawTags)}`, 'tags');
+    if (!Array.isArray(rawTags))
+      throw new EventError(`"tags" must be an array of strings, got ${describe(rawTags)}`, 'tags');
     for (const t of rawTags) {
-      if (typeof t !== 'string') throw new EventError(`"tags" must be an array of strings, found ${describe(t)}`, 'tags');
+      if (typeof t !== 'string')
+        throw new EventError(`"tags" must be an array of strings, found ${describe(t)}`, 'tags');
     }
     tags = rawTags as string[];
   }
@@ -148,7 +160,8 @@ export function toFalcoEvent(value: JsonValue | unknown): FalcoEvent {
   if (rule === TEST_RULE) source = 'internal';
 
   const incomingUuid = value.uuid;
-  const uuid = typeof incomingUuid === 'string' && UUID.test(incomingUuid) ? incomingUuid.toLowerCase() : randomUUID();
+  const uuid =
+    typeof incomingUuid === 'string' && UUID.test(incomingUuid) ? incomingUuid.toLowerCase() : randomUUID();
 
   const event: FalcoEvent = { uuid, output, priority, rule, time, output_fields: outputFields, source, tags };
   if (hostname !== undefined && hostname !== '') event.hostname = hostname;

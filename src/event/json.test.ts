@@ -32,7 +32,14 @@ describe('lossless JSON', () => {
   });
 
   it('rejects malformed numbers and documents as JSON.parse does', () => {
-    for (const bad of ['{"a":1.2.3}', '{"a":12345678901234567890x}', '{"a":01}', '{"a":"x', '{"a":1e}', '[--1]']) {
+    for (const bad of [
+      '{"a":1.2.3}',
+      '{"a":12345678901234567890x}',
+      '{"a":01}',
+      '{"a":"x',
+      '{"a":1e}',
+      '[--1]',
+    ]) {
       assert.throws(() => parseJson(bad), SyntaxError, bad);
     }
   });
@@ -46,5 +53,16 @@ describe('lossless JSON', () => {
   it('containsExact finds nested exact numbers', () => {
     assert.equal(containsExact(parseJson('{"a":{"b":[1,2,3]}}')), false);
     assert.equal(containsExact(parseJson('{"a":{"b":[1,99999999999999999]}}')), true);
+  });
+});
+
+describe('lossless JSON limits', () => {
+  it('refuses documents nested deeper than MAX_DEPTH', async () => {
+    const { MAX_DEPTH } = await import('./json.ts');
+    const ok = '['.repeat(MAX_DEPTH) + ']'.repeat(MAX_DEPTH);
+    assert.doesNotThrow(() => parseJson(ok));
+    const deep = '{"a":' + '['.repeat(MAX_DEPTH) + ']'.repeat(MAX_DEPTH) + '}';
+    assert.throws(() => parseJson(deep), /nested deeper than 64/);
+    assert.throws(() => parseJson('['.repeat(100_000)), /nested deeper/);
   });
 });

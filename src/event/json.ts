@@ -30,7 +30,8 @@ export class ExactNumber {
   }
 }
 
-export type JsonValue = string | number | boolean | null | ExactNumber | JsonValue[] | { [key: string]: JsonValue };
+export type JsonValue =
+  string | number | boolean | null | ExactNumber | JsonValue[] | { [key: string]: JsonValue };
 export type JsonObject = { [key: string]: JsonValue };
 
 // A per-process random mark, so a client cannot forge a marked string that turns into a number.
@@ -46,14 +47,35 @@ function isNumberChar(c: number): boolean {
   return (c >= 48 && c <= 57) || c === DOT || c === 101 || c === 69 || c === 43 || c === MINUS;
 }
 
-/** Wraps number tokens that a JS number would alter in marked strings; returns the input if none. */
+/** Deeper documents are refused: every later stage (serializers, templates) may recurse over them. */
+export const MAX_DEPTH = 64;
+const OPEN_BRACE = 123;
+const OPEN_BRACKET = 91;
+const CLOSE_BRACE = 125;
+const CLOSE_BRACKET = 93;
+
+/**
+ * Wraps number tokens that a JS number would alter in marked strings; returns undefined if none.
+ * Also enforces MAX_DEPTH, since it walks every structural character anyway.
+ */
 function markInexactNumbers(text: string): string | undefined {
   let parts: string[] | undefined;
   let last = 0;
   let i = 0;
+  let depth = 0;
   const n = text.length;
   while (i < n) {
     const c = text.charCodeAt(i);
+    if (c === OPEN_BRACE || c === OPEN_BRACKET) {
+      if (++depth > MAX_DEPTH) throw new SyntaxError(`JSON nested deeper than ${MAX_DEPTH} levels`);
+      i++;
+      continue;
+    }
+    if (c === CLOSE_BRACE || c === CLOSE_BRACKET) {
+      depth--;
+      i++;
+      continue;
+    }
     if (c === QUOTE) {
       // Jump to the closing quote, skipping escaped ones.
       let j = text.indexOf('"', i + 1);

@@ -40,6 +40,14 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Events not counted because a per-event counter reached `metrics.max_series`. */
+  readonly seriesOverflow = new Counter({
+    name: 'eyrie_metrics_series_overflow_total',
+    help: 'Events not counted in a per-event metric because it reached metrics.max_series label series',
+    labelNames: ['metric'] as const,
+    registers: [this.registry],
+  });
+
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }

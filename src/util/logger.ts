@@ -18,7 +18,11 @@ const REDACT_PATHS = [
  * pino with secret redaction. `secrets` are literal values (tokens, passwords, webhook URLs) that are
  * replaced wherever they occur inside a log line, whatever the key.
  */
-export function createLogger(config: LogConfig, secrets: readonly string[] = [], destination?: NodeJS.WritableStream): Logger {
+export function createLogger(
+  config: LogConfig,
+  secrets: readonly string[] = [],
+  destination?: NodeJS.WritableStream,
+): Logger {
   const options: LoggerOptions = {
     level: config.level,
     base: { service: 'eyrie' },
@@ -28,11 +32,14 @@ export function createLogger(config: LogConfig, secrets: readonly string[] = [],
   const literal = secrets.filter((s) => s.length >= 4);
   if (literal.length > 0) {
     options.hooks = {
-      streamWrite: (line: string) => literal.reduce((text, secret) => text.split(secret).join('[redacted]'), line),
+      streamWrite: (line: string) =>
+        literal.reduce((text, secret) => text.split(secret).join('[redacted]'), line),
     };
   }
   if (config.format === 'pretty' && destination === undefined) {
     return pino({ ...options, transport: { target: 'pino-pretty', options: { destination: 2 } } });
   }
-  return destination ? pino(options, destination as never) : pino(options, pino.destination({ dest: 2, sync: false }));
+  return destination
+    ? pino(options, destination as never)
+    : pino(options, pino.destination({ dest: 2, sync: false }));
 }

@@ -22,7 +22,9 @@ export interface DecodedBody {
   batch: boolean;
 }
 
-const TEXT_ALERT = /^\s*[0-9:]+\.[0-9]+:\s+(Emergency|Alert|Critical|Error|Warning|Notice|Informational|Debug)\b/i;
+const RECORD_SEPARATOR = String.fromCharCode(0x1e);
+const TEXT_ALERT =
+  /^\s*[0-9:]+\.[0-9]+:\s+(Emergency|Alert|Critical|Error|Warning|Notice|Informational|Debug)\b/i;
 
 function mediaType(contentType: string | undefined): string {
   return (contentType ?? '').split(';', 1)[0]!.trim().toLowerCase();
@@ -39,7 +41,11 @@ function parseDocument(text: string, what: string): JsonValue {
 /** falcosidekick-ui's ingest body `{event, outputs}` → the event inside. */
 function unwrapUiBody(value: JsonValue): JsonValue {
   if (value === null || typeof value !== 'object' || Array.isArray(value) || !('event' in value)) {
-    throw new IngestError(400, 'invalid_event', 'expected falcosidekick-ui\'s body {"event": {…}, "outputs": […]}');
+    throw new IngestError(
+      400,
+      'invalid_event',
+      'expected falcosidekick-ui\'s body {"event": {…}, "outputs": […]}',
+    );
   }
   return value.event!;
 }
@@ -67,14 +73,24 @@ function many(values: JsonValue[]): DecodedBody {
 }
 
 function looksLikeUiBody(value: JsonValue): boolean {
-  return value !== null && typeof value === 'object' && !Array.isArray(value) && 'event' in value && !('rule' in value);
+  return (
+    value !== null &&
+    typeof value === 'object' &&
+    !Array.isArray(value) &&
+    'event' in value &&
+    !('rule' in value)
+  );
 }
 
 /**
  * Decodes an ingest body: one Falco event (Falco's http_output), a JSON array or NDJSON of events
  * (batch senders), or falcosidekick-ui's `{event, outputs}` (a Falcosidekick forwarding to us).
  */
-export function decodeBody(body: unknown, contentType: string | undefined, shape: 'falco' | 'ui'): DecodedBody {
+export function decodeBody(
+  body: unknown,
+  contentType: string | undefined,
+  shape: 'falco' | 'ui',
+): DecodedBody {
   const text = typeof body === 'string' ? body : '';
   const trimmed = text.trim();
   if (trimmed === '') {
@@ -95,13 +111,14 @@ export function decodeBody(body: unknown, contentType: string | undefined, shape
     const errors: { index: number; message: string }[] = [];
     let index = 0;
     for (const line of trimmed.split('\n')) {
-      const l = line.replace(/^\u001e/, '').trim();
+      // RFC 7464 JSON text sequences start each record with RS (0x1E).
+      const l = (line.startsWith(RECORD_SEPARATOR) ? line.slice(1) : line).trim();
       if (l === '') continue;
       try {
         values.push(parseJson(l));
       } catch (err) {
         errors.push({ index, message: `line is not valid JSON: ${(err as Error).message}` });
-        values.push(null as never);
+        values.push(null);
       }
       index++;
     }
@@ -119,6 +136,7 @@ export function decodeBody(body: unknown, contentType: string | undefined, shape
     if (value.length === 0) throw new IngestError(400, 'empty_batch', 'the JSON array holds no events');
     return many(value);
   }
-  if (shape === 'ui' || looksLikeUiBody(value)) return { events: [one(unwrapUiBody(value))], errors: [], batch: false };
+  if (shape === 'ui' || looksLikeUiBody(value))
+    return { events: [one(unwrapUiBody(value))], errors: [], batch: false };
   return { events: [one(value)], errors: [], batch: false };
 }

@@ -2,13 +2,20 @@ import { Transform, type Readable } from 'node:stream';
 import { createGunzip, createInflate } from 'node:zlib';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import Fastify, {
+  LogController,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifyServerOptions,
+} from 'fastify';
 import type { Logger } from 'pino';
 import type { EyrieConfig } from '../../config/types.ts';
 import type { Metrics } from '../../metrics/registry.ts';
 import type { Pipeline } from '../../routing/pipeline.ts';
 import { decodeBody, IngestError } from './decode.ts';
 import { testEvent } from '../../event/falco-event.ts';
+import { JournalUnavailableError } from '../../delivery/journal.ts';
 
 export interface IngestAppOptions {
   config: EyrieConfig;
@@ -47,7 +54,11 @@ function decompress(request: FastifyRequest, payload: Readable): Readable {
   const encoding = (request.headers['content-encoding'] ?? 'identity').toLowerCase().trim();
   if (encoding === 'identity' || encoding === '') return payload;
   if (encoding !== 'gzip' && encoding !== 'x-gzip' && encoding !== 'deflate') {
-    throw new IngestError(415, 'unsupported_encoding', `Content-Encoding "${encoding}" is not supported: use gzip, deflate or none`);
+    throw new IngestError(
+      415,
+      'unsupported_encoding',
+      `Content-Encoding "${encoding}" is not supported: use gzip, deflate or none`,
+    );
   }
   const inflater = encoding === 'deflate' ? createInflate() : createGunzip();
   const counter = new CountingGunzip({
@@ -59,7 +70,11 @@ function decompress(request: FastifyRequest, payload: Readable): Readable {
   const output = payload.pipe(counter).pipe(inflater) as Readable & { receivedEncodedLength?: number };
   Object.defineProperty(output, 'receivedEncodedLength', { get: () => counter.receivedEncodedLength });
   inflater.on('error', (err) => {
-    Object.assign(err, { statusCode: 400, code: 'EYRIE_BAD_GZIP', message: `request body is not valid ${encoding}: ${err.message}` });
+    Object.assign(err, {
+      statusCode: 400,
+      code: 'EYRIE_BAD_GZIP',
+      message: `request body is not valid ${encoding}: ${err.message}`,
+    });
   });
   return output;
 }
@@ -77,7 +92,8 @@ export function buildIngestApp(options: IngestAppOptions): FastifyInstance {
 
   const app = Fastify({
     loggerInstance: logger.child({ component: 'ingest' }),
-    disableRequestLogging: true,
+    // Per-request lines would dominate the log at ingest rates; errors are logged by our handler.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.listen.body_limit,
     keepAliveTimeout: config.listen.keep_alive_timeout,
     // Falco keeps one connection open; never cap the number of requests per connection.
@@ -86,7 +102,13 @@ export function buildIngestApp(options: IngestAppOptions): FastifyInstance {
     ...options.serverOptions,
   } as FastifyServerOptions);
 
-  const reject = (reply: FastifyReply, status: number, reason: string, message: string, extra: object = {}) => {
+  const reject = (
+    reply: FastifyReply,
+    status: number,
+    reason: string,
+    message: string,
+    extra: object = {},
+  ) => {
     metrics.ingestRejections.inc({ code: String(status), reason });
     return reply.code(status).send({ statusCode: status, error: reason, message, ...extra });
   };
@@ -112,14 +134,24 @@ export function buildIngestApp(options: IngestAppOptions): FastifyInstance {
       return;
     }
     if (options.tls && config.listen.tls.require_client_cert) {
-      const socket = request.raw.socket as TLSSocket;
+      const socket = request.raw.socket as unknown as Partial<TLSSocket>;
       const cert = socket.getPeerCertificate?.();
       if (!cert || Object.keys(cert).length === 0) {
-        void reject(reply, 401, 'client_certificate_required', 'a client certificate is required (mutual TLS)');
+        void reject(
+          reply,
+          401,
+          'client_certificate_required',
+          'a client certificate is required (mutual TLS)',
+        );
         return;
       }
       if (!socket.authorized) {
-        void reject(reply, 403, 'client_certificate_rejected', `client certificate rejected: ${String(socket.authorizationError)}`);
+        void reject(
+          reply,
+          403,
+          'client_certificate_rejected',
+          `client certificate rejected: ${String(socket.authorizationError)}`,
+        );
         return;
       }
     }
@@ -141,19 +173,38 @@ export function buildIngestApp(options: IngestAppOptions): FastifyInstance {
   });
 
   app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, _request, reply) => {
-    if (error instanceof IngestError) return reject(reply, error.status, error.reason, error.message, error.extra);
+    if (error instanceof IngestError)
+      return reject(reply, error.status, error.reason, error.message, error.extra);
+    if (error instanceof JournalUnavailableError) {
+      // Never a 200 for what is not on disk. Falco counts any answer as delivered, so say it loudly.
+      logger.error({ err: error }, 'journal unavailable: refusing events');
+      return reject(reply, 503, 'journal_unavailable', error.message);
+    }
     if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-      return reject(reply, 413, 'body_too_large', `request body exceeds the limit of ${config.listen.body_limit} bytes`);
+      return reject(
+        reply,
+        413,
+        'body_too_large',
+        `request body exceeds the limit of ${config.listen.body_limit} bytes`,
+      );
     }
     if (error.code === 'EYRIE_BAD_GZIP' || error.code === 'Z_DATA_ERROR' || error.code === 'Z_BUF_ERROR') {
       return reject(reply, 400, 'bad_encoding', error.message);
     }
-    const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
+    const status =
+      error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
     if (status === 500) logger.error({ err: error }, 'ingest request failed');
-    return reject(reply, status, status === 500 ? 'internal_error' : (error.code ?? 'bad_request'), error.message);
+    return reject(
+      reply,
+      status,
+      status === 500 ? 'internal_error' : (error.code ?? 'bad_request'),
+      error.message,
+    );
   });
 
-  app.setNotFoundHandler((request, reply) => reject(reply, 404, 'not_found', `no route ${request.method} ${request.url}`));
+  app.setNotFoundHandler((request, reply) =>
+    reject(reply, 404, 'not_found', `no route ${request.method} ${request.url}`),
+  );
 
   const ingest = async (request: FastifyRequest, reply: FastifyReply, shape: 'falco' | 'ui') => {
     let decoded;
@@ -168,7 +219,9 @@ export function buildIngestApp(options: IngestAppOptions): FastifyInstance {
       metrics.sidekickInputs.inc({ source: 'requests', status: 'rejected' });
       metrics.ingestEvents.inc({ source: 'http', outcome: 'rejected' }, errors.length);
       const first = errors[0]!;
-      const message = batch ? `no valid event in the batch (first problem: event ${first.index}: ${first.message})` : first.message;
+      const message = batch
+        ? `no valid event in the batch (first problem: event ${first.index}: ${first.message})`
+        : first.message;
       return reject(reply, 400, 'invalid_event', message, batch ? { errors } : {});
     }
     await pipeline.accept(events, 'http');
@@ -218,7 +271,12 @@ export function buildIngestApp(options: IngestAppOptions): FastifyInstance {
       url: path,
       handler: (request, reply) => {
         void reply.header('allow', methods.join(', '));
-        return reject(reply, 405, 'method_not_allowed', `${request.method} is not allowed on ${path}: use ${methods.join(' or ')}`);
+        return reject(
+          reply,
+          405,
+          'method_not_allowed',
+          `${request.method} is not allowed on ${path}: use ${methods.join(' or ')}`,
+        );
       },
     });
   }

@@ -1,0 +1,30 @@
+import { allowedTypes, itemsOf } from './json-schema.ts';
+import type { JsonSchema } from './json-schema.ts';
+
+const TRUE = new Set(['true', 't', '1', 'yes', 'on']);
+const FALSE = new Set(['false', 'f', '0', 'no', 'off']);
+
+/**
+ * Turns text (an env var, or a string where Falcosidekick's weakly typed viper would accept one) into the
+ * type `schema` wants. Text that does not fit is returned unchanged, so schema validation reports it with
+ * the usual message.
+ */
+export function coerceText(text: string, schema: JsonSchema): unknown {
+  const types = allowedTypes(schema);
+  const trimmed = text.trim();
+  if (types.includes('array')) {
+    const items = itemsOf(schema) ?? {};
+    return text
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '')
+      .map((s) => coerceText(s, items));
+  }
+  if (types.includes('integer') && /^[+-]?\d+$/.test(trimmed)) return Number(trimmed);
+  if (types.includes('number') && trimmed !== '' && Number.isFinite(Number(trimmed))) return Number(trimmed);
+  if (types.includes('boolean')) {
+    if (TRUE.has(trimmed.toLowerCase())) return true;
+    if (FALSE.has(trimmed.toLowerCase())) return false;
+  }
+  return text;
+}

@@ -1,0 +1,160 @@
+import { coerceText } from './coerce.ts';
+import { entrySchema, typeOfEntry } from './destination-entry.ts';
+import type { DestinationTypes } from './destination-entry.ts';
+import { findProperty, mapValueSchema, propertiesOf } from './json-schema.ts';
+import type { JsonSchema } from './json-schema.ts';
+import type { Issues, PathSegment } from './origins.ts';
+import { isPlainObject, removeKey } from './plain.ts';
+import { nativeSchema } from './schema.ts';
+import { closest } from './suggest.ts';
+
+export const ENV_PREFIX = 'EYRIE_';
+/** EYRIE_ variables that are not settings (read by the CLI), so not reported as unknown. */
+export const NON_SETTING_ENV: ReadonlySet<string> = new Set(['EYRIE_CONFIG', 'EYRIE_TOKEN']);
+
+/** How a destination name is written inside an env var name: case-insensitive, `-` and `.` as `_`. */
+export const envNameOf = (destination: string): string => destination.toLowerCase().replace(/[-.]/g, '_');
+
+/**
+ * Applies `EYRIE_SECTION__KEY=value` overrides to the raw native tree, e.g. `EYRIE_LISTEN__PORT=2802`,
+ * `EYRIE_AUTH__TOKENS=a,b`, `EYRIE_ENRICH__CUSTOM_FIELDS__CLUSTER=prod`,
+ * `EYRIE_DESTINATIONS__MY_HOOK__URL=…` (destinations by name) and `EYRIE_AUTH__TOKENS_FILE=/run/secrets/t`.
+ * Values are converted to the setting's type; what does not fit is reported by validation, located at
+ * the variable. Returns the names applied.
+ */
+export function applyEnvOverrides(
+  data: Record<string, unknown>,
+  env: NodeJS.ProcessEnv,
+  types: DestinationTypes,
+  issues: Issues,
+): string[] {
+  const applied: string[] = [];
+  const names = Object.keys(env)
+    .filter((n) => n.toUpperCase().startsWith(ENV_PREFIX) && !NON_SETTING_ENV.has(n.toUpperCase()))
+    .sort();
+  for (const name of names) {
+    if (new Override(name, env[name] ?? '', data, types, issues).apply()) applied.push(name);
+  }
+  return applied;
+}
+
+class Override {
+  private readonly segments: string[];
+  private readonly name: string;
+  private readonly value: string;
+  private readonly root: Record<string, unknown>;
+  private readonly types: DestinationTypes;
+  private readonly issues: Issues;
+
+  constructor(
+    name: string,
+    value: string,
+    root: Record<string, unknown>,
+    types: DestinationTypes,
+    issues: Issues,
+  ) {
+    this.name = name;
+    this.value = value;
+    this.root = root;
+    this.types = types;
+    this.issues = issues;
+    this.segments = name.slice(ENV_PREFIX.length).split('__');
+  }
+
+  apply(): boolean {
+    if (this.segments.some((s) => s === '')) return this.fail('is not a setting (separate keys with "__")');
+    let schema = nativeSchema as unknown as JsonSchema;
+    let node: Record<string, unknown> = this.root;
+    const path: PathSegment[] = [];
+    for (const [i, segment] of this.segments.entries()) {
+      const last = i === this.segments.length - 1;
+      if (path.length === 1 && path[0] === 'destinations') {
+        const list = Array.isArray(node.destinations) ? (node.destinations as unknown[]) : [];
+        const index = list.findIndex(
+          (d) =>
+            isPlainObject(d) && typeof d.name === 'string' && envNameOf(d.name) === segment.toLowerCase(),
+        );
+        if (index < 0) {
+          const known = list.flatMap((d) => (isPlainObject(d) && typeof d.name === 'string' ? [d.name] : []));
+          return this.fail(
+            `no destination named "${segment.toLowerCase()}" (destinations: ${known.join(', ') || 'none'})`,
+          );
+        }
+        if (last) return this.fail('is a destination; set one of its keys, e.g. …__FILTER__MINIMUM_PRIORITY');
+        const entry = list[index] as Record<string, unknown>;
+        const type = typeOfEntry(entry, this.types);
+        // An unknown type is reported on the entry itself; its options cannot be checked from here.
+        if (!type && !['name', 'type', 'filter'].includes(this.segments[i + 1]!.toLowerCase())) return false;
+        schema = entrySchema(type);
+        node = entry;
+        path.push(index);
+        continue;
+      }
+      const property = findProperty(schema, segment);
+      if (property !== undefined) {
+        const propertySchema = propertiesOf(schema)![property]!;
+        if (last) return this.set(node, property, propertySchema, [...path, property]);
+        if (path.length === 0 && property === 'destinations') {
+          path.push(property);
+          continue;
+        }
+        if (!isPlainObject(node[property])) node[property] = {};
+        node = node[property] as Record<string, unknown>;
+        schema = propertySchema;
+        path.push(property);
+        continue;
+      }
+      const fileBase =
+        last && /_file$/i.test(segment) ? findProperty(schema, segment.slice(0, -'_file'.length)) : undefined;
+      if (fileBase !== undefined) {
+        // Resolved later with the YAML's own `X_file` keys (secret-files.ts); the env var wins over X.
+        removeKey(node, fileBase);
+        return this.set(node, `${fileBase}_file`, { type: 'string' }, [...path, `${fileBase}_file`]);
+      }
+      const valueSchema = mapValueSchema(schema);
+      if (valueSchema && last) {
+        const key =
+          Object.keys(node).find((k) => k.toLowerCase() === segment.toLowerCase()) ?? segment.toLowerCase();
+        return this.set(node, key, valueSchema, [...path, key]);
+      }
+      return this.unknown(schema, i);
+    }
+    return false;
+  }
+
+  private set(node: Record<string, unknown>, key: string, schema: JsonSchema, path: PathSegment[]): boolean {
+    if (
+      propertiesOf(schema) ||
+      (schema.type === 'array' && propertiesOf((schema.items ?? {}) as JsonSchema))
+    ) {
+      return this.fail(
+        `is a section; set one of its keys, e.g. ${this.name}__${Object.keys(propertiesOf(schema) ?? {})[0]?.toUpperCase() ?? 'KEY'}`,
+      );
+    }
+    if (mapValueSchema(schema))
+      return this.fail(`is a map; set one entry per variable, e.g. ${this.name}__KEY=value`);
+    node[key] = coerceText(this.value, schema);
+    removeKey(node, `${key}_file`);
+    this.issues.origins.replace(path, { env: this.name });
+    return true;
+  }
+
+  private unknown(schema: JsonSchema, index: number): false {
+    const segment = this.segments[index]!.toLowerCase();
+    const known = Object.keys(propertiesOf(schema) ?? {});
+    // EYRIE_LISTEN_PORT: one "_" where "__" was meant.
+    const joined = known.find((p) => segment.startsWith(`${p}_`));
+    const guess =
+      joined === undefined ? closest(segment, known) : `${joined}__${segment.slice(joined.length + 1)}`;
+    const fix =
+      guess === undefined
+        ? ''
+        : `; did you mean ${ENV_PREFIX}${[...this.segments.slice(0, index), guess].map((s) => s.toUpperCase()).join('__')}?`;
+    return this.fail(`unknown setting${fix}`);
+  }
+
+  private fail(message: string): false {
+    this.issues.add([], { env: this.name }, message);
+    return false;
+  }
+}

@@ -1,0 +1,345 @@
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig } from './load.ts';
+import type { LoadedConfig } from './load.ts';
+import { ConfigError } from './errors.ts';
+import { stdoutDestination } from '../destinations/stdout.ts';
+
+/** Only `stdout`, so messages listing types do not change as types are added to the registry. */
+const types = new Map([['stdout', stdoutDestination]]);
+
+let dir: string;
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'eyrie-config-'));
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Writes `yaml` to a file in the temp dir and loads it. */
+function load(
+  yaml: string,
+  env: NodeJS.ProcessEnv = {},
+  name = 'eyrie.yaml',
+): LoadedConfig & { file: string } {
+  const file = join(dir, name);
+  writeFileSync(file, yaml);
+  return { ...loadConfig({ file, env, destinationTypes: types }), file };
+}
+
+/** The rendered issues of the ConfigError that `fn` throws. */
+function problems(fn: () => unknown): string[] {
+  try {
+    fn();
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${String(error)}`);
+    return error.toString().split('\n');
+  }
+  assert.fail('expected a ConfigError');
+}
+
+describe('native config: defaults', () => {
+  it('without a file, gives the documented defaults', () => {
+    const loaded = loadConfig({ env: {}, destinationTypes: types });
+    assert.equal(loaded.format, 'defaults');
+    assert.deepEqual(loaded.warnings, []);
+    const { config } = loaded;
+    assert.deepEqual(config.listen, {
+      address: '',
+      port: 2801,
+      body_limit: 1024 * 1024,
+      keep_alive_timeout: 75_000,
+      tls: {
+        enabled: false,
+        cert_file: '/etc/certs/server/server.crt',
+        key_file: '/etc/certs/server/server.key',
+        client_ca_file: '/etc/certs/server/ca.crt',
+        require_client_cert: false,
+        plain_port: 2810,
+        plain_paths: [],
+      },
+    });
+    assert.deepEqual(config.auth, { tokens: [], exempt_paths: ['/healthz', '/ping', '/metrics'] });
+    assert.deepEqual(config.enrich, {
+      custom_fields: {},
+      custom_tags: [],
+      templated_fields: {},
+      bracket_replacer: '',
+      output_field_format: '',
+    });
+    assert.deepEqual(config.metrics, { extra_labels: [] });
+    assert.deepEqual(config.log, { level: 'info', format: 'json' });
+    assert.deepEqual(config.storage, { path: './data' });
+    assert.deepEqual(config.delivery, {
+      commit_interval: 2,
+      commit_max_events: 512,
+      disk_cap: 10 * 1024 ** 3,
+      shutdown_timeout: 10_000,
+    });
+    assert.deepEqual(config.destinations, []);
+  });
+
+  it('reads sizes and durations in words, and fills destination defaults', () => {
+    const { config, format } = load(`
+listen:
+  port: 2900
+  body_limit: 512KiB
+  keep_alive_timeout: 1m30s
+delivery:
+  disk_cap: 10MB
+destinations:
+  - name: out
+    type: stdout
+    filter: { minimum_priority: WARNING }
+    queue: { lease: 2m }
+    retry: { max_elapsed_time: 24h, initial_interval: 500ms }
+`);
+    assert.equal(format, 'native');
+    assert.equal(config.listen.port, 2900);
+    assert.equal(config.listen.body_limit, 512 * 1024);
+    assert.equal(config.listen.keep_alive_timeout, 90_000);
+    assert.equal(config.delivery.disk_cap, 10_000_000);
+    const [out] = config.destinations;
+    assert.ok(out);
+    assert.equal(out.filter.minimum_priority, 'Warning');
+    assert.deepEqual(out.options, { stream: 'stdout' });
+    assert.equal(out.durability, 'disk');
+    assert.equal(out.queue.lease, 120_000);
+    assert.equal(out.retry.initial_interval, 500);
+    assert.equal(out.retry.max_elapsed_time, 86_400_000);
+    assert.deepEqual(out.batch, { max_events: 1, max_bytes: 0, timeout: 0 });
+    assert.equal(out.request.timeout, 30_000);
+  });
+
+  it('accepts port 0 (any free port), for tests', () => {
+    assert.equal(load('listen: { address: 127.0.0.1, port: 0 }\n').config.listen.port, 0);
+  });
+
+  it('an empty file is the defaults, in native format', () => {
+    const loaded = load('# nothing yet\n');
+    assert.equal(loaded.format, 'native');
+    assert.equal(loaded.config.listen.port, 2801);
+  });
+});
+
+describe('native config: located errors', () => {
+  it('reports every problem at once, each at file:line:column', () => {
+    const yaml = [
+      /* 1 */ 'listen:',
+      /* 2 */ '  port: 70000',
+      /* 3 */ '  prot: 1',
+      /* 4 */ '  body_limit: lots',
+      /* 5 */ 'auth:',
+      /* 6 */ '  tokens: "not-a-list"',
+      /* 7 */ '  exempt_paths: ["${UNSET_VAR}"]',
+      /* 8 */ 'log: { level: verbose }',
+      /* 9 */ 'destinations:',
+      /* 10 */ '  - name: out',
+      /* 11 */ '    type: stdout',
+      /* 12 */ '    filter: { minimum_priority: warn }',
+      /* 13 */ '  - name: out',
+      /* 14 */ '    type: stdout',
+      /* 15 */ '  - name: hook',
+      /* 16 */ '    type: webhok',
+      /* 17 */ '  - name: bad name',
+      /* 18 */ '    type: stdout',
+      /* 19 */ 'storage: { path_file: missing-secret.txt }',
+      '',
+    ].join('\n');
+    const file = join(dir, 'errors.yaml');
+    const found = problems(() => load(yaml, {}, 'errors.yaml'));
+    assert.deepEqual(found, [
+      `${file}:2:9: listen.port: must be an integer 1-65535 (or 0 for any free port)`,
+      `${file}:3:3: listen.prot: unknown key "prot"; did you mean "port"?`,
+      `${file}:4:15: listen.body_limit: "lots" is not a size like "512KiB", "1MiB" or "10MB"`,
+      `${file}:6:11: auth.tokens: must be a list of strings`,
+      `${file}:7:18: auth.exempt_paths[0]: environment variable UNSET_VAR is not set (use \${UNSET_VAR:-default} for a default)`,
+      `${file}:8:15: log.level: must be one of "trace", "debug", "info", "warn", "error", "fatal", "silent"`,
+      `${file}:12:33: destinations[0].filter.minimum_priority: "warn" is not a Falco priority; did you mean "warning"? (one of emergency, alert, critical, error, warning, notice, informational, debug, info)`,
+      `${file}:13:11: destinations[1].name: duplicate destination name "out" (first at line 10)`,
+      `${file}:16:11: destinations[2].type: unknown destination type "webhok" (known types: stdout)`,
+      `${file}:17:11: destinations[3].name: must be a name of letters, digits, "_", "." and "-", starting with a letter or digit`,
+      `${file}:19:23: storage.path_file: cannot read "${join(dir, 'missing-secret.txt')}": no such file`,
+    ]);
+  });
+
+  it('names unknown options of a destination type, with the options it has', () => {
+    const found = problems(() => load('destinations:\n  - name: out\n    type: stdout\n    steam: stderr\n'));
+    assert.equal(found.length, 1);
+    assert.match(
+      found[0]!,
+      /:4:5: destinations\[0\]\.steam: unknown option "steam" for destination type "stdout"; did you mean "stream"\?/,
+    );
+  });
+
+  it('checks keys that depend on each other: TLS, batch, lease, fallback', () => {
+    const found = problems(() =>
+      load(`listen:
+  tls: { require_client_cert: true }
+destinations:
+  - name: a
+    type: stdout
+    fallback: b
+    batch: { max_events: 10 }
+  - name: b
+    type: stdout
+    fallback: a
+    request: { timeout: 1m }
+    queue: { lease: 30s }
+  - name: c
+    type: stdout
+    fallback: nowhere
+`),
+    );
+    const at = (fragment: string) => found.find((line) => line.includes(fragment));
+    assert.match(
+      at('require_client_cert') ?? '',
+      /:2:31: listen\.tls\.require_client_cert: has no effect without TLS/,
+    );
+    assert.match(
+      at('batch') ?? '',
+      /:7:26: destinations\[0\]\.batch\.max_events: must be 1: destination type "stdout" sends one event at a time/,
+    );
+    assert.match(
+      at('lease') ?? '',
+      /:12:21: destinations\[1\]\.queue\.lease: must be longer than request\.timeout \+ 5s \(1m5s\)/,
+    );
+    assert.match(at('[0].fallback') ?? '', /:6:15: .*fallbacks form a loop: a → b → a/);
+    assert.match(at('[2].fallback') ?? '', /:15:15: .*no destination named "nowhere"/);
+  });
+
+  it('reports YAML syntax errors with their position', () => {
+    const found = problems(() => load('listen:\n  port: [1,\n'));
+    assert.equal(found.length, 1);
+    assert.match(found[0]!, /eyrie\.yaml:\d+:\d+: /);
+  });
+
+  it('refuses a file that mixes native sections and Falcosidekick keys', () => {
+    const found = problems(() => load('listen:\n  port: 2801\nlistenport: 2802\n'));
+    assert.equal(found.length, 1);
+    assert.match(
+      found[0]!,
+      /:3:1: listenport: "listenport" is a Falcosidekick setting, but this file also has Eyrie sections \(listen\)/,
+    );
+  });
+
+  it('says when the config file cannot be read', () => {
+    const file = join(dir, 'does-not-exist.yaml');
+    assert.deepEqual(
+      problems(() => loadConfig({ file, env: {} })),
+      [`${file}: cannot read the config file: no such file`],
+    );
+  });
+});
+
+describe('native config: secrets', () => {
+  it('expands ${VAR} and ${VAR:-default}, re-typing unquoted scalars, keeping $${ literal', () => {
+    const { config } = load(
+      `listen:
+  port: \${PORT}
+auth:
+  tokens: ["\${TOKEN}", "pre-\${EMPTY:-fallback}", "$\${NOT_A_VAR}"]
+storage:
+  path: "\${DATA_DIR:-/var/lib/eyrie}"
+`,
+      { PORT: '2805', TOKEN: 's3cret', EMPTY: '' },
+    );
+    assert.equal(config.listen.port, 2805);
+    assert.deepEqual(config.auth.tokens, ['s3cret', 'pre-fallback', '${NOT_A_VAR}']);
+    assert.equal(config.storage.path, '/var/lib/eyrie');
+  });
+
+  it('reads X_file (relative to the config file), one value per line for lists', () => {
+    writeFileSync(join(dir, 'tokens.txt'), 'token-one\ntoken-two\n\n');
+    writeFileSync(join(dir, 'password.txt'), 'pa:ss\n');
+    const { config } = load(`auth:
+  tokens_file: tokens.txt
+destinations:
+  - name: out
+    type: stdout
+    request:
+      auth:
+        password_file: ${join(dir, 'password.txt')}
+`);
+    assert.deepEqual(config.auth.tokens, ['token-one', 'token-two']);
+    assert.equal(config.destinations[0]?.request.auth.password, 'pa:ss');
+    // cert_file is a setting of its own, not a reference to a `cert` secret.
+    assert.equal(config.listen.tls.cert_file, '/etc/certs/server/server.crt');
+  });
+
+  it('refuses X and X_file together', () => {
+    writeFileSync(join(dir, 'tokens.txt'), 'a\n');
+    const found = problems(() => load('auth:\n  tokens: [b]\n  tokens_file: tokens.txt\n'));
+    assert.deepEqual(found, [
+      `${join(dir, 'eyrie.yaml')}:3:3: auth.tokens_file: set either "tokens" or "tokens_file", not both`,
+    ]);
+  });
+});
+
+describe('EYRIE_ env overrides', () => {
+  const yaml = `listen:
+  port: 2801
+enrich:
+  custom_fields: { Cluster: dev }
+destinations:
+  - name: my-out
+    type: stdout
+`;
+
+  it('override any setting, case-insensitively, destinations by name', () => {
+    writeFileSync(join(dir, 'env-tokens.txt'), 'from-file\n');
+    const { config } = load(yaml, {
+      EYRIE_LISTEN__PORT: '2802',
+      eyrie_log__level: 'debug',
+      EYRIE_LISTEN__KEEP_ALIVE_TIMEOUT: '5s',
+      EYRIE_LISTEN__TLS__ENABLED: 'true',
+      EYRIE_AUTH__EXEMPT_PATHS: '/healthz, /ready',
+      EYRIE_AUTH__TOKENS_FILE: join(dir, 'env-tokens.txt'),
+      EYRIE_ENRICH__CUSTOM_FIELDS__CLUSTER: 'prod',
+      EYRIE_ENRICH__CUSTOM_FIELDS__REGION: 'eu',
+      EYRIE_DESTINATIONS__MY_OUT__STREAM: 'stderr',
+      EYRIE_DESTINATIONS__MY_OUT__FILTER__MINIMUM_PRIORITY: 'critical',
+      EYRIE_DESTINATIONS__MY_OUT__QUEUE__CONCURRENCY: '2',
+      EYRIE_CONFIG: '/etc/eyrie/eyrie.yaml',
+      PATH: '/usr/bin',
+    });
+    assert.equal(config.listen.port, 2802);
+    assert.equal(config.log.level, 'debug');
+    assert.equal(config.listen.keep_alive_timeout, 5000);
+    assert.equal(config.listen.tls.enabled, true);
+    assert.deepEqual(config.auth.exempt_paths, ['/healthz', '/ready']);
+    assert.deepEqual(config.auth.tokens, ['from-file']);
+    assert.deepEqual(config.enrich.custom_fields, { Cluster: 'prod', region: 'eu' });
+    const [out] = config.destinations;
+    assert.deepEqual(out?.options, { stream: 'stderr' });
+    assert.equal(out?.filter.minimum_priority, 'Critical');
+    assert.equal(out?.queue.concurrency, 2);
+  });
+
+  it('report bad values and unknown settings by variable name', () => {
+    const found = problems(() =>
+      load(yaml, {
+        EYRIE_LISTEN__PORT: 'eighty',
+        EYRIE_LISTEN_PORT: '1',
+        EYRIE_DESTINATIONS__NOPE__STREAM: 'stderr',
+        EYRIE_DESTINATIONS__MY_OUT__FILTER__MINIMUM_PRIORITY: 'warn',
+        EYRIE_LISTEN: 'x',
+      }),
+    );
+    assert.deepEqual(found.sort(), [
+      'env EYRIE_DESTINATIONS__MY_OUT__FILTER__MINIMUM_PRIORITY: "warn" is not a Falco priority; did you mean "warning"? (one of emergency, alert, critical, error, warning, notice, informational, debug, info)',
+      'env EYRIE_DESTINATIONS__NOPE__STREAM: no destination named "nope" (destinations: my-out)',
+      'env EYRIE_LISTEN: is a section; set one of its keys, e.g. EYRIE_LISTEN__ADDRESS',
+      'env EYRIE_LISTEN_PORT: unknown setting; did you mean EYRIE_LISTEN__PORT?',
+      'env EYRIE_LISTEN__PORT: must be an integer 1-65535 (or 0 for any free port)',
+    ]);
+  });
+
+  it('warn that Falcosidekick env vars do not apply to a native file', () => {
+    const { warnings, config } = load(yaml, { LISTENPORT: '9999' });
+    assert.equal(config.listen.port, 2801);
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0]!, /^LISTENPORT ignored: .* native format/);
+  });
+});

@@ -1,0 +1,87 @@
+/**
+ * Every output Falcosidekick knows, with the key whose non-empty value turns it on (from its config.go
+ * defaults and main.go; where Falcosidekick needs several keys, the first one: setting it shows intent).
+ * Paths are lower-case, as viper sees them. Used to refuse enabled outputs Eyrie cannot deliver to,
+ * rather than dropping events for them without a word.
+ */
+export const SIDEKICK_OUTPUTS: Readonly<Record<string, string>> = {
+  slack: 'webhookurl',
+  cliq: 'webhookurl',
+  rocketchat: 'webhookurl',
+  mattermost: 'webhookurl',
+  teams: 'webhookurl',
+  webex: 'webhookurl',
+  datadog: 'apikey',
+  datadoglogs: 'apikey',
+  discord: 'webhookurl',
+  alertmanager: 'hostport',
+  elasticsearch: 'hostport',
+  quickwit: 'hostport',
+  influxdb: 'hostport',
+  loki: 'hostport',
+  sumologic: 'receiverurl',
+  nats: 'hostport',
+  stan: 'hostport',
+  'aws.lambda': 'functionname',
+  'aws.sqs': 'url',
+  'aws.sns': 'topicarn',
+  'aws.cloudwatchlogs': 'loggroup',
+  'aws.s3': 'bucket',
+  'aws.securitylake': 'bucket',
+  'aws.kinesis': 'streamname',
+  smtp: 'hostport',
+  opsgenie: 'apikey',
+  statsd: 'forwarder',
+  dogstatsd: 'forwarder',
+  webhook: 'address',
+  nodered: 'address',
+  cloudevents: 'address',
+  'azure.eventhub': 'name',
+  'gcp.pubsub': 'topic',
+  'gcp.storage': 'bucket',
+  'gcp.cloudfunctions': 'name',
+  'gcp.cloudrun': 'endpoint',
+  'gcp.chronicle': 'projectid',
+  googlechat: 'webhookurl',
+  kafka: 'hostport',
+  kafkarest: 'address',
+  pagerduty: 'routingkey',
+  kubeless: 'function',
+  openfaas: 'functionname',
+  tekton: 'eventlistener',
+  webui: 'url',
+  policyreport: 'enabled',
+  rabbitmq: 'url',
+  wavefront: 'endpointhost',
+  fission: 'function',
+  grafana: 'hostport',
+  grafanaoncall: 'webhookurl',
+  'yandex.s3': 'bucket',
+  'yandex.datastreams': 'streamname',
+  syslog: 'host',
+  mqtt: 'broker',
+  zincsearch: 'hostport',
+  gotify: 'hostport',
+  spyderbat: 'orguid',
+  timescaledb: 'host',
+  redis: 'address',
+  telegram: 'chatid',
+  n8n: 'address',
+  openobserve: 'hostport',
+  dynatrace: 'apitoken',
+  'otlp.traces': 'endpoint',
+  'otlp.logs': 'endpoint',
+  'otlp.metrics': 'endpoint',
+  talon: 'address',
+  logstash: 'address',
+  splunk: 'host',
+};
+
+/** Whether a value turns an output on: a non-empty string or list, `true`, or a non-zero number. */
+export function isEnabling(value: unknown): boolean {
+  if (typeof value === 'string') return !['', 'false', '0'].includes(value.trim().toLowerCase());
+  if (Array.isArray(value)) return value.some(isEnabling);
+  if (typeof value === 'boolean') return value;
+  if (typeof value === 'number') return value !== 0;
+  return false;
+}

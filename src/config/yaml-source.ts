@@ -1,0 +1,85 @@
+import { LineCounter, isAlias, isMap, isScalar, isSeq, parse, parseDocument } from 'yaml';
+import type { Document, Node } from 'yaml';
+import { expandVars } from './interpolate.ts';
+import type { Issues, Origin, Path } from './origins.ts';
+
+/**
+ * Parses `text` into plain data, recording the line:column of every key and value and expanding `${VAR}`
+ * in string values. Problems go to `issues`; the data is still returned so later checks can run too.
+ * Returns `undefined` for an empty document (only comments) or one that does not parse.
+ */
+export function readYaml(text: string, file: string, env: NodeJS.ProcessEnv, issues: Issues): unknown {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const at = (offset: number): Origin => {
+    const { line, col } = lineCounter.linePos(offset);
+    return { file, line, column: col };
+  };
+  for (const error of doc.errors) issues.add([], at(error.pos[0]), error.message);
+  if (doc.errors.length > 0) return undefined;
+  const walker = new Walker(doc, env, issues, at);
+  return doc.contents === null ? undefined : walker.walk(doc.contents, []);
+}
+
+class Walker {
+  private readonly doc: Document;
+  private readonly env: NodeJS.ProcessEnv;
+  private readonly issues: Issues;
+  private readonly at: (offset: number) => Origin;
+
+  constructor(doc: Document, env: NodeJS.ProcessEnv, issues: Issues, at: (offset: number) => Origin) {
+    this.doc = doc;
+    this.env = env;
+    this.issues = issues;
+    this.at = at;
+  }
+
+  walk(node: unknown, path: Path): unknown {
+    if (isAlias(node)) return this.walk(node.resolve(this.doc), path);
+    if (isNodeWithRange(node)) this.issues.origins.setValue(path, this.at(node.range[0]));
+    if (isMap(node)) {
+      const out: Record<string, unknown> = {};
+      for (const pair of node.items) {
+        const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
+        const keyPath = [...path, key];
+        if (isNodeWithRange(pair.key)) this.issues.origins.setKey(keyPath, this.at(pair.key.range[0]));
+        // A key without a value (`webex:` followed by comments only) is null, as in every YAML reader.
+        if (pair.value === null) {
+          this.issues.origins.setValue(keyPath, this.issues.origins.key(keyPath) ?? {});
+          out[key] = null;
+        } else out[key] = this.walk(pair.value, keyPath);
+      }
+      return out;
+    }
+    if (isSeq(node)) return node.items.map((item, i) => this.walk(item, [...path, i]));
+    if (isScalar(node)) return this.scalar(node.value, node.type === 'PLAIN', path);
+    return null;
+  }
+
+  private scalar(value: unknown, plain: boolean, path: Path): unknown {
+    if (typeof value !== 'string') return value;
+    const expanded = expandVars(value, this.env);
+    if (!expanded.ok) {
+      this.issues.atValue(path, expanded.message);
+      return value;
+    }
+    // `port: ${PORT}` should read like `port: 2802`: an unquoted scalar is re-typed after expansion.
+    if (plain && expanded.value !== value) {
+      const retyped: unknown = safeParseScalar(expanded.value);
+      if (typeof retyped === 'number' || typeof retyped === 'boolean') return retyped;
+    }
+    return expanded.value;
+  }
+}
+
+function safeParseScalar(text: string): unknown {
+  try {
+    return parse(text);
+  } catch {
+    return text;
+  }
+}
+
+function isNodeWithRange(node: unknown): node is Node & { range: [number, number, number] } {
+  return typeof node === 'object' && node !== null && Array.isArray((node as { range?: unknown }).range);
+}

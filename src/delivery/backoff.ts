@@ -1,0 +1,29 @@
+import type { RetryConfig } from '../config/types.ts';
+
+/**
+ * Exponential backoff with jitter: initial × multiplier^(attempt-1), capped at max_interval, spread by
+ * ±jitter. A server's Retry-After wins when it asks for longer.
+ */
+export function backoffDelay(
+  retry: RetryConfig,
+  attempt: number,
+  retryAfterMs?: number,
+  random: () => number = Math.random,
+): number {
+  const exponential = retry.initial_interval * Math.pow(retry.multiplier, Math.max(0, attempt - 1));
+  const capped = Math.min(retry.max_interval, exponential);
+  const spread = capped * retry.jitter * (2 * random() - 1);
+  const delay = Math.max(0, Math.round(capped + spread));
+  return retryAfterMs !== undefined ? Math.max(delay, retryAfterMs) : delay;
+}
+
+/** True when another attempt is outside the retry budget (attempts or elapsed time). */
+export function budgetExhausted(
+  retry: RetryConfig,
+  attempts: number,
+  firstAttemptAt: number,
+  now: number,
+): boolean {
+  if (retry.max_attempts > 0 && attempts >= retry.max_attempts) return true;
+  return retry.max_elapsed_time > 0 && now - firstAttemptAt >= retry.max_elapsed_time;
+}

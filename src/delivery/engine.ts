@@ -1,0 +1,282 @@
+import type { Logger } from 'pino';
+import { Counter, Gauge, Histogram } from 'prom-client';
+import type { DeliveryConfig, DestinationConfig } from '../config/types.ts';
+import type { Destination } from '../destinations/types.ts';
+import { TEST_RULE, type FalcoEvent } from '../event/falco-event.ts';
+import type { Metrics } from '../metrics/registry.ts';
+import { compileFilter } from '../routing/filter.ts';
+import { Deduplicator } from '../routing/dedup.ts';
+import type { DestinationHealth, Router } from '../routing/router.ts';
+import { Journal, type JournalItem, type JournalTarget, type SqliteQueue } from './journal.ts';
+import { MemoryQueue } from './memory-queue.ts';
+import type { DeliveryQueue } from './queue.ts';
+import { DestinationWorkers, type DeliveryObserver } from './worker.ts';
+
+export interface EngineDestination {
+  config: DestinationConfig;
+  destination: Destination;
+}
+
+interface Route {
+  config: DestinationConfig;
+  accepts: (event: FalcoEvent) => boolean;
+  dedup: Deduplicator | undefined;
+  workers: DestinationWorkers;
+  durable: JournalTarget | undefined;
+  memory: MemoryQueue | undefined;
+}
+
+/** Eyrie's delivery metrics (Falcosidekick's counters live in Metrics). */
+function deliveryMetrics(metrics: Metrics) {
+  const registers = [metrics.registry];
+  return {
+    outcomes: new Counter({
+      name: 'eyrie_delivery_events_total',
+      help: 'Delivery outcomes per destination: success, retry, dead_letter, fallback, dropped (with reason)',
+      labelNames: ['destination', 'outcome', 'reason'] as const,
+      registers,
+    }),
+    latency: new Histogram({
+      name: 'eyrie_delivery_latency_seconds',
+      help: 'Time from ingest commit to successful delivery',
+      labelNames: ['destination'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600],
+      registers,
+    }),
+    inFlight: new Gauge({
+      name: 'eyrie_delivery_in_flight',
+      help: 'Events being sent now',
+      labelNames: ['destination'] as const,
+      registers,
+    }),
+    commit: new Histogram({
+      name: 'eyrie_journal_commit_seconds',
+      help: 'Duration of each group commit of the journal',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers,
+    }),
+    filtered: new Counter({
+      name: 'eyrie_routing_events_total',
+      help: 'Routing decisions per destination: routed, filtered, deduplicated',
+      labelNames: ['destination', 'decision'] as const,
+      registers,
+    }),
+  };
+}
+
+/**
+ * The durable delivery engine: routes each accepted event through every destination's filter and
+ * dedup, commits it to the journal (group commit) before the sender gets its answer, and runs each
+ * destination's workers over its own queue.
+ */
+export class DeliveryEngine implements Router {
+  private readonly journal: Journal;
+  private readonly routes: Route[] = [];
+  private readonly logger: Logger;
+  private readonly config: DeliveryConfig;
+  private readonly metrics: ReturnType<typeof deliveryMetrics>;
+  private readonly resyncTimer: NodeJS.Timeout;
+
+  constructor(options: {
+    dataDir: string;
+    delivery: DeliveryConfig;
+    destinations: EngineDestination[];
+    metrics: Metrics;
+    logger: Logger;
+  }) {
+    this.logger = options.logger;
+    this.config = options.delivery;
+    const m = deliveryMetrics(options.metrics);
+    this.metrics = m;
+    this.journal = new Journal({
+      dataDir: options.dataDir,
+      commitInterval: options.delivery.commit_interval,
+      commitMaxEvents: options.delivery.commit_max_events,
+      diskCap: options.delivery.disk_cap,
+      onCommit: (seconds) => m.commit.observe(seconds),
+    });
+    const sidekickOutputs = options.metrics.sidekickOutputs;
+
+    for (const { config, destination } of options.destinations) {
+      const name = config.name;
+      const onDrop = (reason: string, count: number) =>
+        m.outcomes.inc({ destination: name, outcome: 'dropped', reason }, count);
+      const caps = {
+        maxEvents: config.queue.max_events,
+        maxBytes: config.queue.max_bytes,
+        whenFull: config.queue.when_full,
+      };
+      let queue: DeliveryQueue;
+      let durable: JournalTarget | undefined;
+      let memory: MemoryQueue | undefined;
+      if (config.durability === 'memory') {
+        memory = new MemoryQueue(name, caps, onDrop);
+        queue = memory;
+      } else {
+        const q: SqliteQueue = this.journal.queue(name, caps);
+        durable = { queue: q, onDrop };
+        queue = q;
+      }
+      const observer: DeliveryObserver = {
+        success: (entries, now) => {
+          m.outcomes.inc({ destination: name, outcome: 'success', reason: '' }, entries.length);
+          sidekickOutputs.inc({ destination: name, status: 'ok' }, entries.length);
+          for (const e of entries) m.latency.observe({ destination: name }, (now - e.enqueuedAt) / 1000);
+        },
+        retry: (entries, failure) => {
+          m.outcomes.inc({ destination: name, outcome: 'retry', reason: failure.reason }, entries.length);
+          sidekickOutputs.inc({ destination: name, status: 'error' }, entries.length);
+        },
+        gaveUp: (count, dead, toFallback, failure) => {
+          sidekickOutputs.inc({ destination: name, status: 'error' }, count);
+          if (toFallback)
+            m.outcomes.inc({ destination: name, outcome: 'fallback', reason: failure.reason }, count);
+          if (dead > 0)
+            m.outcomes.inc({ destination: name, outcome: 'dead_letter', reason: failure.reason }, dead);
+          const dropped = toFallback ? 0 : count - dead;
+          if (dropped > 0)
+            m.outcomes.inc({ destination: name, outcome: 'dropped', reason: 'gave_up_memory' }, dropped);
+        },
+        inFlight: (delta) => m.inFlight.inc({ destination: name }, delta),
+      };
+      const workers = new DestinationWorkers(
+        config,
+        queue,
+        destination,
+        observer,
+        this.logger.child({ destination: name }),
+      );
+      this.routes.push({
+        config,
+        accepts: compileFilter(config.filter, `destinations.${name}.filter`),
+        dedup: config.dedup ? new Deduplicator(config.dedup) : undefined,
+        workers,
+        durable,
+        memory,
+      });
+    }
+    for (const route of this.routes) {
+      if (route.config.fallback === undefined) continue;
+      const target = this.routes.find((r) => r.config.name === route.config.fallback);
+      if (!target)
+        throw new Error(
+          `destination ${route.config.name}: fallback ${route.config.fallback} is not a destination`,
+        );
+      route.workers.setFallback(target.workers.queue, () => target.workers.notify());
+    }
+    this.registerQueueGauges(options.metrics);
+    // The dlq CLI may add or remove rows while we run: keep cached depths honest.
+    this.resyncTimer = setInterval(() => this.journal.resync(), 5000);
+    this.resyncTimer.unref();
+    for (const route of this.routes) route.workers.start();
+  }
+
+  private registerQueueGauges(metrics: Metrics): void {
+    const routes = this.routes;
+    const registers = [metrics.registry];
+    new Gauge({
+      name: 'eyrie_queue_depth',
+      help: 'Events waiting for delivery per destination',
+      labelNames: ['destination'] as const,
+      registers,
+      collect() {
+        for (const r of routes) this.set({ destination: r.config.name }, r.workers.queue.depth().count);
+      },
+    });
+    new Gauge({
+      name: 'eyrie_queue_bytes',
+      help: 'Bytes of events waiting for delivery per destination',
+      labelNames: ['destination'] as const,
+      registers,
+      collect() {
+        for (const r of routes) this.set({ destination: r.config.name }, r.workers.queue.depth().bytes);
+      },
+    });
+    new Gauge({
+      name: 'eyrie_queue_oldest_age_seconds',
+      help: 'Age of the oldest event waiting per destination (0 when empty)',
+      labelNames: ['destination'] as const,
+      registers,
+      collect() {
+        const now = Date.now();
+        for (const r of routes) {
+          const oldest = r.workers.queue.depth().oldestEnqueuedAt;
+          this.set({ destination: r.config.name }, oldest === undefined ? 0 : (now - oldest) / 1000);
+        }
+      },
+    });
+    new Gauge({
+      name: 'eyrie_dead_letters',
+      help: 'Events in dead letters per destination',
+      labelNames: ['destination'] as const,
+      registers,
+      collect() {
+        for (const r of routes) this.set({ destination: r.config.name }, r.workers.queue.deadLetterCount());
+      },
+    });
+  }
+
+  async route(events: readonly FalcoEvent[]): Promise<void> {
+    // A refused batch must leave no trace (no dedup key, no memory-queue entry): the sender retries it.
+    this.journal.checkDiskCap();
+    const items: JournalItem[] = [];
+    const memory: { queue: MemoryQueue; event: FalcoEvent }[] = [];
+    const now = Date.now();
+    const touched = new Set<Route>();
+    for (const event of events) {
+      const targets: JournalTarget[] = [];
+      for (const route of this.routes) {
+        const name = route.config.name;
+        if (!route.accepts(event)) {
+          this.metrics.filtered.inc({ destination: name, decision: 'filtered' });
+          continue;
+        }
+        if (route.dedup !== undefined && event.rule !== TEST_RULE && route.dedup.isDuplicate(event)) {
+          this.metrics.filtered.inc({ destination: name, decision: 'deduplicated' });
+          continue;
+        }
+        this.metrics.filtered.inc({ destination: name, decision: 'routed' });
+        touched.add(route);
+        if (route.durable) targets.push(route.durable);
+        else memory.push({ queue: route.memory!, event });
+      }
+      if (targets.length > 0) items.push({ event, destinations: targets });
+    }
+    await this.journal.append(items);
+    // Only once the batch is accepted: memory queues take nothing from a batch the journal refused.
+    for (const m of memory) m.queue.push(m.event, now);
+    for (const route of touched) route.workers.notify();
+  }
+
+  health(): DestinationHealth[] {
+    return this.routes.map((r) => {
+      const w = r.workers;
+      return {
+        name: r.config.name,
+        type: r.config.type,
+        healthy: w.consecutiveFailures === 0,
+        ...(w.lastError !== undefined ? { lastError: w.lastError } : {}),
+        ...(w.lastErrorAt !== undefined ? { lastErrorAt: new Date(w.lastErrorAt).toISOString() } : {}),
+        queued: w.queue.depth().count,
+        deadLetters: w.queue.deadLetterCount(),
+      };
+    });
+  }
+
+  /** For /healthz: the journal itself. */
+  journalHealth(): { ok: boolean; detail?: string } {
+    return this.journal.lastError === undefined
+      ? { ok: true }
+      : { ok: false, detail: this.journal.lastError };
+  }
+
+  /** Flushes the journal, lets in-flight sends finish within the shutdown timeout, closes everything. */
+  async close(): Promise<void> {
+    clearInterval(this.resyncTimer);
+    this.journal.flush();
+    const deadline = Date.now() + this.config.shutdown_timeout;
+    await Promise.all(this.routes.map((r) => r.workers.stop(deadline)));
+    await Promise.allSettled(this.routes.map((r) => r.workers.close()));
+    this.journal.close();
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * Errors a destination throws from `send`, and how the delivery engine classifies them.
+ * Retryable: network errors, timeouts, 408, 425, 429, 5xx except 501. Permanent: other 4xx, 501,
+ * payload errors. Both lists can be overridden per destination (`retry.retryable_statuses`,
+ * `retry.permanent_statuses`).
+ */
+
+/** The remote answered with a non-success status. */
+export class HttpStatusError extends Error {
+  readonly status: number;
+  /** From `Retry-After` (seconds or HTTP date), in ms. */
+  readonly retryAfterMs: number | undefined;
+  readonly body: string;
+  constructor(status: number, body: string, retryAfterMs?: number) {
+    super(`HTTP ${status}${body ? `: ${body.slice(0, 300)}` : ''}`);
+    this.name = 'HttpStatusError';
+    this.status = status;
+    this.body = body;
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+/** The events cannot be delivered by this destination whatever the retries (bad payload, rejected data). */
+export class PermanentError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'PermanentError';
+  }
+}
+
+/** A failure worth retrying that is not an HTTP status (broker unavailable, queue full…). */
+export class RetryableError extends Error {
+  readonly retryAfterMs: number | undefined;
+  constructor(message: string, options?: ErrorOptions & { retryAfterMs?: number }) {
+    super(message, options);
+    this.name = 'RetryableError';
+    this.retryAfterMs = options?.retryAfterMs;
+  }
+}
+
+export interface Classification {
+  retryable: boolean;
+  retryAfterMs?: number;
+  /** Short label for metrics: the status code, the error code, `timeout`, `permanent`… */
+  reason: string;
+  message: string;
+}
+
+export interface StatusOverrides {
+  retryable_statuses?: number[];
+  permanent_statuses?: number[];
+}
+
+/** Parses `Retry-After` (delta-seconds or an HTTP date) into milliseconds. */
+export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
+  const text = Array.isArray(value) ? value[0] : value;
+  if (text === undefined || text.trim() === '') return undefined;
+  if (/^\d+$/.test(text.trim())) return Number(text.trim()) * 1000;
+  const date = Date.parse(text);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+export function isRetryableStatus(status: number, overrides: StatusOverrides = {}): boolean {
+  if (overrides.permanent_statuses?.includes(status)) return false;
+  if (overrides.retryable_statuses?.includes(status)) return true;
+  return status === 408 || status === 425 || status === 429 || (status >= 500 && status !== 501);
+}
+
+const TIMEOUT_CODES = new Set([
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'ETIMEDOUT',
+  'ABORT_ERR',
+]);
+
+/** Decides what to do with an error thrown by a destination's `send`. */
+export function classify(err: unknown, overrides: StatusOverrides = {}): Classification {
+  const error = err instanceof Error ? err : new Error(String(err));
+  if (error instanceof HttpStatusError) {
+    return {
+      retryable: isRetryableStatus(error.status, overrides),
+      ...(error.retryAfterMs !== undefined ? { retryAfterMs: error.retryAfterMs } : {}),
+      reason: String(error.status),
+      message: error.message,
+    };
+  }
+  if (error instanceof PermanentError)
+    return { retryable: false, reason: 'permanent', message: error.message };
+  if (error instanceof RetryableError) {
+    return {
+      retryable: true,
+      ...(error.retryAfterMs !== undefined ? { retryAfterMs: error.retryAfterMs } : {}),
+      reason: 'retryable',
+      message: error.message,
+    };
+  }
+  const code = (error as { code?: string }).code ?? (error.cause as { code?: string } | undefined)?.code;
+  if (code !== undefined && TIMEOUT_CODES.has(code))
+    return { retryable: true, reason: 'timeout', message: error.message };
+  if (error.name === 'TimeoutError' || error.name === 'AbortError')
+    return { retryable: true, reason: 'timeout', message: error.message };
+  // Network errors and anything unexpected are retried: the retry budget bounds them.
+  return { retryable: true, reason: code ?? 'error', message: error.message };
+}

@@ -1,0 +1,143 @@
+import type { FalcoEvent } from '../event/falco-event.ts';
+import { toSidekickJson } from '../event/sidekick-json.ts';
+import type { DeliveryQueue, GiveUp, QueueDepth, QueueEntry } from './queue.ts';
+
+interface Slot extends QueueEntry {
+  dueAt: number;
+}
+
+/**
+ * The queue of a `durability: memory` destination: nothing on disk, so a crash loses what it holds
+ * and entries it gives up on are dropped (counted) unless a fallback takes them. Same caps, retries
+ * and leases as the durable queue.
+ */
+export class MemoryQueue implements DeliveryQueue {
+  readonly destination: string;
+  private readonly maxEvents: number;
+  private readonly maxBytes: number;
+  private readonly whenFull: 'drop_oldest' | 'drop_newest';
+  private readonly onDrop: (reason: 'queue_full_newest' | 'queue_full_oldest', count: number) => void;
+  /** In enqueue order; small enough in practice that linear scans are fine (capped by max_events). */
+  private slots: Slot[] = [];
+  private leased = new Set<number>();
+  private nextId = 1;
+  private bytes = 0;
+
+  constructor(
+    destination: string,
+    caps: { maxEvents: number; maxBytes: number; whenFull: 'drop_oldest' | 'drop_newest' },
+    onDrop: (reason: 'queue_full_newest' | 'queue_full_oldest', count: number) => void,
+  ) {
+    this.destination = destination;
+    this.maxEvents = caps.maxEvents;
+    this.maxBytes = caps.maxBytes;
+    this.whenFull = caps.whenFull;
+    this.onDrop = onDrop;
+  }
+
+  /** Adds a freshly accepted event. */
+  push(event: FalcoEvent, now: number): void {
+    const bytes = Buffer.byteLength(toSidekickJson(event));
+    const over = () =>
+      (this.maxEvents > 0 && this.slots.length + 1 > this.maxEvents) ||
+      (this.maxBytes > 0 && this.bytes + bytes > this.maxBytes);
+    if (over()) {
+      if (this.whenFull === 'drop_newest') {
+        this.onDrop('queue_full_newest', 1);
+        return;
+      }
+      let dropped = 0;
+      while (over()) {
+        const index = this.slots.findIndex((s) => !this.leased.has(s.id));
+        if (index < 0) break;
+        const [removed] = this.slots.splice(index, 1);
+        this.bytes -= removed!.bytes;
+        dropped++;
+      }
+      if (dropped > 0) this.onDrop('queue_full_oldest', dropped);
+      if (over()) {
+        this.onDrop('queue_full_newest', 1);
+        return;
+      }
+    }
+    this.slots.push({
+      id: this.nextId++,
+      event,
+      bytes,
+      enqueuedAt: now,
+      attempts: 0,
+      firstAttemptAt: undefined,
+      dueAt: now,
+    });
+    this.bytes += bytes;
+  }
+
+  claim(now: number, max: number, maxBytes: number, lease: number): QueueEntry[] {
+    const out: QueueEntry[] = [];
+    let size = 0;
+    for (const slot of this.slots) {
+      if (out.length >= max) break;
+      if (slot.dueAt > now) continue;
+      if (out.length > 0 && maxBytes > 0 && size + slot.bytes > maxBytes) break;
+      size += slot.bytes;
+      slot.dueAt = now + lease;
+      this.leased.add(slot.id);
+      out.push(slot);
+    }
+    return out;
+  }
+
+  private remove(entries: readonly QueueEntry[]): void {
+    const ids = new Set(entries.map((e) => e.id));
+    this.slots = this.slots.filter((s) => {
+      if (!ids.has(s.id)) return true;
+      this.bytes -= s.bytes;
+      this.leased.delete(s.id);
+      return false;
+    });
+  }
+
+  ack(entries: readonly QueueEntry[]): void {
+    this.remove(entries);
+  }
+
+  reschedule(entries: readonly QueueEntry[], dueAt: number, _error: string, now: number): void {
+    for (const e of entries) {
+      const slot = e as Slot;
+      slot.dueAt = dueAt;
+      slot.firstAttemptAt ??= now;
+      this.leased.delete(slot.id);
+    }
+  }
+
+  giveUp(items: readonly GiveUp[], fallback: DeliveryQueue | undefined, now: number): number {
+    this.remove(items.map((i) => i.entry));
+    if (fallback) for (const { entry } of items) fallback.adopt(entry.event, now);
+    return 0;
+  }
+
+  adopt(event: FalcoEvent, now: number): void {
+    this.push(event, now);
+  }
+
+  release(entries: readonly QueueEntry[]): void {
+    for (const e of entries) {
+      (e as Slot).dueAt = 0;
+      this.leased.delete(e.id);
+    }
+  }
+
+  nextDueAt(): number | undefined {
+    let next: number | undefined;
+    for (const s of this.slots) if (next === undefined || s.dueAt < next) next = s.dueAt;
+    return next;
+  }
+
+  depth(): QueueDepth {
+    return { count: this.slots.length, bytes: this.bytes, oldestEnqueuedAt: this.slots[0]?.enqueuedAt };
+  }
+
+  deadLetterCount(): number {
+    return 0;
+  }
+}

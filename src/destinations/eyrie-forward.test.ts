@@ -1,0 +1,229 @@
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { pino } from 'pino';
+import type { RequestConfig } from '../config/types.ts';
+import { HttpStatusError } from '../delivery/errors.ts';
+import { parseFalcoEvent, type FalcoEvent } from '../event/falco-event.ts';
+import type { ExactNumber } from '../event/json.ts';
+import { toSidekickJson } from '../event/sidekick-json.ts';
+import type { DestinationContext } from './types.ts';
+import { eyrieForwardDestination, type EyrieForwardOptions } from './eyrie-forward.ts';
+import { startRecordingServer, type RecordingServer } from '../../test/helpers/recording-server.ts';
+import { startIngest, testConfig, type TestIngest } from '../../test/helpers/ingest.ts';
+
+const request: RequestConfig = {
+  timeout: 5000,
+  connect_timeout: 2000,
+  headers: {},
+  tls: { verify: true, ca_file: '', cert_file: '', key_file: '' },
+  proxy: '',
+  auth: { username: '', password: '', bearer_token: '' },
+  gzip: false,
+};
+
+function capture(): { context: DestinationContext; logs: Record<string, unknown>[] } {
+  const logs: Record<string, unknown>[] = [];
+  const logger = pino(
+    { level: 'debug' },
+    { write: (line: string) => logs.push(JSON.parse(line) as Record<string, unknown>) },
+  );
+  return { context: { name: 'central', logger, request, dataDir: '/nonexistent' }, logs };
+}
+
+const options = (patch: Partial<EyrieForwardOptions> & { url: string }): EyrieForwardOptions => ({
+  token: '',
+  gzip: true,
+  ...patch,
+});
+
+function makeEvent(i: number): FalcoEvent {
+  const uuid = `6f0c7a2e-1b3d-4e5f-8a9b-${String(i).padStart(12, '0')}`;
+  return parseFalcoEvent(
+    `{"uuid":"${uuid}","output":"09:00:01.000000123: Notice shell ${i} <b>","priority":"Notice","rule":"Terminal shell in container","time":"2026-01-01T09:00:01.00000012${i % 10}Z","output_fields":{"evt.time":176725800100000012${i % 10},"proc.name":"sh","n":${i}},"source":"syscall","tags":["container"],"hostname":"edge-1"}`,
+  );
+}
+
+describe('eyrie forward destination → a real Eyrie ingest', () => {
+  let ingest: TestIngest;
+  before(async () => {
+    ingest = await startIngest(testConfig((c) => (c.auth.tokens = ['edge-token'])));
+  });
+  after(() => ingest.close());
+
+  it('delivers a gzipped NDJSON batch with the bearer token; uuid, time and evt.time digits survive the hop', async () => {
+    const { context } = capture();
+    const dest = eyrieForwardDestination.create(options({ url: ingest.url, token: 'edge-token' }), context);
+    const events = [1, 2, 3].map(makeEvent);
+    try {
+      await dest.send(events);
+    } finally {
+      await dest.close();
+    }
+    const got = ingest.router.events.slice(-3);
+    assert.deepEqual(
+      got.map((e) => e.uuid),
+      events.map((e) => e.uuid),
+    );
+    assert.deepEqual(
+      got.map((e) => e.time),
+      ['2026-01-01T09:00:01.000000121Z', '2026-01-01T09:00:01.000000122Z', '2026-01-01T09:00:01.000000123Z'],
+    );
+    assert.equal((got[2]!.output_fields['evt.time'] as ExactNumber).text, '1767258001000000123');
+    assert.deepEqual(got.map(toSidekickJson), events.map(toSidekickJson));
+  });
+
+  it('fails with HttpStatusError when the token is refused', async () => {
+    const { context } = capture();
+    const dest = eyrieForwardDestination.create(options({ url: ingest.url, token: 'wrong' }), context);
+    try {
+      await assert.rejects(
+        dest.send([makeEvent(1)]),
+        (e: unknown) => e instanceof HttpStatusError && e.status === 403,
+      );
+    } finally {
+      await dest.close();
+    }
+  });
+});
+
+describe('eyrie forward destination: wire format and answers', () => {
+  let server: RecordingServer;
+  before(async () => {
+    server = await startRecordingServer();
+  });
+  after(() => server.close());
+
+  it('POSTs NDJSON, one Falcosidekick JSON line per event, gzipped, with the token', async () => {
+    server.reset();
+    server.respondWith(() => ({
+      body: '{"accepted":2,"rejected":0,"errors":[]}',
+      headers: { 'content-type': 'application/json' },
+    }));
+    const { context, logs } = capture();
+    const dest = eyrieForwardDestination.create(options({ url: server.url, token: 's3cret' }), context);
+    const events = [makeEvent(1), makeEvent(2)];
+    try {
+      await dest.send(events);
+    } finally {
+      await dest.close();
+    }
+    const r = server.requests[0]!;
+    assert.equal(r.method, 'POST');
+    assert.equal(r.url, '/');
+    assert.equal(r.headers['content-type'], 'application/x-ndjson');
+    assert.equal(r.headers['content-encoding'], 'gzip');
+    assert.equal(r.headers.authorization, 'Bearer s3cret');
+    assert.equal(r.body[0], 0x1f);
+    assert.equal(r.text, `${toSidekickJson(events[0]!)}\n${toSidekickJson(events[1]!)}\n`);
+    assert.equal(logs.filter((l) => (l.level as number) >= 40).length, 0);
+  });
+
+  it('sends plain NDJSON with gzip: false', async () => {
+    server.reset();
+    server.respondWith(() => ({}));
+    const { context } = capture();
+    const dest = eyrieForwardDestination.create(options({ url: server.url, gzip: false }), context);
+    try {
+      await dest.send([makeEvent(1)]);
+    } finally {
+      await dest.close();
+    }
+    assert.equal(server.requests[0]!.headers['content-encoding'], undefined);
+    assert.equal(server.requests[0]!.headers.authorization, undefined);
+    assert.equal(server.requests[0]!.body.toString('utf8'), `${toSidekickJson(makeEvent(1))}\n`);
+  });
+
+  it('logs events the receiver rejects and still resolves', async () => {
+    server.reset();
+    server.respondWith(() => ({
+      body: JSON.stringify({
+        accepted: 2,
+        rejected: 1,
+        errors: [{ index: 1, message: 'unknown priority "warn"' }],
+      }),
+      headers: { 'content-type': 'application/json' },
+    }));
+    const { context, logs } = capture();
+    const dest = eyrieForwardDestination.create(options({ url: server.url }), context);
+    const events = [makeEvent(1), makeEvent(2), makeEvent(3)];
+    try {
+      await dest.send(events);
+    } finally {
+      await dest.close();
+    }
+    const warn = logs.find((l) => l.level === 40)!;
+    assert.ok(warn, 'a warning is logged');
+    assert.equal(warn.rejected, 1);
+    assert.deepEqual(warn.errors, [
+      { index: 1, message: 'unknown priority "warn"', uuid: events[1]!.uuid, rule: events[1]!.rule },
+    ]);
+    assert.match(String(warn.msg), /rejected 1 of 3/);
+  });
+
+  it('throws HttpStatusError on a non-2xx, with Retry-After', async () => {
+    server.respondWith(() => ({ status: 503, headers: { 'retry-after': '3' }, body: 'closing' }));
+    const { context } = capture();
+    const dest = eyrieForwardDestination.create(options({ url: server.url }), context);
+    try {
+      await assert.rejects(
+        dest.send([makeEvent(1)]),
+        (e: unknown) => e instanceof HttpStatusError && e.status === 503 && e.retryAfterMs === 3000,
+      );
+    } finally {
+      await dest.close();
+    }
+  });
+
+  it('splits a batch the receiver refuses as too large (413)', async () => {
+    server.reset();
+    server.respondWith((req) =>
+      req.text.split('\n').filter((l) => l !== '').length > 2 ? { status: 413, body: 'too large' } : {},
+    );
+    const { context } = capture();
+    const dest = eyrieForwardDestination.create(options({ url: server.url }), context);
+    const events = [1, 2, 3, 4, 5].map(makeEvent);
+    try {
+      await dest.send(events);
+    } finally {
+      await dest.close();
+    }
+    const lines = server.requests.map((r) => r.text.split('\n').filter((l) => l !== ''));
+    // 5 → 413; 3 → 413; then 2, 1 and 2 accepted, in order.
+    assert.deepEqual(
+      lines.map((l) => l.length),
+      [5, 3, 2, 1, 2],
+    );
+    assert.deepEqual(lines.slice(2).flat(), events.map(toSidekickJson));
+  });
+
+  it('gives up splitting at one event', async () => {
+    server.respondWith(() => ({ status: 413, body: 'too large' }));
+    const { context } = capture();
+    const dest = eyrieForwardDestination.create(options({ url: server.url }), context);
+    try {
+      await assert.rejects(
+        dest.send([makeEvent(1), makeEvent(2)]),
+        (e: unknown) => e instanceof HttpStatusError && e.status === 413,
+      );
+    } finally {
+      await dest.close();
+    }
+  });
+
+  it('declares its batch policy, secrets and schema defaults', () => {
+    assert.deepEqual(eyrieForwardDestination.batch, {
+      max_events: 500,
+      max_bytes: 1024 * 1024,
+      timeout: 1000,
+    });
+    assert.deepEqual(eyrieForwardDestination.secretOptions, ['token']);
+    assert.equal(eyrieForwardDestination.type, 'eyrie');
+    const props = (
+      eyrieForwardDestination.optionsSchema as unknown as {
+        properties: Record<string, { default?: unknown }>;
+      }
+    ).properties;
+    assert.equal(props.gzip!.default, true);
+    assert.equal(props.token!.default, '');
+  });
+});

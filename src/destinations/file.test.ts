@@ -1,0 +1,314 @@
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pino } from 'pino';
+import { fileDestination, type FileOptions } from './file.ts';
+import type { Destination, DestinationContext } from './types.ts';
+import type { RequestConfig } from '../config/types.ts';
+import { parseFalcoEvent, type FalcoEvent } from '../event/falco-event.ts';
+import { RetryableError } from '../delivery/errors.ts';
+
+const context: DestinationContext = {
+  name: 'file-test',
+  logger: pino({ level: 'silent' }),
+  request: {} as RequestConfig,
+  dataDir: tmpdir(),
+};
+
+/** Event `i`: every line has the same length (zero-padded index, i < 10000). */
+function event(i: number): FalcoEvent {
+  const n = String(i).padStart(4, '0');
+  return parseFalcoEvent(
+    `{"uuid":"3f1b0a3c-9f0e-4d4e-8a47-0c5e3f9f${n}","output":"event ${n} <x>","priority":"Warning","rule":"r","time":"2026-01-01T00:00:00.123456789Z","output_fields":{"evt.time":1767225600123456789,"n":"${n}"},"tags":["t"],"hostname":"h"}`,
+  );
+}
+
+function line(i: number): string {
+  const n = String(i).padStart(4, '0');
+  return `{"uuid":"3f1b0a3c-9f0e-4d4e-8a47-0c5e3f9f${n}","output":"event ${n} \\u003cx\\u003e","priority":"Warning","rule":"r","time":"2026-01-01T00:00:00.123456789Z","output_fields":{"evt.time":1767225600123456789,"n":"${n}"},"source":"syscall","tags":["t"],"hostname":"h"}`;
+}
+
+const LINE_BYTES = Buffer.byteLength(line(0)) + 1;
+
+function range(from: number, count: number): number[] {
+  return Array.from({ length: count }, (_, k) => from + k);
+}
+
+/** The event numbers in a file, checking every line is a whole, exact event line. */
+function numbersIn(file: string): number[] {
+  const text = readFileSync(file, 'utf8');
+  if (text === '') return [];
+  assert.ok(text.endsWith('\n'), `${file} ends mid-line`);
+  return text
+    .slice(0, -1)
+    .split('\n')
+    .map((l) => {
+      const n = Number((JSON.parse(l) as { output_fields: { n: string } }).output_fields.n);
+      assert.equal(l, line(n));
+      return n;
+    });
+}
+
+describe('file destination', () => {
+  let dir: string;
+  let path: string;
+  const open: Destination[] = [];
+
+  function create(options: Partial<FileOptions> = {}): Destination {
+    const d = fileDestination.create(
+      {
+        path,
+        max_size: 100 * 1024 * 1024,
+        rotate_every: 0,
+        max_files: 5,
+        mode: 0o640,
+        fsync: true,
+        ...options,
+      },
+      context,
+    );
+    open.push(d);
+    return d;
+  }
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'eyrie-file-'));
+    path = join(dir, 'logs', 'events.ndjson');
+  });
+
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((d) => d.close()));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('declares its batching and option defaults', () => {
+    assert.deepEqual(fileDestination.batch, { max_events: 1000, max_bytes: 4 * 1024 * 1024, timeout: 200 });
+    const props = (
+      fileDestination.optionsSchema as unknown as { properties: Record<string, { default?: unknown }> }
+    ).properties;
+    assert.equal(props.max_size?.default, 100 * 1024 * 1024);
+    assert.equal(props.rotate_every?.default, 0);
+    assert.equal(props.max_files?.default, 5);
+    assert.equal(props.mode?.default, 0o640);
+    assert.equal(props.fsync?.default, true);
+    assert.equal(props.path?.default, undefined);
+    assert.equal(
+      (fileDestination.optionsSchema as unknown as { additionalProperties: boolean }).additionalProperties,
+      false,
+    );
+  });
+
+  it("appends Falcosidekick's exact JSON, one line per event, creating the directory with the file mode", async () => {
+    const d = create();
+    assert.ok(existsSync(path), 'create() makes the directory and the file');
+    assert.equal(statSync(path).mode & 0o777, 0o640);
+    await d.send([event(1), event(2)]);
+    await d.send([event(3)]);
+    assert.equal(readFileSync(path, 'utf8'), `${line(1)}\n${line(2)}\n${line(3)}\n`);
+    assert.match(readFileSync(path, 'utf8'), /"evt\.time":1767225600123456789,/);
+  });
+
+  it('rotates by size into path.1, path.2… without splitting or losing a line', async () => {
+    const maxSize = LINE_BYTES * 5; // a batch of 2 fits twice, not three times
+    const d = create({ max_size: maxSize, max_files: 10 });
+    const sent: number[] = [];
+    for (let b = 0; b < 6; b++) {
+      const batch = range(b * 2, 2);
+      await d.send(batch.map(event));
+      sent.push(...batch);
+    }
+    assert.ok(existsSync(`${path}.1`) && existsSync(`${path}.2`));
+    assert.ok(!existsSync(`${path}.3`));
+    for (const f of [path, `${path}.1`, `${path}.2`])
+      assert.ok(statSync(f).size <= maxSize, `${f} exceeds max_size`);
+    // Oldest first: path.2, path.1, path.
+    const all = [...numbersIn(`${path}.2`), ...numbersIn(`${path}.1`), ...numbersIn(path)];
+    assert.deepEqual(all, sent);
+    assert.deepEqual(numbersIn(path), [8, 9, 10, 11]);
+  });
+
+  it('keeps only max_files rotated files, deleting older ones (and leftovers of a larger max_files)', async () => {
+    mkdirSync(join(dir, 'logs'), { recursive: true });
+    writeFileSync(`${path}.7`, 'left over\n');
+    const d = create({ max_size: LINE_BYTES, max_files: 2 });
+    for (let i = 0; i < 6; i++) await d.send([event(i)]);
+    const names = readdirSync(join(dir, 'logs')).sort();
+    assert.deepEqual(names, ['events.ndjson', 'events.ndjson.1', 'events.ndjson.2']);
+    assert.deepEqual(numbersIn(path), [5]);
+    assert.deepEqual(numbersIn(`${path}.1`), [4]);
+    assert.deepEqual(numbersIn(`${path}.2`), [3]);
+  });
+
+  it('max_files 0 keeps no rotated file', async () => {
+    const d = create({ max_size: LINE_BYTES, max_files: 0 });
+    for (let i = 0; i < 3; i++) await d.send([event(i)]);
+    assert.deepEqual(readdirSync(join(dir, 'logs')), ['events.ndjson']);
+    assert.deepEqual(numbersIn(path), [2]);
+  });
+
+  it('puts a batch larger than max_size whole into a fresh file', async () => {
+    const d = create({ max_size: LINE_BYTES * 2 });
+    await d.send([event(0)]);
+    await d.send(range(1, 5).map(event));
+    assert.deepEqual(numbersIn(`${path}.1`), [0]);
+    assert.deepEqual(numbersIn(path), [1, 2, 3, 4, 5]);
+    await d.send([event(6)]); // the oversized file is rotated before the next batch
+    assert.deepEqual(numbersIn(`${path}.2`), [0]);
+    assert.deepEqual(numbersIn(`${path}.1`), [1, 2, 3, 4, 5]);
+    assert.deepEqual(numbersIn(path), [6]);
+  });
+
+  it('does not rotate when max_size is 0', async () => {
+    const d = create({ max_size: 0 });
+    for (let i = 0; i < 20; i++) await d.send([event(i)]);
+    assert.ok(!existsSync(`${path}.1`));
+    assert.deepEqual(numbersIn(path), range(0, 20));
+  });
+
+  it('rotates by time once rotate_every has elapsed', async () => {
+    const d = create({ rotate_every: 150 });
+    await d.send([event(0)]);
+    await d.send([event(1)]);
+    assert.ok(!existsSync(`${path}.1`), 'no rotation before rotate_every');
+    await sleep(250);
+    await d.send([event(2)]);
+    assert.deepEqual(numbersIn(`${path}.1`), [0, 1]);
+    assert.deepEqual(numbersIn(path), [2]);
+    await d.send([event(3)]); // the new file's period has just begun
+    assert.deepEqual(numbersIn(path), [2, 3]);
+    assert.ok(!existsSync(`${path}.2`));
+  });
+
+  it('appends after a restart, counting the existing size toward max_size', async () => {
+    const first = create();
+    await first.send([event(0), event(1)]);
+    await first.close();
+    const second = create({ max_size: LINE_BYTES * 3 });
+    await second.send([event(2)]);
+    assert.deepEqual(numbersIn(path), [0, 1, 2]);
+    assert.ok(!existsSync(`${path}.1`));
+    await second.send([event(3)]); // 3 lines already there: this one goes to a fresh file
+    assert.deepEqual(numbersIn(`${path}.1`), [0, 1, 2]);
+    assert.deepEqual(numbersIn(path), [3]);
+  });
+
+  it('ends a partial last line left by a crash before appending', async () => {
+    mkdirSync(join(dir, 'logs'), { recursive: true });
+    writeFileSync(path, `${line(0)}\n{"uuid":"trunc`);
+    const d = create();
+    await d.send([event(1)]);
+    assert.equal(readFileSync(path, 'utf8'), `${line(0)}\n{"uuid":"trunc\n${line(1)}\n`);
+  });
+
+  it('recreates path when the file was moved away (logrotate) or deleted', async () => {
+    const d = create();
+    await d.send([event(0)]);
+    renameSync(path, `${path}.moved`);
+    await d.send([event(1)]);
+    assert.deepEqual(numbersIn(`${path}.moved`), [0]);
+    assert.deepEqual(numbersIn(path), [1]);
+    assert.equal(statSync(path).mode & 0o777, 0o640);
+    unlinkSync(path);
+    await d.send([event(2)]);
+    assert.deepEqual(numbersIn(path), [2]);
+  });
+
+  it('follows a file replaced by another one and counts its size', async () => {
+    const d = create({ max_size: LINE_BYTES * 2 });
+    await d.send([event(0)]);
+    renameSync(path, `${path}.old`); // logrotate's create mode: move away, then make a new file
+    writeFileSync(path, `${line(10)}\n`);
+    await d.send([event(1)]);
+    assert.deepEqual(numbersIn(path), [10, 1]);
+    await d.send([event(2)]);
+    assert.deepEqual(numbersIn(`${path}.1`), [10, 1]);
+    assert.deepEqual(numbersIn(path), [2]);
+  });
+
+  it('serializes concurrent sends: no interleaving across rotations', async () => {
+    const d = create({ max_size: LINE_BYTES * 7, max_files: 50 });
+    await Promise.all(range(0, 20).map((b) => d.send(range(b * 3, 3).map(event))));
+    const files = readdirSync(join(dir, 'logs'));
+    const all = files.flatMap((f) => numbersIn(join(dir, 'logs', f))).sort((a, b) => a - b);
+    assert.deepEqual(all, range(0, 60));
+    assert.ok(files.length >= 10, `expected rotations, got ${files.length} files`);
+  });
+
+  it('reports write failures as RetryableError, and a retry succeeds once the cause is gone', async () => {
+    const d = create();
+    await d.send([event(0)]);
+    renameSync(path, `${path}.moved`);
+    mkdirSync(path); // something replaced the file with a directory
+    await assert.rejects(d.send([event(1)]), (err: unknown) => {
+      assert.ok(err instanceof RetryableError);
+      assert.match(err.message, /events\.ndjson/);
+      return true;
+    });
+    rmSync(path, { recursive: true });
+    await d.send([event(1)]);
+    assert.deepEqual(numbersIn(path), [1]);
+  });
+
+  it('close() closes the file; later sends fail', async () => {
+    const d = create({ fsync: false });
+    await d.send([event(0)]);
+    await d.close();
+    assert.deepEqual(numbersIn(path), [0]);
+    await assert.rejects(d.send([event(1)]), RetryableError);
+    assert.deepEqual(numbersIn(path), [0]);
+  });
+
+  it('fails create() clearly when path is a directory', () => {
+    mkdirSync(path, { recursive: true });
+    assert.throws(() => create(), /file destination "file-test": path .*events\.ndjson is a directory/);
+  });
+
+  it('fails create() clearly when the directory cannot be created', () => {
+    writeFileSync(join(dir, 'logs'), 'a file, not a directory');
+    assert.throws(() => create(), /file destination "file-test": cannot create directory .*logs: ENOTDIR/);
+  });
+
+  it(
+    'fails create() clearly when the file is not writable',
+    { skip: process.getuid?.() === 0 && 'root can write anywhere' },
+    () => {
+      mkdirSync(join(dir, 'logs'), { mode: 0o500 });
+      assert.throws(
+        () => create(),
+        /file destination "file-test": cannot open .*events\.ndjson for writing: .*EACCES/,
+      );
+    },
+  );
+
+  it('fails create() clearly when the path is not writable even for root', () => {
+    assert.throws(
+      () =>
+        fileDestination.create(
+          {
+            path: '/proc/eyrie-test/events.ndjson',
+            max_size: 0,
+            rotate_every: 0,
+            max_files: 5,
+            mode: 0o640,
+            fsync: true,
+          },
+          context,
+        ),
+      /file destination "file-test": cannot (create directory|open)/,
+    );
+  });
+});

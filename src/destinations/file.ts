@@ -1,0 +1,345 @@
+import { Type } from 'typebox';
+import { closeSync, constants as fsConstants, fchmodSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import type { Destination, DestinationType } from './types.ts';
+import { toSidekickJson } from '../event/sidekick-json.ts';
+import { RetryableError } from '../delivery/errors.ts';
+import type { FalcoEvent } from '../event/falco-event.ts';
+
+export interface FileOptions {
+  /** File the events are appended to, one Falcosidekick JSON document per line (NDJSON). */
+  path: string;
+  /** Rotate before a batch would take the file past this many bytes; 0 = no size rotation. */
+  max_size: number;
+  /** Rotate once the file is this old (ms); 0 = no time rotation. */
+  rotate_every: number;
+  /** Rotated files kept (`path.1` … `path.N`); older ones are deleted. */
+  max_files: number;
+  /** Permission bits of files Eyrie creates. */
+  mode: number;
+  /** fsync after each batch, so a successful send (which removes the events from the queue) is on disk. */
+  fsync: boolean;
+}
+
+const MiB = 1024 * 1024;
+
+/**
+ * Appends events as NDJSON (Falcosidekick's JSON bytes, one event per line) to a local file, with
+ * size- and time-based rotation (`path` → `path.1` → … → `path.<max_files>`), surviving restarts and
+ * external rotation (logrotate moving the file away).
+ */
+export const fileDestination: DestinationType<FileOptions> = {
+  type: 'file',
+  optionsSchema: Type.Object(
+    {
+      path: Type.String({ minLength: 1, expect: 'a file path' }),
+      max_size: Type.Integer({
+        minimum: 0,
+        default: 100 * MiB,
+        expect: 'a size in bytes (0 = no size rotation)',
+      }),
+      rotate_every: Type.Integer({
+        minimum: 0,
+        default: 0,
+        expect: 'a duration in milliseconds (0 = no time rotation)',
+      }),
+      max_files: Type.Integer({ minimum: 0, default: 5 }),
+      mode: Type.Integer({
+        minimum: 0,
+        maximum: 0o777,
+        default: 0o640,
+        expect: 'permission bits 0-0o777 (write 0o640 in YAML: a plain 0640 is the decimal number 640)',
+      }),
+      fsync: Type.Boolean({ default: true }),
+    },
+    { additionalProperties: false },
+  ),
+  secretOptions: [],
+  batch: { max_events: 1000, max_bytes: 4 * MiB, timeout: 200 },
+  create(options, context): Destination {
+    const path = resolve(options.path);
+    checkWritable(path, options.mode, context.name);
+    return new FileDestination(context.name, path, options, context.logger);
+  },
+};
+
+/** Startup checks: creates the directory and the file, so a bad path fails `create()`, not every send. */
+function checkWritable(path: string, mode: number, name: string): void {
+  const prefix = `file destination "${name}": `;
+  const dir = dirname(path);
+  try {
+    makeDirectory(dir);
+  } catch (err) {
+    throw new Error(`${prefix}cannot create directory ${dir}: ${message(err)}`, { cause: err });
+  }
+  let existing;
+  try {
+    existing = statSync(path, { throwIfNoEntry: false });
+  } catch (err) {
+    throw new Error(`${prefix}cannot access ${path}: ${message(err)}`, { cause: err });
+  }
+  if (existing?.isDirectory()) throw new Error(`${prefix}path ${path} is a directory, not a file`);
+  if (existing && !existing.isFile()) throw new Error(`${prefix}path ${path} is not a regular file`);
+  let fd: number;
+  let created = false;
+  try {
+    try {
+      fd = openSync(path, CREATE_FLAGS, mode);
+      created = true;
+    } catch (err) {
+      if (code(err) !== 'EEXIST') throw err;
+      fd = openSync(path, APPEND_FLAGS);
+    }
+  } catch (err) {
+    throw new Error(`${prefix}cannot open ${path} for writing: ${message(err)}`, { cause: err });
+  }
+  try {
+    // The umask may have narrowed the mode: files Eyrie creates get exactly `mode`.
+    if (created) fchmodSync(fd, mode);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * `mkdir -p`, one level at a time: Node 20's `mkdirSync(…, { recursive: true })` loops forever on some
+ * paths (e.g. under /proc, where mkdir answers ENOENT).
+ */
+function makeDirectory(dir: string): void {
+  const existing = statSync(dir, { throwIfNoEntry: false });
+  if (existing?.isDirectory()) return;
+  if (existing)
+    throw Object.assign(new Error(`ENOTDIR: ${dir} exists and is not a directory`), { code: 'ENOTDIR' });
+  const parent = dirname(dir);
+  if (parent !== dir) makeDirectory(parent);
+  try {
+    mkdirSync(dir);
+  } catch (err) {
+    if (code(err) !== 'EEXIST' || !statSync(dir).isDirectory()) throw err;
+  }
+}
+
+const APPEND_FLAGS = fsConstants.O_WRONLY | fsConstants.O_APPEND;
+const CREATE_FLAGS = APPEND_FLAGS | fsConstants.O_CREAT | fsConstants.O_EXCL;
+
+interface OpenFile {
+  handle: FileHandle;
+  dev: bigint;
+  ino: bigint;
+  /** When the file was created (or, if the file system cannot tell, opened), for `rotate_every`. */
+  since: number;
+}
+
+class FileDestination implements Destination {
+  readonly type = 'file';
+  readonly name: string;
+  private readonly path: string;
+  private readonly options: FileOptions;
+  private readonly logger: Logger;
+  private file: OpenFile | undefined;
+  /** Sends run one at a time (the queue may run several concurrently). */
+  private tail: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  constructor(name: string, path: string, options: FileOptions, logger: Logger) {
+    this.name = name;
+    this.path = path;
+    this.options = options;
+    this.logger = logger;
+  }
+
+  async send(events: readonly FalcoEvent[]): Promise<void> {
+    if (this.closed) throw new RetryableError(`file destination "${this.name}" is closed`);
+    if (events.length === 0) return;
+    // One buffer, one write: whole lines only, whatever the batch size.
+    const data = Buffer.from(events.map((e) => toSidekickJson(e) + '\n').join(''), 'utf8');
+    await this.serialize(async () => {
+      try {
+        await this.write(data);
+      } catch (err) {
+        throw new RetryableError(`cannot write to ${this.path}: ${message(err)}`, { cause: err });
+      }
+    });
+  }
+
+  close(): Promise<void> {
+    this.closed = true;
+    return this.serialize(async () => {
+      const file = this.file;
+      this.file = undefined;
+      if (!file) return;
+      try {
+        await file.handle.datasync();
+      } finally {
+        await file.handle.close();
+      }
+    });
+  }
+
+  private serialize(task: () => Promise<void>): Promise<void> {
+    const run = this.tail.then(task, task);
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  private async write(data: Buffer): Promise<void> {
+    let { file, size } = await this.current();
+    const now = Date.now();
+    const { max_size: maxSize, rotate_every: rotateEvery } = this.options;
+    const tooBig = maxSize > 0 && size > 0 && size + data.length > maxSize;
+    const tooOld = rotateEvery > 0 && now - file.since >= rotateEvery;
+    if (tooOld && size === 0) file.since = now; // nothing to rotate: start the period afresh
+    if (tooBig || (tooOld && size > 0)) {
+      await this.rotate(tooBig ? `size ${size + data.length} > max_size ${maxSize}` : 'rotate_every elapsed');
+      ({ file, size } = await this.current());
+    }
+    let written = 0;
+    try {
+      while (written < data.length) {
+        const { bytesWritten } = await file.handle.write(data, written, data.length - written);
+        written += bytesWritten;
+      }
+      if (this.options.fsync) await file.handle.datasync();
+    } catch (err) {
+      // Leave no half batch (and no half line) behind: the whole batch is retried.
+      if (written > 0) {
+        await file.handle.truncate(size).catch((truncateErr: unknown) => {
+          this.logger.warn(
+            { path: this.path, err: truncateErr },
+            'file: cannot remove a partly written batch',
+          );
+        });
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * The open file for `path` and its size, reopening when the file was moved away or replaced
+   * (logrotate) since the last batch. The size is read from disk, so truncation by others counts too.
+   */
+  private async current(): Promise<{ file: OpenFile; size: number }> {
+    if (this.file) {
+      const st = await stat(this.path, { bigint: true }).catch((err: unknown) => {
+        if (code(err) === 'ENOENT') return undefined;
+        throw err;
+      });
+      if (st && st.ino === this.file.ino && st.dev === this.file.dev)
+        return { file: this.file, size: Number(st.size) };
+      this.logger.info({ path: this.path }, 'file: moved or replaced by someone else, reopening');
+      await this.closeFile();
+    }
+    const file = await this.openFile();
+    const st = await file.handle.stat({ bigint: true });
+    return { file, size: Number(st.size) };
+  }
+
+  private async openFile(): Promise<OpenFile> {
+    let handle: FileHandle;
+    let created = false;
+    try {
+      handle = await open(this.path, CREATE_FLAGS, this.options.mode);
+      created = true;
+    } catch (err) {
+      if (code(err) !== 'EEXIST') throw err;
+      handle = await open(this.path, APPEND_FLAGS);
+    }
+    try {
+      if (created) {
+        await handle.chmod(this.options.mode);
+        if (this.options.fsync) await syncDirectory(dirname(this.path));
+      }
+      const st = await handle.stat({ bigint: true });
+      if (!st.isFile()) throw new Error(`${this.path} is not a regular file`);
+      const size = Number(st.size);
+      // A crash mid-write may have left a partial last line: end it, so the next event starts a line.
+      if (size > 0) {
+        const last = Buffer.alloc(1);
+        const readable = await open(this.path, 'r').catch(() => undefined);
+        if (readable) {
+          try {
+            await readable.read(last, 0, 1, size - 1);
+          } finally {
+            await readable.close();
+          }
+          if (last[0] !== 0x0a) await handle.write('\n');
+        }
+      }
+      const now = Date.now();
+      const born = Number(st.birthtimeMs);
+      const since = born > 0 && born <= now ? born : now;
+      this.file = { handle, dev: st.dev, ino: st.ino, since };
+      return this.file;
+    } catch (err) {
+      await handle.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async closeFile(): Promise<void> {
+    const file = this.file;
+    this.file = undefined;
+    await file?.handle.close().catch((err: unknown) => {
+      this.logger.warn({ path: this.path, err }, 'file: close failed');
+    });
+  }
+
+  /** `path.<max_files-1>` → `path.<max_files>`, …, `path` → `path.1`; deletes rotated files beyond max_files. */
+  private async rotate(reason: string): Promise<void> {
+    const { max_files: maxFiles } = this.options;
+    this.logger.info({ path: this.path, reason }, 'file: rotating');
+    await this.closeFile();
+    await this.prune(maxFiles);
+    if (maxFiles === 0) {
+      await ignoreMissing(unlink(this.path));
+    } else {
+      for (let i = maxFiles - 1; i >= 1; i--) {
+        await ignoreMissing(rename(`${this.path}.${i}`, `${this.path}.${i + 1}`));
+      }
+      await ignoreMissing(rename(this.path, `${this.path}.1`));
+    }
+    if (this.options.fsync) await syncDirectory(dirname(this.path));
+  }
+
+  /** Deletes `path.N` for N >= keep (they are about to be overwritten or are left from a larger max_files). */
+  private async prune(keep: number): Promise<void> {
+    const dir = dirname(this.path);
+    const prefix = `${basename(this.path)}.`;
+    for (const entry of await readdir(dir)) {
+      if (!entry.startsWith(prefix)) continue;
+      const suffix = entry.slice(prefix.length);
+      if (/^[1-9]\d*$/.test(suffix) && Number(suffix) > keep) await ignoreMissing(unlink(join(dir, entry)));
+    }
+  }
+}
+
+/** Makes a created or renamed directory entry durable; not every platform can fsync a directory. */
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r').catch(() => undefined);
+  if (!handle) return;
+  try {
+    await handle.sync();
+  } catch {
+    // EINVAL/EISDIR on platforms without directory fsync: nothing more can be done.
+  } finally {
+    await handle.close();
+  }
+}
+
+async function ignoreMissing(operation: Promise<void>): Promise<void> {
+  try {
+    await operation;
+  } catch (err) {
+    if (code(err) !== 'ENOENT') throw err;
+  }
+}
+
+function code(err: unknown): string | undefined {
+  return (err as { code?: string } | null)?.code;
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,547 @@
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { RequestConfig } from '../config/types.ts';
+import { classify, HttpStatusError } from '../delivery/errors.ts';
+import { canonicalHeaderName, createHttpTransport, type HttpTransport } from './http-transport.ts';
+import {
+  startRecordingServer,
+  startTestProxy,
+  type RecordingServer,
+} from '../../test/helpers/recording-server.ts';
+import { makePki, type TestPki } from '../../test/helpers/certs.ts';
+
+function requestConfig(patch: Partial<RequestConfig> = {}): RequestConfig {
+  return {
+    timeout: 5000,
+    connect_timeout: 2000,
+    headers: {},
+    tls: { verify: true, ca_file: '', cert_file: '', key_file: '' },
+    proxy: '',
+    auth: { username: '', password: '', bearer_token: '' },
+    gzip: false,
+    ...patch,
+  };
+}
+
+/** Header value as sent, with the name's case as sent. */
+function rawHeader(raw: string[], name: string): [string, string] | undefined {
+  for (let i = 0; i < raw.length; i += 2)
+    if (raw[i]!.toLowerCase() === name.toLowerCase()) return [raw[i]!, raw[i + 1]!];
+  return undefined;
+}
+
+let sharedPki: TestPki | undefined;
+const pkiOnce = (): TestPki => (sharedPki ??= makePki());
+
+const transports: HttpTransport[] = [];
+function transport(
+  request: RequestConfig,
+  baseUrl: string,
+  extra: { userAgent?: string; connections?: number } = {},
+): HttpTransport {
+  const t = createHttpTransport(request, { name: 'test', baseUrl, ...extra });
+  transports.push(t);
+  return t;
+}
+
+after(async () => {
+  await Promise.all(transports.map((t) => t.close()));
+});
+
+describe('http transport: statuses and errors', () => {
+  let server: RecordingServer;
+  before(async () => {
+    server = await startRecordingServer();
+  });
+  after(() => server.close());
+
+  it('resolves any 2xx with status, headers and body', async () => {
+    const t = transport(requestConfig(), server.url);
+    for (const status of [200, 201, 202, 204, 299]) {
+      server.respondWith(() => ({
+        status,
+        headers: { 'x-reply': 'yes' },
+        body: status === 204 ? '' : `ok ${status}`,
+      }));
+      const res = await t.send({ body: '{}' });
+      assert.equal(res.status, status);
+      assert.equal(res.headers['x-reply'], 'yes');
+      assert.equal(res.body, status === 204 ? '' : `ok ${status}`);
+    }
+  });
+
+  it('sends method, path, content type and default headers', async () => {
+    server.reset();
+    server.respondWith(() => ({}));
+    const t = transport(requestConfig(), `${server.url}base/?k=v`, { userAgent: 'Agent/1' });
+    await t.send({ method: 'put', path: '/sub/x?y=1', body: 'hello', contentType: 'text/plain' });
+    await t.send({ body: 'plain' });
+    const [a, b] = await server.waitFor(2);
+    assert.equal(a!.method, 'PUT');
+    assert.equal(a!.url, '/base/sub/x?k=v&y=1');
+    assert.equal(a!.text, 'hello');
+    assert.deepEqual(rawHeader(a!.rawHeaders, 'content-type'), ['Content-Type', 'text/plain']);
+    assert.deepEqual(rawHeader(a!.rawHeaders, 'user-agent'), ['User-Agent', 'Agent/1']);
+    assert.deepEqual(rawHeader(a!.rawHeaders, 'accept-encoding'), ['Accept-Encoding', 'gzip']);
+    assert.equal(a!.headers['content-length'], '5');
+    assert.equal(b!.method, 'POST');
+    assert.equal(b!.url, '/base/?k=v');
+    assert.equal(b!.headers['content-type'], 'application/json; charset=utf-8');
+  });
+
+  it('throws HttpStatusError on 4xx/5xx with the body and Retry-After in seconds', async () => {
+    const t = transport(requestConfig(), server.url);
+    server.respondWith(() => ({ status: 429, headers: { 'retry-after': '7' }, body: 'slow down' }));
+    const err = await t.send({ body: '{}' }).then(
+      () => assert.fail('expected an error'),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof HttpStatusError);
+    assert.equal(err.status, 429);
+    assert.equal(err.body, 'slow down');
+    assert.equal(err.retryAfterMs, 7000);
+    assert.equal(classify(err).retryable, true);
+
+    server.respondWith(() => ({ status: 400, body: 'bad' }));
+    await assert.rejects(
+      t.send({ body: '{}' }),
+      (e: unknown) => e instanceof HttpStatusError && e.status === 400 && !classify(e).retryable,
+    );
+  });
+
+  it('parses Retry-After as an HTTP date', async () => {
+    const t = transport(requestConfig(), server.url);
+    const when = new Date(Date.now() + 60_000).toUTCString();
+    server.respondWith(() => ({ status: 503, headers: { 'retry-after': when }, body: 'down' }));
+    const err = (await t.send({ body: '{}' }).catch((e: unknown) => e)) as HttpStatusError;
+    assert.ok(err instanceof HttpStatusError);
+    assert.equal(err.status, 503);
+    assert.ok(err.retryAfterMs! > 55_000 && err.retryAfterMs! <= 60_000, String(err.retryAfterMs));
+  });
+
+  it('treats 3xx as a failure (redirects are not followed)', async () => {
+    const t = transport(requestConfig(), server.url);
+    server.respondWith(() => ({ status: 302, headers: { location: '/elsewhere' } }));
+    await assert.rejects(
+      t.send({ body: '{}' }),
+      (e: unknown) => e instanceof HttpStatusError && e.status === 302,
+    );
+  });
+
+  it('decodes a gzip response body', async () => {
+    const { gzipSync } = await import('node:zlib');
+    const t = transport(requestConfig(), server.url);
+    server.respondWith(() => ({ headers: { 'content-encoding': 'gzip' }, body: gzipSync('{"accepted":1}') }));
+    assert.equal((await t.send({ body: '{}' })).body, '{"accepted":1}');
+  });
+
+  it('times out a server that accepts and never answers, within the deadline', async () => {
+    const t = transport(requestConfig({ timeout: 300 }), server.url);
+    server.respondWith(() => ({ hang: true }));
+    const started = Date.now();
+    const err = (await t.send({ body: '{}' }).catch((e: unknown) => e)) as Error;
+    const elapsed = Date.now() - started;
+    assert.ok(err instanceof Error);
+    assert.equal(err.name, 'TimeoutError');
+    assert.match(err.message, /timed out after 300 ms/);
+    assert.ok(elapsed >= 280 && elapsed < 1500, `elapsed ${elapsed} ms`);
+    assert.equal(classify(err).reason, 'timeout');
+    assert.equal(classify(err).retryable, true);
+  });
+
+  it('times out a body that stalls after the headers', async () => {
+    const stalling = await startRecordingServer();
+    stalling.server.removeAllListeners('request');
+    stalling.server.on('request', (_req, res) => {
+      res.writeHead(200, { 'content-length': '100' });
+      res.write('partial');
+    });
+    const t = transport(requestConfig({ timeout: 300 }), stalling.url);
+    const started = Date.now();
+    await assert.rejects(t.send({ body: '{}' }), (e: unknown) => classify(e).reason === 'timeout');
+    assert.ok(Date.now() - started < 1500);
+    await stalling.close();
+  });
+
+  it('bounds connect + TLS handshake by connect_timeout', async () => {
+    const { createServer } = await import('node:net');
+    const sockets: import('node:net').Socket[] = [];
+    const silent = createServer((socket) => sockets.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as import('node:net').AddressInfo).port;
+    try {
+      const t = transport(
+        requestConfig({ connect_timeout: 200, timeout: 5000 }),
+        `https://127.0.0.1:${port}/`,
+      );
+      const started = Date.now();
+      const err = (await t.send({ body: '{}' }).catch((e: unknown) => e)) as Error & { code?: string };
+      assert.equal(err.code, 'UND_ERR_CONNECT_TIMEOUT');
+      assert.ok(Date.now() - started < 1500);
+      assert.equal(classify(err).reason, 'timeout');
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
+  });
+
+  it('reports a connection reset as a network error', async () => {
+    const t = transport(requestConfig(), server.url);
+    server.respondWith(() => ({ reset: true }));
+    const err = (await t.send({ body: '{}' }).catch((e: unknown) => e)) as Error & { code?: string };
+    assert.ok(err instanceof Error);
+    assert.ok(['ECONNRESET', 'UND_ERR_SOCKET'].includes(err.code ?? ''), `code ${err.code}`);
+    assert.equal(classify(err).retryable, true);
+  });
+
+  it('reports a refused connection with its code', async () => {
+    const closed = await startRecordingServer();
+    const url = closed.url;
+    await closed.close();
+    const t = transport(requestConfig(), url);
+    await assert.rejects(
+      t.send({ body: '{}' }),
+      (e: unknown) => (e as { code?: string }).code === 'ECONNREFUSED',
+    );
+  });
+
+  it('reuses one keep-alive connection for sequential sends', async () => {
+    const fresh = await startRecordingServer();
+    const t = transport(requestConfig(), fresh.url);
+    for (let i = 0; i < 5; i++) await t.send({ body: `{"n":${i}}` });
+    assert.equal(fresh.requests.length, 5);
+    assert.equal(fresh.connections, 1);
+    assert.deepEqual(
+      fresh.requests.map((r) => r.connection),
+      [1, 1, 1, 1, 1],
+    );
+    await t.close();
+    await fresh.close();
+  });
+
+  it('refuses to send after close', async () => {
+    const t = transport(requestConfig(), server.url);
+    await t.close();
+    await assert.rejects(t.send({ body: '{}' }), /closed/);
+  });
+});
+
+describe('http transport: auth, headers, gzip', () => {
+  let server: RecordingServer;
+  before(async () => {
+    server = await startRecordingServer();
+  });
+  after(() => server.close());
+
+  it('sends basic auth exactly', async () => {
+    server.reset();
+    const t = transport(
+      requestConfig({ auth: { username: 'falco', password: 'p@ss:word', bearer_token: '' } }),
+      server.url,
+    );
+    await t.send({ body: '{}' });
+    assert.deepEqual(rawHeader(server.requests[0]!.rawHeaders, 'authorization'), [
+      'Authorization',
+      `Basic ${Buffer.from('falco:p@ss:word').toString('base64')}`,
+    ]);
+  });
+
+  it('sends a bearer token exactly', async () => {
+    server.reset();
+    const t = transport(
+      requestConfig({ auth: { username: '', password: '', bearer_token: 's3cret' } }),
+      server.url,
+    );
+    await t.send({ body: '{}' });
+    assert.equal(server.requests[0]!.headers.authorization, 'Bearer s3cret');
+  });
+
+  it('sends credentials in the URL as basic auth, not in the URL', async () => {
+    server.reset();
+    const t = transport(requestConfig(), server.url.replace('http://', 'http://us%3Aer:p%40ss@'));
+    await t.send({ body: '{}' });
+    assert.equal(
+      server.requests[0]!.headers.authorization,
+      `Basic ${Buffer.from('us:er:p@ss').toString('base64')}`,
+    );
+    assert.equal(server.requests[0]!.url, '/');
+    assert.equal(t.baseUrl.username, '');
+  });
+
+  it('refuses both basic and bearer auth', () => {
+    assert.throws(
+      () =>
+        createHttpTransport(requestConfig({ auth: { username: 'u', password: 'p', bearer_token: 't' } }), {
+          name: 'x',
+          baseUrl: server.url,
+        }),
+      /not both/,
+    );
+  });
+
+  it('applies request headers, then per-call headers, in Go canonical form', async () => {
+    server.reset();
+    const t = transport(
+      requestConfig({ headers: { 'x-team': 'sec', 'X-Override': 'config', 'user-agent': 'Custom/2' } }),
+      server.url,
+    );
+    await t.send({ body: '{}', headers: { 'x-override': 'call', 'x-api-key': 'k' } });
+    const r = server.requests[0]!;
+    assert.deepEqual(rawHeader(r.rawHeaders, 'x-team'), ['X-Team', 'sec']);
+    assert.deepEqual(rawHeader(r.rawHeaders, 'x-override'), ['X-Override', 'call']);
+    assert.deepEqual(rawHeader(r.rawHeaders, 'x-api-key'), ['X-Api-Key', 'k']);
+    assert.equal(r.headers['user-agent'], 'Custom/2');
+    assert.equal(r.rawHeaders.filter((h) => h.toLowerCase() === 'x-override').length, 1);
+  });
+
+  it('canonicalizes header names as Go does', () => {
+    assert.equal(canonicalHeaderName('x-api-key'), 'X-Api-Key');
+    assert.equal(canonicalHeaderName('AUTHORIZATION'), 'Authorization');
+    assert.equal(canonicalHeaderName('dd-api-key'), 'Dd-Api-Key');
+    assert.equal(canonicalHeaderName('bad header'), 'bad header');
+  });
+
+  it('gzips the body when request.gzip is set', async () => {
+    server.reset();
+    const body = JSON.stringify({ text: 'x'.repeat(5000), n: 1767258001000000123n.toString() });
+    const t = transport(requestConfig({ gzip: true }), server.url);
+    await t.send({ body });
+    const r = server.requests[0]!;
+    assert.equal(r.headers['content-encoding'], 'gzip');
+    assert.ok(r.body.length < body.length);
+    assert.equal(r.body[0], 0x1f);
+    assert.equal(r.text, body);
+    assert.equal(r.headers['content-length'], String(r.body.length));
+  });
+});
+
+describe('http transport: TLS', () => {
+  let pki: TestPki;
+  let server: RecordingServer;
+  let mtls: RecordingServer;
+  before(async () => {
+    pki = pkiOnce();
+    server = await startRecordingServer({
+      tls: { cert: pki.read(pki.serverCert), key: pki.read(pki.serverKey) },
+    });
+    mtls = await startRecordingServer({
+      tls: {
+        cert: pki.read(pki.serverCert),
+        key: pki.read(pki.serverKey),
+        ca: pki.read(pki.caCert),
+        requestCert: true,
+      },
+    });
+  });
+  after(async () => {
+    await server.close();
+    await mtls.close();
+  });
+
+  it('refuses a server certificate from an unknown CA when verifying', async () => {
+    const t = transport(requestConfig(), server.url);
+    await assert.rejects(t.send({ body: '{}' }), (e: unknown) =>
+      /SELF_SIGNED|UNABLE_TO_VERIFY|CERT/.test(String((e as { code?: string }).code)),
+    );
+    assert.equal(server.requests.length, 0);
+  });
+
+  it('accepts it with verification off', async () => {
+    const t = transport(
+      requestConfig({ tls: { verify: false, ca_file: '', cert_file: '', key_file: '' } }),
+      server.url,
+    );
+    assert.equal((await t.send({ body: '{}' })).status, 200);
+  });
+
+  it('accepts it when ca_file names the CA', async () => {
+    const t = transport(
+      requestConfig({ tls: { verify: true, ca_file: pki.caCert, cert_file: '', key_file: '' } }),
+      server.url,
+    );
+    assert.equal((await t.send({ body: '{}' })).status, 200);
+  });
+
+  it('presents a client certificate for mutual TLS', async () => {
+    const t = transport(
+      requestConfig({
+        tls: { verify: true, ca_file: pki.caCert, cert_file: pki.clientCert, key_file: pki.clientKey },
+      }),
+      mtls.url,
+    );
+    assert.equal((await t.send({ body: '{}' })).status, 200);
+    assert.deepEqual(mtls.requests[0]!.tls, { authorized: true, clientCertCN: 'client' });
+  });
+
+  it('fails against a server requiring a client certificate without one', async () => {
+    const before = mtls.requests.length;
+    const t = transport(
+      requestConfig({ tls: { verify: true, ca_file: pki.caCert, cert_file: '', key_file: '' } }),
+      mtls.url,
+    );
+    await assert.rejects(t.send({ body: '{}' }));
+    assert.equal(mtls.requests.length, before);
+  });
+
+  it('fails with a client certificate from another CA', async () => {
+    const before = mtls.requests.length;
+    const t = transport(
+      requestConfig({
+        tls: { verify: true, ca_file: pki.caCert, cert_file: pki.rogueCert, key_file: pki.rogueKey },
+      }),
+      mtls.url,
+    );
+    await assert.rejects(t.send({ body: '{}' }));
+    assert.equal(mtls.requests.length, before);
+  });
+
+  it('names an unreadable file at creation', () => {
+    const missing = join(pki.dir, 'missing.crt');
+    assert.throws(
+      () =>
+        createHttpTransport(
+          requestConfig({ tls: { verify: true, ca_file: missing, cert_file: '', key_file: '' } }),
+          { name: 'hook', baseUrl: server.url },
+        ),
+      (e: unknown) =>
+        e instanceof Error &&
+        e.message.includes(missing) &&
+        e.message.includes('ca_file') &&
+        e.message.includes('"hook"'),
+    );
+    assert.throws(
+      () =>
+        createHttpTransport(
+          requestConfig({ tls: { verify: true, ca_file: '', cert_file: pki.clientCert, key_file: missing } }),
+          {
+            name: 'hook',
+            baseUrl: server.url,
+          },
+        ),
+      (e: unknown) => e instanceof Error && e.message.includes(missing) && e.message.includes('key_file'),
+    );
+    assert.throws(
+      () =>
+        createHttpTransport(
+          requestConfig({ tls: { verify: true, ca_file: '', cert_file: pki.clientCert, key_file: '' } }),
+          { name: 'hook', baseUrl: server.url },
+        ),
+      /must be set together/,
+    );
+  });
+
+  it('refuses a cert/key pair that does not match', () => {
+    assert.throws(
+      () =>
+        createHttpTransport(
+          requestConfig({
+            tls: { verify: true, ca_file: '', cert_file: pki.clientCert, key_file: pki.rogueKey },
+          }),
+          {
+            name: 'hook',
+            baseUrl: server.url,
+          },
+        ),
+      /cannot be used/,
+    );
+  });
+
+  it('refuses a CA file without a certificate', () => {
+    const junk = join(pki.dir, 'junk.pem');
+    writeFileSync(junk, 'not a certificate');
+    assert.throws(
+      () =>
+        createHttpTransport(
+          requestConfig({ tls: { verify: true, ca_file: junk, cert_file: '', key_file: '' } }),
+          { name: 'hook', baseUrl: server.url },
+        ),
+      /no usable PEM certificate/,
+    );
+  });
+});
+
+describe('http transport: proxy', () => {
+  it('sends through request.proxy (absolute form for http targets)', async () => {
+    const server = await startRecordingServer();
+    const proxy = await startTestProxy();
+    try {
+      const t = transport(requestConfig({ proxy: proxy.url }), `${server.url}hook?x=1`);
+      const res = await t.send({ body: '{"a":1}', headers: { 'x-custom': 'v' } });
+      assert.equal(res.status, 200);
+      assert.equal(proxy.requests.length, 1);
+      assert.equal(proxy.requests[0]!.url, `${server.url}hook?x=1`);
+      assert.equal(proxy.requests[0]!.method, 'POST');
+      assert.equal(server.requests.length, 1);
+      assert.equal(server.requests[0]!.text, '{"a":1}');
+      assert.equal(server.requests[0]!.headers['x-custom'], 'v');
+    } finally {
+      await proxy.close();
+      await server.close();
+    }
+  });
+
+  it('tunnels https targets through the proxy with CONNECT', async () => {
+    const pki = pkiOnce();
+    const server = await startRecordingServer({
+      tls: { cert: pki.read(pki.serverCert), key: pki.read(pki.serverKey) },
+    });
+    const proxy = await startTestProxy();
+    try {
+      const t = transport(
+        requestConfig({
+          proxy: proxy.url,
+          tls: { verify: true, ca_file: pki.caCert, cert_file: '', key_file: '' },
+        }),
+        server.url,
+      );
+      assert.equal((await t.send({ body: '{}' })).status, 200);
+      assert.deepEqual(proxy.tunnels, [`127.0.0.1:${server.port}`]);
+    } finally {
+      await proxy.close();
+      await server.close();
+    }
+  });
+
+  it('refuses a proxy that is not a URL', () => {
+    assert.throws(
+      () =>
+        createHttpTransport(requestConfig({ proxy: 'not a url' }), {
+          name: 'p',
+          baseUrl: 'http://127.0.0.1:1/',
+        }),
+      /request.proxy/,
+    );
+  });
+
+  it('honours HTTP_PROXY from the environment, except for loopback targets', async () => {
+    const server = await startRecordingServer();
+    const proxy = await startTestProxy();
+    const saved = { HTTP_PROXY: process.env.HTTP_PROXY, NO_PROXY: process.env.NO_PROXY };
+    process.env.HTTP_PROXY = proxy.url;
+    delete process.env.NO_PROXY;
+    try {
+      const direct = transport(requestConfig(), server.url);
+      await direct.send({ body: '{}' });
+      assert.equal(server.requests.length, 1);
+      assert.equal(proxy.requests.length, 0, 'loopback targets bypass an environment proxy');
+
+      // A name that does not resolve: only the proxy can have seen the request (it answers 502).
+      const viaProxy = transport(requestConfig(), 'http://eyrie-proxy-test.invalid/hook');
+      await assert.rejects(
+        viaProxy.send({ body: '{}' }),
+        (e: unknown) => e instanceof HttpStatusError && e.status === 502,
+      );
+      assert.equal(proxy.requests.length, 1);
+      assert.equal(proxy.requests[0]!.url, 'http://eyrie-proxy-test.invalid/hook');
+    } finally {
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) Reflect.deleteProperty(process.env, k);
+        else process.env[k] = v;
+      }
+      await proxy.close();
+      await server.close();
+    }
+  });
+});

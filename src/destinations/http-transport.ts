@@ -1,0 +1,369 @@
+import { readFileSync } from 'node:fs';
+import { createSecureContext, rootCertificates } from 'node:tls';
+import { gzip as gzipCallback, gunzip as gunzipCallback } from 'node:zlib';
+import { promisify } from 'node:util';
+import { Agent, EnvHttpProxyAgent, ProxyAgent, request as undiciRequest, type Dispatcher } from 'undici';
+import type { RequestConfig } from '../config/types.ts';
+import { HttpStatusError, parseRetryAfter } from '../delivery/errors.ts';
+
+/**
+ * The one HTTP client layer every HTTP-based destination uses.
+ *
+ * - One undici dispatcher per destination: pooled keep-alive connections, HTTP/1.1.
+ * - `request.connect_timeout` bounds TCP connect + TLS handshake; `request.timeout` is a deadline for the
+ *   whole exchange (connect, send, response headers and body). 0 disables either.
+ * - TLS: `tls.verify: false` accepts any server certificate; `tls.ca_file` is trusted in addition to
+ *   Node's root store; `tls.cert_file` + `tls.key_file` are presented as a client certificate (mTLS).
+ *   Files are read, and the certificate/key checked, when the transport is created.
+ * - Proxy: `request.proxy` if set; otherwise HTTP_PROXY / HTTPS_PROXY / NO_PROXY (either case) when
+ *   one of the proxy variables exists. As in Go's ProxyFromEnvironment (Falcosidekick), localhost and
+ *   loopback addresses never go through an environment proxy. Plain-http targets are sent to an http
+ *   proxy in absolute form (as Go does); https targets go through a CONNECT tunnel.
+ * - Credentials in the base URL (`https://user:pass@host/`) are sent as basic auth when `request.auth`
+ *   sets none, as Go's client does.
+ * - Headers, later ones winning (names compared case-insensitively, sent in Go's canonical form
+ *   `X-Custom-Header` like Falcosidekick): User-Agent, Content-Type, Accept-Encoding: gzip,
+ *   Content-Encoding, Authorization (basic or bearer from `request.auth`), then `request.headers`,
+ *   then the per-call headers.
+ * - `request.gzip` gzips the body. A gzip response body is decoded (Go's transport does the same).
+ * - Any 2xx resolves. Any other status throws HttpStatusError (with `Retry-After` parsed); redirects
+ *   are not followed. Network errors (undici errors with their `code`) propagate. It never retries:
+ *   the delivery engine classifies and retries.
+ */
+
+export interface HttpTransportOptions {
+  /** Destination name, used in error messages. */
+  name: string;
+  /** Endpoint every relative `path` is appended to. http: or https:. */
+  baseUrl: string;
+  /** Connections per origin; default unlimited (the delivery engine bounds concurrency). */
+  connections?: number;
+  /** Default User-Agent; `Eyrie` when not given. */
+  userAgent?: string;
+}
+
+export interface HttpSendRequest {
+  /** Default POST. */
+  method?: string;
+  /** Appended to the base URL's path (query strings are merged), or an absolute http(s) URL. */
+  path?: string;
+  headers?: Record<string, string>;
+  body: string | Buffer;
+  /** Content-Type of the body; default `application/json; charset=utf-8`. */
+  contentType?: string;
+}
+
+export interface HttpResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  /** Decoded (gunzipped) response text, at most RESPONSE_LIMIT bytes. */
+  body: string;
+}
+
+export interface HttpTransport {
+  readonly baseUrl: URL;
+  send(req: HttpSendRequest): Promise<HttpResponse>;
+  /** Destroys the connection pool; in-flight requests fail. */
+  close(): Promise<void>;
+}
+
+export const DEFAULT_CONTENT_TYPE = 'application/json; charset=utf-8';
+/** Most of a response body kept (success bodies are small; error bodies are only quoted). */
+export const RESPONSE_LIMIT = 1024 * 1024;
+/** Most of an error response body carried in HttpStatusError. */
+const ERROR_BODY_LIMIT = 4096;
+
+const gzip = promisify(gzipCallback);
+const gunzip = promisify(gunzipCallback);
+
+/** Go's textproto.CanonicalMIMEHeaderKey: `x-api-key` → `X-Api-Key`; names with odd characters unchanged. */
+export function canonicalHeaderName(name: string): string {
+  if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name)) return name;
+  return name.toLowerCase().replace(/(^|-)([a-z])/g, (_m, sep: string, c: string) => sep + c.toUpperCase());
+}
+
+/** Ordered, case-insensitive header set; later `set` wins. */
+class HeaderSet {
+  private readonly map = new Map<string, [string, string]>();
+  set(name: string, value: string): void {
+    this.map.set(name.toLowerCase(), [canonicalHeaderName(name), value]);
+  }
+  has(name: string): boolean {
+    return this.map.has(name.toLowerCase());
+  }
+  toObject(): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const [name, value] of this.map.values()) out[name] = value;
+    return out;
+  }
+}
+
+function readConfigFile(destination: string, key: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new Error(
+      `destination "${destination}": cannot read request.tls.${key} "${path}": ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
+  }
+}
+
+interface TlsOptions {
+  rejectUnauthorized: boolean;
+  ca?: (string | Buffer)[];
+  cert?: Buffer;
+  key?: Buffer;
+}
+
+function tlsOptions(name: string, tls: RequestConfig['tls']): TlsOptions {
+  const options: TlsOptions = { rejectUnauthorized: tls.verify };
+  if (tls.ca_file) {
+    const ca = readConfigFile(name, 'ca_file', tls.ca_file);
+    // `ca` replaces Node's root store, so keep the roots and add the file's certificates.
+    options.ca = [...rootCertificates, ca];
+    let problem = ca.includes('-----BEGIN CERTIFICATE-----') ? '' : 'no "BEGIN CERTIFICATE" block';
+    if (problem === '') {
+      try {
+        createSecureContext({ ca });
+      } catch (err) {
+        problem = (err as Error).message;
+      }
+    }
+    if (problem !== '') {
+      throw new Error(
+        `destination "${name}": request.tls.ca_file "${tls.ca_file}" holds no usable PEM certificate: ${problem}`,
+      );
+    }
+  }
+  if (tls.cert_file || tls.key_file) {
+    if (!tls.cert_file || !tls.key_file) {
+      throw new Error(
+        `destination "${name}": request.tls.cert_file and request.tls.key_file must be set together (mutual TLS)`,
+      );
+    }
+    options.cert = readConfigFile(name, 'cert_file', tls.cert_file);
+    options.key = readConfigFile(name, 'key_file', tls.key_file);
+    try {
+      createSecureContext({ cert: options.cert, key: options.key });
+    } catch (err) {
+      throw new Error(
+        `destination "${name}": client certificate "${tls.cert_file}" / key "${tls.key_file}" cannot be used: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+  }
+  return options;
+}
+
+function envProxyConfigured(env: NodeJS.ProcessEnv): boolean {
+  return ['http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY'].some((k) => (env[k] ?? '') !== '');
+}
+
+/** NO_PROXY plus the hosts Go never proxies from the environment (localhost and loopback). */
+function envNoProxy(env: NodeJS.ProcessEnv): string {
+  const value = (env.no_proxy ?? env.NO_PROXY ?? '').trim();
+  if (value === '*') return value;
+  return [value, 'localhost', '127.0.0.1', '[::1]'].filter((v) => v !== '').join(',');
+}
+
+function buildDispatcher(name: string, request: RequestConfig, connections: number | undefined): Dispatcher {
+  const tls = tlsOptions(name, request.tls);
+  const connect = { ...tls, timeout: request.connect_timeout };
+  const common = {
+    connect,
+    ...(connections !== undefined ? { connections } : {}),
+    // Backstops behind the whole-request deadline (0 disables them).
+    headersTimeout: request.timeout,
+    bodyTimeout: request.timeout,
+  };
+  if (request.proxy) {
+    let proxyUrl: URL;
+    try {
+      proxyUrl = new URL(request.proxy);
+    } catch {
+      throw new Error(`destination "${name}": request.proxy "${request.proxy}" is not a URL`);
+    }
+    if (!['http:', 'https:', 'socks5:', 'socks:'].includes(proxyUrl.protocol)) {
+      throw new Error(`destination "${name}": request.proxy must be an http://, https:// or socks5:// URL`);
+    }
+    return new ProxyAgent({
+      ...common,
+      uri: proxyUrl.href,
+      requestTls: connect,
+      proxyTls: { timeout: request.connect_timeout },
+      proxyTunnel: false,
+    });
+  }
+  if (envProxyConfigured(process.env)) {
+    return new EnvHttpProxyAgent({
+      ...common,
+      requestTls: connect,
+      proxyTls: { timeout: request.connect_timeout },
+      proxyTunnel: false,
+      noProxy: envNoProxy(process.env),
+    });
+  }
+  return new Agent(common);
+}
+
+function resolveUrl(base: URL, path: string | undefined): URL {
+  if (path === undefined || path === '') return new URL(base.href);
+  if (/^https?:\/\//i.test(path)) return new URL(path);
+  const q = path.indexOf('?');
+  const pathPart = q === -1 ? path : path.slice(0, q);
+  const query = q === -1 ? '' : path.slice(q + 1);
+  const url = new URL(base.href);
+  if (pathPart !== '') url.pathname = `${base.pathname.replace(/\/+$/, '')}/${pathPart.replace(/^\/+/, '')}`;
+  if (query !== '') url.search = base.search === '' ? `?${query}` : `${base.search}&${query}`;
+  return url;
+}
+
+async function readBody(body: Dispatcher.ResponseData['body'], limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    const remaining = limit - size;
+    if (chunk.length >= remaining) {
+      chunks.push(chunk.subarray(0, remaining));
+      size = limit;
+      // Stop reading a huge body; the connection is dropped rather than drained.
+      body.destroy();
+      break;
+    }
+    chunks.push(chunk);
+    size += chunk.length;
+  }
+  return Buffer.concat(chunks, size);
+}
+
+async function decodeBody(raw: Buffer, encoding: string | string[] | undefined): Promise<string> {
+  const value = (Array.isArray(encoding) ? encoding.join(',') : (encoding ?? '')).trim().toLowerCase();
+  if (raw.length > 0 && (value === 'gzip' || value === 'x-gzip')) {
+    try {
+      return (await gunzip(raw)).toString('utf8');
+    } catch {
+      return raw.toString('latin1');
+    }
+  }
+  return raw.toString('utf8');
+}
+
+/** A deadline for one request, aborting it with an error that says what timed out. */
+class Deadline {
+  readonly controller = new AbortController();
+  private readonly timer: NodeJS.Timeout | undefined;
+  constructor(ms: number, what: string) {
+    if (ms > 0) {
+      this.timer = setTimeout(() => {
+        const err = new Error(`${what} timed out after ${ms} ms`);
+        err.name = 'TimeoutError';
+        (err as Error & { code: string }).code = 'ETIMEDOUT';
+        this.controller.abort(err);
+      }, ms);
+    }
+  }
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+  clear(): void {
+    if (this.timer) clearTimeout(this.timer);
+  }
+}
+
+export function createHttpTransport(request: RequestConfig, options: HttpTransportOptions): HttpTransport {
+  const { name } = options;
+  let baseUrl: URL;
+  try {
+    baseUrl = new URL(options.baseUrl);
+  } catch {
+    throw new Error(`destination "${name}": "${options.baseUrl}" is not a valid URL`);
+  }
+  if (baseUrl.protocol !== 'http:' && baseUrl.protocol !== 'https:') {
+    throw new Error(`destination "${name}": "${options.baseUrl}" must be an http:// or https:// URL`);
+  }
+  const { username, password, bearer_token: bearer } = request.auth;
+  if (bearer && (username || password)) {
+    throw new Error(
+      `destination "${name}": set request.auth.bearer_token or request.auth.username/password, not both`,
+    );
+  }
+  let authorization: string | undefined;
+  if (bearer) authorization = `Bearer ${bearer}`;
+  else if (username || password)
+    authorization = `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
+  else if (baseUrl.username || baseUrl.password) {
+    // Like Go's client: credentials in the URL are sent as basic auth.
+    const user = decodeURIComponent(baseUrl.username);
+    const pass = decodeURIComponent(baseUrl.password);
+    authorization = `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`;
+  }
+  baseUrl.username = '';
+  baseUrl.password = '';
+
+  const dispatcher = buildDispatcher(name, request, options.connections);
+  const userAgent = options.userAgent ?? 'Eyrie';
+  let closed = false;
+
+  return {
+    baseUrl,
+    async send(req) {
+      if (closed) throw new Error(`destination "${name}": transport is closed`);
+      const url = resolveUrl(baseUrl, req.path);
+      const method = (req.method ?? 'POST').toUpperCase();
+      const headers = new HeaderSet();
+      headers.set('User-Agent', userAgent);
+      headers.set('Content-Type', req.contentType ?? DEFAULT_CONTENT_TYPE);
+      headers.set('Accept-Encoding', 'gzip');
+      let body: string | Buffer = req.body;
+      if (request.gzip) {
+        body = await gzip(typeof body === 'string' ? Buffer.from(body, 'utf8') : body);
+        headers.set('Content-Encoding', 'gzip');
+      }
+      if (authorization !== undefined) headers.set('Authorization', authorization);
+      for (const [k, v] of Object.entries(request.headers)) headers.set(k, v);
+      for (const [k, v] of Object.entries(req.headers ?? {})) headers.set(k, v);
+
+      const deadline = new Deadline(request.timeout, `${method} ${url.origin}`);
+      try {
+        const res = await undiciRequest(url, {
+          dispatcher,
+          method,
+          headers: headers.toObject(),
+          body,
+          signal: deadline.signal,
+        });
+        const status = res.statusCode;
+        const success = status >= 200 && status < 300;
+        const raw = await readBody(res.body, success ? RESPONSE_LIMIT : ERROR_BODY_LIMIT);
+        const text = await decodeBody(raw, res.headers['content-encoding']);
+        // undici hands a keep-alive socket back to the pool one event-loop turn after the response
+        // ends; waiting for that lets the next sequential send reuse it instead of opening another.
+        await new Promise((resolve) => setImmediate(resolve));
+        if (!success) {
+          throw new HttpStatusError(
+            status,
+            text.slice(0, ERROR_BODY_LIMIT),
+            parseRetryAfter(res.headers['retry-after']),
+          );
+        }
+        return { status, headers: res.headers, body: text };
+      } catch (err) {
+        // A deadline abort surfaces as the reason we gave it; anything else is undici's own error.
+        if (deadline.signal.aborted && err !== deadline.signal.reason && !(err instanceof HttpStatusError)) {
+          throw deadline.signal.reason as Error;
+        }
+        throw err;
+      } finally {
+        deadline.clear();
+      }
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await dispatcher.destroy();
+    },
+  };
+}

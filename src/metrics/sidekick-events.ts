@@ -1,0 +1,89 @@
+import { Counter } from 'prom-client';
+import type { EnrichConfig } from '../config/types.ts';
+import type { FalcoEvent } from '../event/falco-event.ts';
+import { sidekickPriorityNumber } from '../event/priority.ts';
+import type { Metrics } from './registry.ts';
+
+const LABEL_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const BASE_LABELS = ['hostname', 'rule', 'priority', 'priority_raw', 'source', 'k8s_ns_name', 'k8s_pod_name'];
+
+function stringField(event: FalcoEvent, key: string): string {
+  const value = event.output_fields[key];
+  return typeof value === 'string' ? value : '';
+}
+
+/**
+ * Falcosidekick's `falcosecurity_falcosidekick_falco_events_total`: one count per accepted event with
+ * its labels, plus one label per customfield, templatedfield and `prometheus.extralabels` entry
+ * (dots become `_`; names Prometheus refuses are skipped — Falcosidekick panics on them). Unlike
+ * Falcosidekick, rejected events are not counted and non-string k8s fields do not crash.
+ */
+export class SidekickEventCounter {
+  private readonly counter: Counter;
+  private readonly custom: [label: string, value: string][];
+  private readonly templated: [label: string, key: string][];
+  private readonly extra: [label: string, key: string][];
+  readonly skippedLabels: string[] = [];
+
+  private readonly series = new Set<string>();
+  private readonly maxSeries: number;
+  private readonly overflow: Counter;
+
+  constructor(metrics: Metrics, enrich: EnrichConfig, extraLabels: readonly string[], maxSeries: number) {
+    this.maxSeries = maxSeries;
+    this.overflow = metrics.seriesOverflow;
+    const taken = new Set(BASE_LABELS);
+    const label = (key: string): string | undefined => {
+      const name = key.replaceAll('.', '_');
+      if (!LABEL_NAME.test(name) || taken.has(name)) {
+        if (!taken.has(name)) this.skippedLabels.push(key);
+        return undefined;
+      }
+      taken.add(name);
+      return name;
+    };
+    this.custom = Object.entries(enrich.custom_fields).flatMap(([k, v]) => {
+      const name = label(k);
+      return name ? [[name, v] as [string, string]] : [];
+    });
+    this.templated = Object.keys(enrich.templated_fields).flatMap((k) => {
+      const name = label(k);
+      return name ? [[name, k] as [string, string]] : [];
+    });
+    this.extra = extraLabels.flatMap((k) => {
+      const name = label(k);
+      return name ? [[name, k] as [string, string]] : [];
+    });
+    this.counter = new Counter({
+      name: 'falcosecurity_falcosidekick_falco_events_total',
+      help: 'Number of accepted Falco events (Falcosidekick compatible)',
+      labelNames: [...taken],
+      registers: [metrics.registry],
+    });
+  }
+
+  count(event: FalcoEvent): void {
+    const labels: Record<string, string> = {
+      hostname: event.hostname || 'unknown',
+      rule: event.rule,
+      priority: String(sidekickPriorityNumber(event.priority)),
+      priority_raw: event.priority.toLowerCase(),
+      source: event.source,
+      k8s_ns_name: stringField(event, 'k8s.ns.name'),
+      k8s_pod_name: stringField(event, 'k8s.pod.name'),
+    };
+    for (const [name, value] of this.custom) labels[name] = value;
+    for (const [name, key] of this.templated) labels[name] = stringField(event, key);
+    for (const [name, key] of this.extra) labels[name] = stringField(event, key);
+    if (this.maxSeries > 0 && this.series.size >= this.maxSeries) {
+      const key = Object.values(labels).join('\u0000');
+      if (!this.series.has(key)) {
+        this.overflow.inc({ metric: 'falcosecurity_falcosidekick_falco_events_total' });
+        return;
+      }
+    } else if (this.maxSeries > 0) {
+      this.series.add(Object.values(labels).join('\u0000'));
+    }
+    this.counter.inc(labels);
+  }
+}

@@ -1,0 +1,169 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { FalcoEvent } from '../event/falco-event.ts';
+import { ExactNumber, type JsonObject } from '../event/json.ts';
+import { DEDUP_MAX_KEYS, dedupKey, Deduplicator } from './dedup.ts';
+
+function event(rule: string, outputFields: JsonObject = {}, output = 'out'): FalcoEvent {
+  return {
+    uuid: '00000000-0000-4000-8000-000000000000',
+    output,
+    priority: 'Warning',
+    rule,
+    time: '2026-01-01T09:00:01Z',
+    output_fields: outputFields,
+    source: 'syscall',
+    tags: [],
+  };
+}
+
+class FakeClock {
+  t = 1_000;
+  readonly now = (): number => this.t;
+}
+
+describe('Deduplicator', () => {
+  it('drops duplicates inside the window and passes after it', () => {
+    const clock = new FakeClock();
+    const d = new Deduplicator({ window: 1_000, fields: ['proc.name'] }, clock.now);
+    const e = event('r', { 'proc.name': 'bash' });
+    const steps: [number, boolean][] = [
+      [0, false], // first occurrence
+      [1, true],
+      [999, true], // window starts at the first occurrence: 999 ms later is inside
+      [1_000, false], // exactly window ms later: passes and opens a new window
+      [1_500, true],
+      [2_000, false],
+    ];
+    for (const [at, duplicate] of steps) {
+      clock.t = 1_000 + at;
+      assert.equal(d.isDuplicate(e), duplicate, `at +${at} ms`);
+    }
+  });
+
+  it('a steady stream passes one event per window (duplicates do not extend it)', () => {
+    const clock = new FakeClock();
+    const d = new Deduplicator({ window: 100, fields: [] }, clock.now);
+    let passed = 0;
+    for (let i = 0; i < 1_000; i++) {
+      clock.t = 1_000 + i * 10; // every 10 ms for 10 s
+      if (!d.isDuplicate(event('r'))) passed++;
+    }
+    assert.equal(passed, 100);
+  });
+
+  it('tells keys apart by rule and by each configured field', () => {
+    const clock = new FakeClock();
+    const d = new Deduplicator({ window: 60_000, fields: ['proc.name', 'k8s.ns.name'] }, clock.now);
+    const table: [FalcoEvent, boolean][] = [
+      [event('r', { 'proc.name': 'bash', 'k8s.ns.name': 'a' }), false],
+      [event('r', { 'proc.name': 'bash', 'k8s.ns.name': 'a', other: 'ignored' }, 'other output'), true],
+      [event('r', { 'proc.name': 'bash', 'k8s.ns.name': 'b' }), false],
+      [event('r', { 'proc.name': 'sh', 'k8s.ns.name': 'a' }), false],
+      [event('r2', { 'proc.name': 'bash', 'k8s.ns.name': 'a' }), false],
+      [event('r', { 'proc.name': 'bash' }), false], // absent ns
+      [event('r', { 'proc.name': 'bash', 'k8s.ns.name': '' }), false], // '' is not absent
+      [event('r', { 'proc.name': 'bash', 'k8s.ns.name': null }), false], // null is not '' either
+      [event('r', { 'proc.name': 'bash', 'k8s.ns.name': null }), true],
+      [event('r', { 'proc.name': 'bash' }), true],
+    ];
+    table.forEach(([e, duplicate], i) => assert.equal(d.isDuplicate(e), duplicate, `row ${i}`));
+    assert.equal(d.size, 7);
+  });
+
+  it('without fields the key is rule + output', () => {
+    const d = new Deduplicator({ window: 60_000, fields: [] }, new FakeClock().now);
+    assert.equal(d.isDuplicate(event('r', { a: 1 }, 'x')), false);
+    assert.equal(d.isDuplicate(event('r', { a: 2 }, 'x')), true);
+    assert.equal(d.isDuplicate(event('r', {}, 'y')), false);
+    assert.equal(d.isDuplicate(event('q', {}, 'x')), false);
+  });
+
+  it('compares field values by string form, ExactNumber by text', () => {
+    const d = new Deduplicator({ window: 60_000, fields: ['evt.time'] }, new FakeClock().now);
+    assert.equal(d.isDuplicate(event('r', { 'evt.time': new ExactNumber('1767258001000000123') })), false);
+    assert.equal(d.isDuplicate(event('r', { 'evt.time': new ExactNumber('1767258001000000124') })), false);
+    assert.equal(d.isDuplicate(event('r', { 'evt.time': '1767258001000000123' })), true);
+  });
+
+  it('keys cannot be forged by values that imitate a boundary', () => {
+    const fields = ['a', 'b'];
+    const keys = [
+      dedupKey(event('r', { a: 'x\u0000y', b: 'z' }), fields),
+      dedupKey(event('r', { a: 'x', b: 'y\u0000z' }), fields),
+      dedupKey(event('r', { a: '1:x', b: 'y' }), fields),
+      dedupKey(event('r', { a: '', b: '-' }), fields),
+      dedupKey(event('r', { b: '-' }), fields),
+      dedupKey(event('r', { a: '-' }), fields),
+      dedupKey(event('r', { a: null }), fields),
+      dedupKey(event('r1', { a: ':x' }), fields),
+    ];
+    assert.equal(new Set(keys).size, keys.length);
+  });
+
+  it('long keys are hashed yet stay distinct', () => {
+    const d = new Deduplicator({ window: 60_000, fields: [] }, new FakeClock().now);
+    const long = 'x'.repeat(10_000);
+    assert.equal(d.isDuplicate(event('r', {}, long)), false);
+    assert.equal(d.isDuplicate(event('r', {}, long)), true);
+    assert.equal(d.isDuplicate(event('r', {}, long + 'y')), false);
+  });
+
+  it('evicts expired keys so memory follows the window', () => {
+    const clock = new FakeClock();
+    const d = new Deduplicator({ window: 100, fields: ['n'] }, clock.now);
+    for (let i = 0; i < 50; i++) d.isDuplicate(event('r', { n: i }));
+    assert.equal(d.size, 50);
+    clock.t += 99;
+    d.isDuplicate(event('r', { n: 'late' }));
+    assert.equal(d.size, 51);
+    clock.t += 1; // the first 50 are now window ms old
+    d.isDuplicate(event('r', { n: 'later' }));
+    assert.equal(d.size, 2);
+  });
+
+  it(`never holds more than ${DEDUP_MAX_KEYS} keys, evicting the oldest`, () => {
+    const clock = new FakeClock();
+    const d = new Deduplicator({ window: 3_600_000, fields: ['n'] }, clock.now);
+    const total = DEDUP_MAX_KEYS + 5_000;
+    for (let i = 0; i < total; i++) {
+      clock.t += 0.001;
+      assert.equal(d.isDuplicate(event('r', { n: i })), false);
+    }
+    assert.equal(d.size, DEDUP_MAX_KEYS);
+    // The newest keys are still remembered, the oldest were evicted (so they pass again).
+    assert.equal(d.isDuplicate(event('r', { n: total - 1 })), true);
+    assert.equal(d.isDuplicate(event('r', { n: 0 })), false);
+    assert.equal(d.size, DEDUP_MAX_KEYS);
+  });
+
+  it('honours a smaller cap', () => {
+    const d = new Deduplicator({ window: 60_000, fields: ['n'] }, new FakeClock().now, 3);
+    for (const n of [1, 2, 3, 4]) d.isDuplicate(event('r', { n }));
+    assert.equal(d.size, 3);
+    assert.equal(d.isDuplicate(event('r', { n: 4 })), true);
+    assert.equal(d.isDuplicate(event('r', { n: 2 })), true);
+    assert.equal(d.isDuplicate(event('r', { n: 1 })), false); // evicted first
+  });
+
+  it('a zero window never deduplicates and stores nothing', () => {
+    const d = new Deduplicator({ window: 0, fields: [] }, new FakeClock().now);
+    assert.equal(d.isDuplicate(event('r')), false);
+    assert.equal(d.isDuplicate(event('r')), false);
+    assert.equal(d.size, 0);
+  });
+
+  it('clear forgets everything', () => {
+    const d = new Deduplicator({ window: 60_000, fields: [] }, new FakeClock().now);
+    d.isDuplicate(event('r'));
+    d.clear();
+    assert.equal(d.size, 0);
+    assert.equal(d.isDuplicate(event('r')), false);
+  });
+
+  it('uses a real clock by default', () => {
+    const d = new Deduplicator({ window: 60_000, fields: [] });
+    assert.equal(d.isDuplicate(event('r')), false);
+    assert.equal(d.isDuplicate(event('r')), true);
+  });
+});

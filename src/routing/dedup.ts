@@ -1,0 +1,101 @@
+/**
+ * Per-destination deduplication (`destinations[].dedup`): drops an event identical to one first seen
+ * less than `window` ms ago.
+ *
+ * - Identity: the rule plus the string forms (see fieldString) of the configured output fields; an
+ *   absent field and a null field each have their own marker, distinct from '' and from each other.
+ *   With no fields configured: the rule plus the output text.
+ * - The window starts at a key's FIRST occurrence and is not extended by duplicates: a steady stream of
+ *   identical events passes one event per window (a rate limit per key), not one per quiet period.
+ * - Memory is bounded: keys sit in a Map in first-seen order, expired ones are evicted from the front
+ *   on every call, and beyond DEDUP_MAX_KEYS the oldest key is evicted (its next event passes).
+ *   Keys longer than 256 characters are stored as their SHA-256 digest.
+ */
+import { hash } from 'node:crypto';
+import type { DedupConfig } from '../config/types.ts';
+import type { FalcoEvent } from '../event/falco-event.ts';
+import { fieldString, fieldValue } from './filter.ts';
+
+/** Hard cap on remembered keys per Deduplicator. */
+export const DEDUP_MAX_KEYS = 100_000;
+const LONG_KEY = 256;
+
+/** Length-prefixed, so no value can imitate a field boundary (an attacker controls e.g. proc.cmdline). */
+function part(text: string): string {
+  return `${text.length}:${text}`;
+}
+
+/**
+ * The identity of an event for deduplication. Every component is `<length>:<text>`; an absent field
+ * is `-` and a null one `~` (a component otherwise starts with a digit), so distinct inputs never
+ * share a key.
+ */
+export function dedupKey(event: FalcoEvent, fields: readonly string[]): string {
+  let key = part(event.rule);
+  if (fields.length === 0) return key + part(event.output);
+  const of = event.output_fields;
+  for (let i = 0; i < fields.length; i++) {
+    const value = fieldValue(of, fields[i]!);
+    if (value === undefined) key += '-';
+    else if (value === null) key += '~';
+    else key += part(fieldString(value)!);
+  }
+  return key;
+}
+
+export class Deduplicator {
+  private readonly window: number;
+  private readonly fields: readonly string[];
+  private readonly now: () => number;
+  private readonly maxKeys: number;
+  /** Key → time first seen, in first-seen order. */
+  private readonly seen = new Map<string, number>();
+
+  /**
+   * @param now Clock in ms; monotonic by default (immune to wall-clock jumps).
+   * @param maxKeys Cap on remembered keys (tests lower it).
+   */
+  constructor(config: DedupConfig, now: () => number = () => performance.now(), maxKeys = DEDUP_MAX_KEYS) {
+    this.window = config.window;
+    this.fields = [...config.fields];
+    this.now = now;
+    this.maxKeys = Math.max(1, maxKeys);
+  }
+
+  /** Keys currently remembered. */
+  get size(): number {
+    return this.seen.size;
+  }
+
+  /** True when an identical event was first seen less than `window` ms ago; otherwise remembers this one. */
+  isDuplicate(event: FalcoEvent): boolean {
+    if (!(this.window > 0)) return false;
+    const now = this.now();
+    this.evictExpired(now);
+    let key = dedupKey(event, this.fields);
+    if (key.length > LONG_KEY) key = '#' + hash('sha256', key, 'base64');
+    const first = this.seen.get(key);
+    if (first !== undefined) {
+      if (now - first < this.window) return true;
+      // Expired but still here (the clock stepped back earlier): re-insert at the back.
+      this.seen.delete(key);
+    } else if (this.seen.size >= this.maxKeys) {
+      const oldest = this.seen.keys().next();
+      if (!oldest.done) this.seen.delete(oldest.value);
+    }
+    this.seen.set(key, now);
+    return false;
+  }
+
+  /** Forgets every key. */
+  clear(): void {
+    this.seen.clear();
+  }
+
+  private evictExpired(now: number): void {
+    for (const [key, first] of this.seen) {
+      if (now - first < this.window) return;
+      this.seen.delete(key);
+    }
+  }
+}

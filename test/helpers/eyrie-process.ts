@@ -1,0 +1,51 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+
+const bin = fileURLToPath(new URL('../../bin/eyrie.js', import.meta.url));
+
+export interface EyrieProcess {
+  child: ChildProcess;
+  url: string;
+  /** Everything the process wrote to stderr (pino logs). */
+  output(): string;
+  /** Resident memory (bytes) from /proc. */
+  rss(): number;
+  /** Resolves with the exit code once the process ends. */
+  exited: Promise<number | null>;
+}
+
+/** Runs `eyrie serve -c FILE` as a child process and waits until it listens. */
+export function spawnEyrie(configFile: string, env: NodeJS.ProcessEnv = {}): Promise<EyrieProcess> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, 'serve', '-c', configFile], {
+      // The 'eyrie is listening' line is logged at info: keep it visible whatever the config says.
+      env: { ...process.env, EYRIE_LOG__LEVEL: 'info', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    const timer = setTimeout(() => reject(new Error(`eyrie did not start: ${out}`)), 30_000);
+    const onData = (chunk: Buffer) => {
+      out += chunk.toString();
+      const m = /"ingest":"(https?:\/\/[^"]+)"/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve({
+          child,
+          url: m[1]!,
+          output: () => out,
+          rss: () =>
+            Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]) * 1024,
+          exited,
+        });
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`eyrie exited with ${code}: ${out}`));
+    });
+  });
+}

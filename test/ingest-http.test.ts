@@ -1,0 +1,301 @@
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { gzipSync, deflateSync } from 'node:zlib';
+import { request, Agent } from 'undici';
+import { startIngest, testConfig, type TestIngest } from './helpers/ingest.ts';
+import { generateEvents } from './helpers/events.ts';
+import type { ExactNumber } from '../src/event/json.ts';
+
+const event =
+  '{"hostname":"node-a","output":"09:00:01.000000123: Notice A shell","output_fields":{"evt.time":1767258001000000123,"proc.name":"sh"},"priority":"Notice","rule":"Terminal shell in container","source":"syscall","tags":["container"],"time":"2026-01-01T09:00:01.000000123Z"}';
+
+async function post(
+  url: string,
+  body: string | Buffer,
+  headers: Record<string, string> = { 'content-type': 'application/json' },
+  path = '/',
+) {
+  const res = await request(new URL(path, url), { method: 'POST', body, headers });
+  const text = await res.body.text();
+  return {
+    status: res.statusCode,
+    headers: res.headers,
+    text,
+    json: () => JSON.parse(text) as Record<string, unknown>,
+  };
+}
+
+describe('HTTP ingest', () => {
+  let ingest: TestIngest;
+  before(async () => {
+    ingest = await startIngest(testConfig((c) => (c.listen.body_limit = 64 * 1024)));
+  });
+  after(() => ingest.close());
+
+  it('accepts one event as Falco http_output sends it: 200, empty body, exact evt.time', async () => {
+    const before = ingest.router.events.length;
+    const res = await post(ingest.url, event, {
+      'content-type': 'application/json',
+      'user-agent': 'falcosecurity/falco',
+    });
+    assert.equal(res.status, 200);
+    assert.equal(res.text, '');
+    assert.equal(ingest.router.events.length, before + 1);
+    const got = ingest.router.events.at(-1)!;
+    assert.equal(got.rule, 'Terminal shell in container');
+    assert.equal((got.output_fields['evt.time'] as ExactNumber).text, '1767258001000000123');
+  });
+
+  it('keeps the connection alive with a long idle timeout', async () => {
+    const res = await request(ingest.url, {
+      method: 'POST',
+      body: event,
+      headers: { 'content-type': 'application/json' },
+    });
+    await res.body.text();
+    assert.equal(res.headers.connection, 'keep-alive');
+    assert.match(String(res.headers['keep-alive']), /timeout=75/);
+  });
+
+  it('accepts a JSON array batch and reports rejected entries by index', async () => {
+    const before = ingest.router.events.length;
+    const bad = '{"rule":"x","priority":"warn","time":"2026-01-01T00:00:00Z"}';
+    const res = await post(ingest.url, `[${event},${bad},${event}]`);
+    assert.equal(res.status, 200);
+    const body = res.json();
+    assert.equal(body.accepted, 2);
+    assert.equal(body.rejected, 1);
+    assert.deepEqual(
+      (body.errors as { index: number }[]).map((e) => e.index),
+      [1],
+    );
+    assert.match(JSON.stringify(body.errors), /unknown priority \\"warn\\"/);
+    assert.equal(ingest.router.events.length, before + 2);
+  });
+
+  it('accepts NDJSON, naming the line that does not parse', async () => {
+    const before = ingest.router.events.length;
+    const res = await post(ingest.url, `${event}\n{oops\n\n${event}\n`, {
+      'content-type': 'application/x-ndjson',
+    });
+    assert.equal(res.status, 200);
+    const body = res.json();
+    assert.equal(body.accepted, 2);
+    assert.deepEqual(body.errors, [
+      { index: 1, message: (body.errors as { message: string }[])[0]!.message },
+    ]);
+    assert.match((body.errors as { message: string }[])[0]!.message, /not valid JSON/);
+    assert.equal(ingest.router.events.length, before + 2);
+  });
+
+  it('answers 400 when no event of a batch is valid', async () => {
+    const res = await post(ingest.url, '[{"rule":"x"},{"priority":"Debug"}]');
+    assert.equal(res.status, 400);
+    assert.match(String(res.json().message), /no valid event in the batch/);
+    assert.equal((await post(ingest.url, '[]')).status, 400);
+  });
+
+  it('takes gzip and deflate bodies', async () => {
+    const before = ingest.router.events.length;
+    const gz = await post(ingest.url, gzipSync(event), {
+      'content-type': 'application/json',
+      'content-encoding': 'gzip',
+    });
+    assert.equal(gz.status, 200);
+    const df = await post(ingest.url, deflateSync(`[${event},${event}]`), {
+      'content-type': 'application/json',
+      'content-encoding': 'deflate',
+    });
+    assert.equal(df.status, 200);
+    assert.equal(ingest.router.events.length, before + 3);
+  });
+
+  it('answers 400 for a body that is not gzip, 415 for an unknown encoding', async () => {
+    const bad = await post(ingest.url, Buffer.from('definitely not gzip'), {
+      'content-type': 'application/json',
+      'content-encoding': 'gzip',
+    });
+    assert.equal(bad.status, 400);
+    assert.match(String(bad.json().message), /not valid gzip/);
+    const br = await post(ingest.url, event, {
+      'content-type': 'application/json',
+      'content-encoding': 'br',
+    });
+    assert.equal(br.status, 415);
+  });
+
+  it('answers 413 over the body limit, also when a small gzip expands past it', async () => {
+    const big = `{"rule":"r","priority":"Debug","time":"2026-01-01T00:00:00Z","output":"${'a'.repeat(70 * 1024)}"}`;
+    assert.equal((await post(ingest.url, big)).status, 413);
+    const bomb = gzipSync(big);
+    assert.ok(bomb.length < 64 * 1024);
+    assert.equal(
+      (await post(ingest.url, bomb, { 'content-type': 'application/json', 'content-encoding': 'gzip' }))
+        .status,
+      413,
+    );
+  });
+
+  it('explains text/plain alerts from Falco with json_output off', async () => {
+    const res = await post(ingest.url, '09:00:01.000000123: Notice A shell was spawned', {
+      'content-type': 'text/plain',
+    });
+    assert.equal(res.status, 400);
+    assert.match(String(res.json().message), /json_output: true/);
+    // …but takes JSON sent as text/plain.
+    assert.equal((await post(ingest.url, event, { 'content-type': 'text/plain' })).status, 200);
+  });
+
+  it('answers 400 with the problem named for empty, unparsable and invalid bodies', async () => {
+    const cases: [string, RegExp][] = [
+      ['', /body is empty/],
+      ['   ', /body is empty/],
+      ['{"rule":', /not valid JSON/],
+      ['{"priority":"Notice","time":"2026-01-01T00:00:00Z"}', /missing "rule"/],
+      ['{"rule":"r","time":"2026-01-01T00:00:00Z"}', /missing "priority"/],
+      ['{"rule":"r","priority":"Notice"}', /missing "time"/],
+      ['{"rule":"r","priority":"loud","time":"2026-01-01T00:00:00Z"}', /unknown priority/],
+      ['{"rule":"r","priority":"Notice","time":"noon"}', /RFC 3339/],
+      ['"just a string"', /must be a JSON object/],
+    ];
+    for (const [body, message] of cases) {
+      const res = await post(ingest.url, body);
+      assert.equal(res.status, 400, body);
+      assert.equal(res.headers['content-type'], 'application/json; charset=utf-8');
+      assert.match(String(res.json().message), message, body);
+    }
+  });
+
+  it('accepts falcosidekick-ui bodies on its routes and on /', async () => {
+    const ui = `{"event":${event.replace('{', '{"uuid":"3f1b0a3c-9f0e-4d4e-8a47-0c5e3f9f2a11",')},"outputs":["WebUI"]}`;
+    for (const path of ['/api/v1/events/add', '/api/v1/']) {
+      const res = await post(ingest.url, ui, { 'content-type': 'application/json; charset=utf-8' }, path);
+      assert.equal(res.status, 200, path);
+      assert.equal(res.text, '{}');
+      assert.equal(ingest.router.events.at(-1)!.uuid, '3f1b0a3c-9f0e-4d4e-8a47-0c5e3f9f2a11');
+    }
+    assert.equal((await post(ingest.url, ui)).status, 200);
+    assert.equal((await post(ingest.url, '{"outputs":[]}', undefined, '/api/v1/events/add')).status, 400);
+  });
+
+  it("runs Falcosidekick's test event through the pipeline on POST /test", async () => {
+    const res = await request(new URL('/test', ingest.url), { method: 'POST' });
+    await res.body.text();
+    assert.equal(res.statusCode, 200);
+    const e = ingest.router.events.at(-1)!;
+    assert.equal(e.rule, 'Test rule');
+    assert.equal(e.source, 'internal');
+    assert.equal(e.output, 'This is a test from falcosidekick');
+  });
+
+  it('answers /ping, /healthz (honest about degraded destinations) and /metrics', async () => {
+    const ping = await request(new URL('/ping', ingest.url));
+    assert.equal(await ping.body.text(), 'pong\n');
+    const ok = await request(new URL('/healthz', ingest.url));
+    assert.equal(ok.statusCode, 200);
+    assert.equal(((await ok.body.json()) as { status: string }).status, 'ok');
+    ingest.router.healthy = false;
+    const degraded = (await (await request(new URL('/healthz', ingest.url))).body.json()) as {
+      status: string;
+      degraded: string[];
+    };
+    ingest.router.healthy = true;
+    assert.equal(degraded.status, 'degraded');
+    assert.deepEqual(degraded.degraded, ['destination capture']);
+    const metrics = await (await request(new URL('/metrics', ingest.url))).body.text();
+    assert.match(
+      metrics,
+      /falcosecurity_falcosidekick_inputs_total\{source="requests",status="accepted"\} \d+/,
+    );
+    assert.match(
+      metrics,
+      /falcosecurity_falcosidekick_inputs_total\{source="requests",status="rejected"\} \d+/,
+    );
+    assert.match(metrics, /eyrie_ingest_events_total\{source="http",outcome="accepted"\} \d+/);
+  });
+
+  it('answers 404 for unknown paths and 405 (with Allow) for wrong methods', async () => {
+    const unknown = await post(ingest.url, event, undefined, '/nope');
+    assert.equal(unknown.status, 404);
+    const get = await request(ingest.url);
+    assert.equal(get.statusCode, 405);
+    assert.equal(get.headers.allow, 'POST');
+    await get.body.text();
+    const postHealth = await post(ingest.url, '{}', undefined, '/healthz');
+    assert.equal(postHealth.status, 405);
+    assert.equal(postHealth.headers.allow, 'GET, HEAD');
+  });
+
+  it('ingests the whole generated corpus, edge cases included, over many keep-alive connections', async () => {
+    const lines = generateEvents(1500, { edgeCases: true, seed: 11 });
+    const agent = new Agent({ connections: 16 });
+    const before = ingest.router.events.length;
+    try {
+      const statuses = await Promise.all(
+        lines.map(async (body) => {
+          const res = await request(ingest.url, {
+            method: 'POST',
+            body,
+            headers: { 'content-type': 'application/json' },
+            dispatcher: agent,
+          });
+          await res.body.text();
+          return res.statusCode;
+        }),
+      );
+      // Lines over the 64 KiB test limit do not exist in the corpus: every event must be accepted.
+      assert.deepEqual([...new Set(statuses)], [200]);
+      assert.equal(ingest.router.events.length, before + lines.length);
+    } finally {
+      await agent.close();
+    }
+  });
+});
+
+describe('ingest bearer tokens', () => {
+  let ingest: TestIngest;
+  before(async () => {
+    ingest = await startIngest(testConfig((c) => (c.auth.tokens = ['s3cret-token', 'second-token'])));
+  });
+  after(() => ingest.close());
+
+  it('answers 401 without a token, 403 with a wrong one, 200 with any configured token', async () => {
+    const none = await post(ingest.url, event);
+    assert.equal(none.status, 401);
+    assert.equal(none.headers['www-authenticate'], 'Bearer');
+    assert.equal(
+      (await post(ingest.url, event, { 'content-type': 'application/json', authorization: 'Bearer wrong' }))
+        .status,
+      403,
+    );
+    assert.equal(
+      (
+        await post(ingest.url, event, {
+          'content-type': 'application/json',
+          authorization: 'Bearer s3cret-token',
+        })
+      ).status,
+      200,
+    );
+    assert.equal(
+      (
+        await post(ingest.url, event, {
+          'content-type': 'application/json',
+          authorization: 'bearer second-token',
+        })
+      ).status,
+      200,
+    );
+  });
+
+  it('leaves /healthz, /ping and /metrics open for probes and scrapers', async () => {
+    for (const path of ['/healthz', '/ping', '/metrics']) {
+      const res = await request(new URL(path, ingest.url));
+      await res.body.text();
+      assert.equal(res.statusCode, 200, path);
+    }
+    const test = await request(new URL('/test', ingest.url), { method: 'POST' });
+    await test.body.text();
+    assert.equal(test.statusCode, 401);
+  });
+});
