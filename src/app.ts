@@ -10,6 +10,7 @@ import { DeliveryEngine } from './delivery/engine.ts';
 import { Pipeline } from './routing/pipeline.ts';
 import { createEnricher } from './enrich/enrich.ts';
 import { buildIngestApp } from './sources/http/server.ts';
+import { compileFilter } from './routing/filter.ts';
 
 /** A running Eyrie: every role the config enables, in one process. */
 export interface RunningEyrie {
@@ -68,6 +69,26 @@ function createDestinations(
   return created;
 }
 
+/**
+ * What the loader's schema cannot see: templates and CEL compile, TLS files read. Run by `eyrie check`
+ * and before `serve` starts anything, so both refuse the same configs. Returns every problem.
+ */
+export function preflight(config: EyrieConfig): string[] {
+  const problems: string[] = [];
+  const attempt = (fn: () => unknown) => {
+    try {
+      fn();
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+  };
+  attempt(() => createEnricher(config.enrich));
+  for (const d of config.destinations)
+    attempt(() => compileFilter(d.filter, `destinations.${d.name}.filter`));
+  if (config.listen.tls.enabled) attempt(() => readTls(config));
+  return problems;
+}
+
 async function listen(app: FastifyInstance, host: string, port: number, scheme: string): Promise<string> {
   const address = await app.listen({ host: host === '' ? '0.0.0.0' : host, port });
   return address.replace(/^https?/, scheme);
@@ -75,6 +96,8 @@ async function listen(app: FastifyInstance, host: string, port: number, scheme: 
 
 /** Starts every enabled role. Throws (before listening) on anything misconfigured. */
 export async function startEyrie(config: EyrieConfig, logger: Logger): Promise<RunningEyrie> {
+  const problems = preflight(config);
+  if (problems.length > 0) throw new Error(problems.join('\n'));
   const metrics = new Metrics();
   const enrich = createEnricher(config.enrich);
   const eventCounter = new SidekickEventCounter(

@@ -4,7 +4,7 @@ import { loadConfig } from '../config/load.ts';
 import { ConfigError } from '../config/errors.ts';
 import { renderConfig, secretValues } from '../config/render.ts';
 import { createLogger } from '../util/logger.ts';
-import { startEyrie } from '../app.ts';
+import { preflight, startEyrie } from '../app.ts';
 import { sendEvents } from './send.ts';
 import { DeadLetters } from '../delivery/dead-letters.ts';
 
@@ -84,6 +84,11 @@ program
   .action((opts: { config?: string }) => {
     const loaded = load(opts.config);
     for (const warning of loaded.warnings) process.stderr.write(`note: ${warning}\n`);
+    const problems = preflight(loaded.config);
+    if (problems.length > 0) {
+      for (const p of problems) process.stderr.write(`${loaded.file ?? 'config'}: ${p}\n`);
+      process.exit(1);
+    }
     process.stdout.write(renderConfig(loaded));
   });
 

@@ -68,11 +68,11 @@ describe('native config: defaults', () => {
       bracket_replacer: '',
       output_field_format: '',
     });
-    assert.deepEqual(config.metrics, { extra_labels: [] });
+    assert.deepEqual(config.metrics, { extra_labels: [], max_series: 10_000 });
     assert.deepEqual(config.log, { level: 'info', format: 'json' });
     assert.deepEqual(config.storage, { path: './data' });
     assert.deepEqual(config.delivery, {
-      commit_interval: 2,
+      commit_interval: 0,
       commit_max_events: 512,
       disk_cap: 10 * 1024 ** 3,
       shutdown_timeout: 10_000,

@@ -195,7 +195,7 @@ export const nativeSchema = Type.Object(
     }),
     storage: section({ path: Type.String({ default: './data' }) }),
     delivery: section({
-      commit_interval: duration(2),
+      commit_interval: duration(0),
       commit_max_events: integer(512, 1),
       disk_cap: size(10 * 1024 * MiB),
       shutdown_timeout: duration(10 * SECOND),

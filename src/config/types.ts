@@ -18,7 +18,10 @@ export interface EyrieConfig {
 
 /** The journal and delivery engine (global). */
 export interface DeliveryConfig {
-  /** Longest wait (ms) before a group commit of accepted events. Default 2 ms. */
+  /**
+   * Longest wait (ms) before a group commit of accepted events. Default 0: commit at the end of the
+   * current event-loop turn, which groups every request read in that turn.
+   */
   commit_interval: number;
   /** Commit at once when this many events are pending. Default 512. */
   commit_max_events: number;

@@ -4,10 +4,17 @@ import type { DeliveryConfig, DestinationConfig } from '../config/types.ts';
 import type { Destination } from '../destinations/types.ts';
 import { TEST_RULE, type FalcoEvent } from '../event/falco-event.ts';
 import type { Metrics } from '../metrics/registry.ts';
+import { HotCounter, type CounterHandle } from '../metrics/hot-counter.ts';
 import { compileFilter } from '../routing/filter.ts';
 import { Deduplicator } from '../routing/dedup.ts';
 import type { DestinationHealth, Router } from '../routing/router.ts';
-import { Journal, type JournalItem, type JournalTarget, type SqliteQueue } from './journal.ts';
+import {
+  Journal,
+  JournalUnavailableError,
+  type JournalItem,
+  type JournalTarget,
+  type SqliteQueue,
+} from './journal.ts';
 import { MemoryQueue } from './memory-queue.ts';
 import type { DeliveryQueue } from './queue.ts';
 import { DestinationWorkers, type DeliveryObserver } from './worker.ts';
@@ -19,6 +26,7 @@ export interface EngineDestination {
 
 interface Route {
   config: DestinationConfig;
+  decisions: { routed: CounterHandle; filtered: CounterHandle; deduplicated: CounterHandle };
   accepts: (event: FalcoEvent) => boolean;
   dedup: Deduplicator | undefined;
   workers: DestinationWorkers;
@@ -55,7 +63,7 @@ function deliveryMetrics(metrics: Metrics) {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers,
     }),
-    filtered: new Counter({
+    routing: new HotCounter({
       name: 'eyrie_routing_events_total',
       help: 'Routing decisions per destination: routed, filtered, deduplicated',
       labelNames: ['destination', 'decision'] as const,
@@ -76,6 +84,7 @@ export class DeliveryEngine implements Router {
   private readonly config: DeliveryConfig;
   private readonly metrics: ReturnType<typeof deliveryMetrics>;
   private readonly resyncTimer: NodeJS.Timeout;
+  private closed = false;
 
   constructor(options: {
     dataDir: string;
@@ -148,6 +157,11 @@ export class DeliveryEngine implements Router {
       );
       this.routes.push({
         config,
+        decisions: {
+          routed: m.routing.handle({ destination: name, decision: 'routed' }),
+          filtered: m.routing.handle({ destination: name, decision: 'filtered' }),
+          deduplicated: m.routing.handle({ destination: name, decision: 'deduplicated' }),
+        },
         accepts: compileFilter(config.filter, `destinations.${name}.filter`),
         dedup: config.dedup ? new Deduplicator(config.dedup) : undefined,
         workers,
@@ -218,7 +232,9 @@ export class DeliveryEngine implements Router {
 
   async route(events: readonly FalcoEvent[]): Promise<void> {
     // A refused batch must leave no trace (no dedup key, no memory-queue entry): the sender retries it.
+    if (this.closed) throw new JournalUnavailableError('shutting down: not accepting events');
     this.journal.checkDiskCap();
+    const remembered: { dedup: Deduplicator; event: FalcoEvent }[] = [];
     const items: JournalItem[] = [];
     const memory: { queue: MemoryQueue; event: FalcoEvent }[] = [];
     const now = Date.now();
@@ -226,23 +242,32 @@ export class DeliveryEngine implements Router {
     for (const event of events) {
       const targets: JournalTarget[] = [];
       for (const route of this.routes) {
-        const name = route.config.name;
         if (!route.accepts(event)) {
-          this.metrics.filtered.inc({ destination: name, decision: 'filtered' });
+          route.decisions.filtered.inc();
           continue;
         }
-        if (route.dedup !== undefined && event.rule !== TEST_RULE && route.dedup.isDuplicate(event)) {
-          this.metrics.filtered.inc({ destination: name, decision: 'deduplicated' });
-          continue;
+        if (route.dedup !== undefined && event.rule !== TEST_RULE) {
+          if (route.dedup.isDuplicate(event)) {
+            route.decisions.deduplicated.inc();
+            continue;
+          }
+          remembered.push({ dedup: route.dedup, event });
         }
-        this.metrics.filtered.inc({ destination: name, decision: 'routed' });
+        route.decisions.routed.inc();
         touched.add(route);
         if (route.durable) targets.push(route.durable);
         else memory.push({ queue: route.memory!, event });
       }
       if (targets.length > 0) items.push({ event, destinations: targets });
     }
-    await this.journal.append(items);
+    if (items.length > 0) {
+      try {
+        await this.journal.append(items);
+      } catch (err) {
+        for (const r of remembered) r.dedup.forget(r.event);
+        throw err;
+      }
+    }
     // Only once the batch is accepted: memory queues take nothing from a batch the journal refused.
     for (const m of memory) m.queue.push(m.event, now);
     for (const route of touched) route.workers.notify();
@@ -272,6 +297,7 @@ export class DeliveryEngine implements Router {
 
   /** Flushes the journal, lets in-flight sends finish within the shutdown timeout, closes everything. */
   async close(): Promise<void> {
+    this.closed = true;
     clearInterval(this.resyncTimer);
     this.journal.flush();
     const deadline = Date.now() + this.config.shutdown_timeout;

@@ -349,6 +349,7 @@ export class Journal {
   private pending: { items: JournalItem[]; resolve: () => void; reject: (err: Error) => void }[] = [];
   private pendingCount = 0;
   private timer: NodeJS.Timeout | undefined;
+  private immediate: NodeJS.Immediate | undefined;
   private closed = false;
   private overCapSince: number | undefined;
   private lastCapCheck = 0;
@@ -394,6 +395,9 @@ export class Journal {
       this.pending.push({ items, resolve, reject });
       this.pendingCount += items.length;
       if (this.pendingCount >= this.options.commitMaxEvents) this.flush();
+      // 0: commit once this turn of the event loop has read every request that was ready — under load
+      // that groups as many events as a timer would, without the added wait.
+      else if (this.options.commitInterval === 0) this.immediate ??= setImmediate(() => this.flush());
       else this.timer ??= setTimeout(() => this.flush(), this.options.commitInterval);
     });
   }
@@ -414,6 +418,10 @@ export class Journal {
 
   /** Commits everything pending now. */
   flush(): void {
+    if (this.immediate) {
+      clearImmediate(this.immediate);
+      this.immediate = undefined;
+    }
     if (this.timer) {
       clearTimeout(this.timer);
       this.timer = undefined;

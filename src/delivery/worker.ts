@@ -106,7 +106,9 @@ export class DestinationWorkers {
       if (batch.length === 0) continue;
       const pause = await this.deliver(batch);
       // A failing destination is probed once per backoff, not once per queued entry.
-      if (pause > 0 && !this.stopping) await this.wakeup.wait(pause);
+      // New events wake an idle worker, not a pausing one: keep sleeping until the pause is over.
+      const resumeAt = Date.now() + pause;
+      while (!this.stopping && Date.now() < resumeAt) await this.wakeup.wait(resumeAt - Date.now());
     }
   }
 

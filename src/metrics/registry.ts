@@ -1,4 +1,5 @@
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
+import { HotCounter } from './hot-counter.ts';
 
 /**
  * The one Prometheus registry of a process. Everything that counts registers here; the ingest port's
@@ -9,7 +10,7 @@ export class Metrics {
   readonly registry = new Registry();
 
   /** Falcosidekick's `falcosecurity_falcosidekick_inputs_total{source="requests",status}`. */
-  readonly sidekickInputs = new Counter({
+  readonly sidekickInputs = new HotCounter({
     name: 'falcosecurity_falcosidekick_inputs_total',
     help: 'Number of received requests (Falcosidekick compatible)',
     labelNames: ['source', 'status'] as const,
@@ -17,7 +18,7 @@ export class Metrics {
   });
 
   /** Falcosidekick's `falcosecurity_falcosidekick_outputs_total{destination,status}`. */
-  readonly sidekickOutputs = new Counter({
+  readonly sidekickOutputs = new HotCounter({
     name: 'falcosecurity_falcosidekick_outputs_total',
     help: 'Number of delivery attempts per destination (Falcosidekick compatible)',
     labelNames: ['destination', 'status'] as const,
@@ -25,7 +26,7 @@ export class Metrics {
   });
 
   /** Eyrie: events by ingest source (http, grpc, file, …) and outcome (accepted, rejected). */
-  readonly ingestEvents = new Counter({
+  readonly ingestEvents = new HotCounter({
     name: 'eyrie_ingest_events_total',
     help: 'Events received, by source and outcome',
     labelNames: ['source', 'outcome'] as const,
@@ -33,7 +34,7 @@ export class Metrics {
   });
 
   /** Eyrie: rejected requests by HTTP status and reason. */
-  readonly ingestRejections = new Counter({
+  readonly ingestRejections = new HotCounter({
     name: 'eyrie_ingest_rejected_requests_total',
     help: 'Ingest requests answered with an error, by status code and reason',
     labelNames: ['code', 'reason'] as const,

@@ -1,4 +1,5 @@
-import { Counter } from 'prom-client';
+import type { Counter } from 'prom-client';
+import { HotCounter } from './hot-counter.ts';
 import type { EnrichConfig } from '../config/types.ts';
 import type { FalcoEvent } from '../event/falco-event.ts';
 import { sidekickPriorityNumber } from '../event/priority.ts';
@@ -19,13 +20,12 @@ function stringField(event: FalcoEvent, key: string): string {
  * Falcosidekick, rejected events are not counted and non-string k8s fields do not crash.
  */
 export class SidekickEventCounter {
-  private readonly counter: Counter;
+  private readonly counter: HotCounter<string>;
   private readonly custom: [label: string, value: string][];
   private readonly templated: [label: string, key: string][];
   private readonly extra: [label: string, key: string][];
   readonly skippedLabels: string[] = [];
 
-  private readonly series = new Set<string>();
   private readonly maxSeries: number;
   private readonly overflow: Counter;
 
@@ -54,7 +54,7 @@ export class SidekickEventCounter {
       const name = label(k);
       return name ? [[name, k] as [string, string]] : [];
     });
-    this.counter = new Counter({
+    this.counter = new HotCounter({
       name: 'falcosecurity_falcosidekick_falco_events_total',
       help: 'Number of accepted Falco events (Falcosidekick compatible)',
       labelNames: [...taken],
@@ -75,14 +75,9 @@ export class SidekickEventCounter {
     for (const [name, value] of this.custom) labels[name] = value;
     for (const [name, key] of this.templated) labels[name] = stringField(event, key);
     for (const [name, key] of this.extra) labels[name] = stringField(event, key);
-    if (this.maxSeries > 0 && this.series.size >= this.maxSeries) {
-      const key = Object.values(labels).join('\u0000');
-      if (!this.series.has(key)) {
-        this.overflow.inc({ metric: 'falcosecurity_falcosidekick_falco_events_total' });
-        return;
-      }
-    } else if (this.maxSeries > 0) {
-      this.series.add(Object.values(labels).join('\u0000'));
+    if (this.maxSeries > 0 && this.counter.size >= this.maxSeries && !this.counter.has(labels)) {
+      this.overflow.inc({ metric: 'falcosecurity_falcosidekick_falco_events_total' });
+      return;
     }
     this.counter.inc(labels);
   }

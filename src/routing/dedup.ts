@@ -87,6 +87,13 @@ export class Deduplicator {
     return false;
   }
 
+  /** Forgets one event's key (its batch was refused: the sender's retry must not count as a duplicate). */
+  forget(event: FalcoEvent): void {
+    let key = dedupKey(event, this.fields);
+    if (key.length > LONG_KEY) key = '#' + hash('sha256', key, 'base64');
+    this.seen.delete(key);
+  }
+
   /** Forgets every key. */
   clear(): void {
     this.seen.clear();

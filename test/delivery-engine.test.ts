@@ -1,0 +1,1018 @@
+import { after, describe, it, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import {
+  FakeDestination,
+  removeConfigDirs,
+  tempConfig,
+  deadLetterRows,
+  failTimes,
+  failWith,
+  hang,
+  makeEvents,
+  metricValue,
+  query,
+  queuedUuids,
+  sleep,
+  startEngine,
+  succeed,
+  waitUntil,
+  type Behaviour,
+  type TestEngine,
+} from './helpers/delivery.ts';
+import type { EyrieConfig } from '../src/config/types.ts';
+import { HttpStatusError, PermanentError, RetryableError } from '../src/delivery/errors.ts';
+import { JournalUnavailableError } from '../src/delivery/journal.ts';
+import { testEvent, type FalcoEvent } from '../src/event/falco-event.ts';
+import { stringifyJson } from '../src/event/json.ts';
+import { PRIORITIES } from '../src/event/priority.ts';
+
+/** One destination entry of a native config (flow style); retry is fast by default. */
+function dest(name: string, options: { type?: string; retry?: string; extra?: string } = {}): string {
+  const type = options.type ?? 'stdout';
+  const url = type === 'eyrie' ? ', url: "http://127.0.0.1:9/"' : '';
+  const retry = `retry: { initial_interval: 5ms, max_interval: 20ms, jitter: 0${options.retry ? `, ${options.retry}` : ''} }`;
+  return `  - { name: ${name}, type: ${type}${url}, ${retry}${options.extra ? `, ${options.extra}` : ''} }`;
+}
+
+/** A real config (every default resolved by the loader) in a fresh temp dir. */
+function config(destinations: string[], delivery = 'shutdown_timeout: 200ms'): EyrieConfig {
+  return tempConfig(
+    `log: { level: silent }\ndelivery: { ${delivery} }\ndestinations:\n${destinations.join('\n')}\n`,
+  );
+}
+
+/** Starts an engine whose destinations are fakes with these behaviours; closed when the test ends. */
+function start(
+  t: TestContext,
+  cfg: EyrieConfig,
+  behaviours: Record<string, Behaviour>,
+  dataDir = cfg.storage.path,
+): TestEngine {
+  const fakes = Object.fromEntries(
+    Object.entries(behaviours).map(([name, b]) => [name, new FakeDestination(name, b)]),
+  );
+  const te = startEngine(cfg, fakes, dataDir);
+  t.after(() => te.close());
+  return te;
+}
+
+const http = (status: number, retryAfterMs?: number) => () =>
+  new HttpStatusError(status, `status ${status}`, retryAfterMs);
+const refused = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9'), { code: 'ECONNREFUSED' });
+const uuids = (events: readonly FalcoEvent[]) => events.map((e) => e.uuid);
+const sorted = (xs: readonly string[]) => [...xs].sort();
+const counts = (xs: readonly string[]) => {
+  const m = new Map<string, number>();
+  for (const x of xs) m.set(x, (m.get(x) ?? 0) + 1);
+  return m;
+};
+
+/** Asserts each uuid was delivered exactly once (and nothing else). */
+function assertExactlyOnce(fake: FakeDestination, expected: readonly string[]): void {
+  assert.deepEqual(sorted(fake.delivered), sorted(expected), `${fake.name}: delivered set`);
+  for (const [uuid, n] of counts(fake.delivered))
+    assert.equal(n, 1, `${fake.name}: ${uuid} delivered ${n} times`);
+}
+
+/** Events of identical serialized size (one template, fresh uuids of the same length). */
+function uniformEvents(count: number): FalcoEvent[] {
+  const base = makeEvents(1, 3)[0]!;
+  return Array.from({ length: count }, () => ({ ...base, uuid: randomUUID() }));
+}
+
+describe('DeliveryEngine', { timeout: 60_000 }, () => {
+  after(removeConfigDirs);
+
+  describe('journal and delivery', () => {
+    it('delivers every event exactly once, and has committed it to the journal when route() resolves', async (t) => {
+      const cfg = config(
+        [dest('ok'), dest('dead', { extra: 'queue: { concurrency: 1 }' })],
+        'shutdown_timeout: 50ms',
+      );
+      const te = start(t, cfg, { ok: succeed, dead: hang });
+      const events = makeEvents(100, 7);
+      // Ten concurrent route() calls: one group commit, every promise resolved only after it.
+      await Promise.all(
+        Array.from({ length: 10 }, (_, i) => te.engine.route(events.slice(i * 10, i * 10 + 10))),
+      );
+      // Read through another connection at once: every event is on disk for the dead destination.
+      assert.deepEqual(sorted(queuedUuids(te.dataDir, 'dead')), sorted(uuids(events)));
+      const metrics0 = await te.metrics.text();
+      assert.equal(
+        metricValue(metrics0, 'eyrie_journal_commit_seconds_count'),
+        1,
+        'the ten calls share one group commit',
+      );
+
+      await waitUntil(
+        () => te.fakes.ok!.delivered.length >= 100,
+        5000,
+        () => `${te.fakes.ok!.delivered.length}/100 delivered`,
+      );
+      await sleep(50);
+      assertExactlyOnce(te.fakes.ok!, uuids(events));
+      assert.deepEqual(queuedUuids(te.dataDir, 'ok'), [], 'delivered entries leave the queue');
+      const metrics = await te.metrics.text();
+      assert.equal(
+        metricValue(metrics, 'eyrie_delivery_events_total', { destination: 'ok', outcome: 'success' }),
+        100,
+      );
+      assert.equal(metricValue(metrics, 'eyrie_queue_depth', { destination: 'ok' }), 0);
+      assert.equal(metricValue(metrics, 'eyrie_queue_depth', { destination: 'dead' }), 100);
+      assert.equal(
+        metricValue(metrics, 'eyrie_routing_events_total', { destination: 'ok', decision: 'routed' }),
+        100,
+      );
+    });
+
+    it('a restart resumes every queue where it stopped (durability across restart)', async (t) => {
+      const cfg = config([dest('a'), dest('b'), dest('c')], 'shutdown_timeout: 500ms');
+      const first = start(t, cfg, { a: failWith(http(503)), b: failWith(refused), c: succeed });
+      const events = makeEvents(20, 8);
+      await first.engine.route(events.slice(0, 10));
+      await first.engine.route(events.slice(10));
+      const attempted = (f: FakeDestination) => events.every((e) => f.attemptsOf(e.uuid) >= 1);
+      await waitUntil(
+        () =>
+          attempted(first.fakes.a!) && attempted(first.fakes.b!) && first.fakes.c!.delivered.length === 20,
+        5000,
+        () => 'every event attempted on a and b, delivered on c',
+      );
+      await first.close();
+      assert.ok(first.fakes.a!.closed, 'close() closes the destinations');
+
+      // Still queued on disk, attempts kept; nothing left for the destination that succeeded.
+      for (const name of ['a', 'b']) {
+        assert.deepEqual(
+          sorted(queuedUuids(cfg.storage.path, name)),
+          sorted(uuids(events)),
+          `${name} queue after close`,
+        );
+        const rows = query<{ attempts: number; leased: number; last_error: string | null }>(
+          cfg.storage.path,
+          'SELECT attempts, leased, last_error FROM deliveries WHERE destination = ?',
+          name,
+        );
+        assert.ok(
+          rows.every((r) => r.attempts >= 1 && r.leased === 0 && r.last_error !== null),
+          `${name}: attempts and errors persisted, nothing left leased`,
+        );
+      }
+      assert.deepEqual(queuedUuids(cfg.storage.path, 'c'), []);
+
+      const second = start(t, cfg, { a: succeed, b: succeed, c: succeed });
+      await waitUntil(
+        () => second.fakes.a!.delivered.length >= 20 && second.fakes.b!.delivered.length >= 20,
+        5000,
+        () =>
+          `a ${second.fakes.a!.delivered.length}/20, b ${second.fakes.b!.delivered.length}/20 after restart`,
+      );
+      await sleep(100);
+      assertExactlyOnce(second.fakes.a!, uuids(events));
+      assertExactlyOnce(second.fakes.b!, uuids(events));
+      assert.deepEqual(second.fakes.c!.sends, [], 'c had delivered everything before the restart');
+      assert.equal(
+        query<{ n: number }>(cfg.storage.path, 'SELECT count(*) AS n FROM events')[0]!.n,
+        0,
+        'no orphan events',
+      );
+    });
+  });
+
+  describe('retries and dead letters', () => {
+    const retryable: { name: string; error: () => Error; reason: string }[] = [
+      { name: 'HTTP 503', error: http(503), reason: '503' },
+      { name: 'HTTP 429', error: http(429), reason: '429' },
+      { name: 'HTTP 408', error: http(408), reason: '408' },
+      { name: 'ECONNREFUSED', error: refused, reason: 'ECONNREFUSED' },
+      { name: 'RetryableError', error: () => new RetryableError('broker unavailable'), reason: 'retryable' },
+      {
+        name: 'ETIMEDOUT',
+        error: () => Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' }),
+        reason: 'timeout',
+      },
+    ];
+    for (const c of retryable) {
+      it(`retries ${c.name} until success, counting every attempt`, async (t) => {
+        const te = start(t, config([dest('r')]), { r: failTimes(3, c.error) });
+        const events = makeEvents(3, 9);
+        await te.engine.route(events);
+        await waitUntil(
+          () => te.fakes.r!.delivered.length >= 3,
+          5000,
+          () => `${te.fakes.r!.delivered.length}/3 delivered`,
+        );
+        await sleep(30);
+        assertExactlyOnce(te.fakes.r!, uuids(events));
+        for (const e of events)
+          assert.equal(te.fakes.r!.attemptsOf(e.uuid), 4, 'three failures, then success');
+        const metrics = await te.metrics.text();
+        assert.equal(
+          metricValue(metrics, 'eyrie_delivery_events_total', {
+            destination: 'r',
+            outcome: 'retry',
+            reason: c.reason,
+          }),
+          9,
+        );
+        assert.equal(
+          metricValue(metrics, 'eyrie_delivery_events_total', { destination: 'r', outcome: 'retry' }),
+          9,
+          'no other reason',
+        );
+        assert.equal(
+          metricValue(metrics, 'eyrie_delivery_events_total', { destination: 'r', outcome: 'success' }),
+          3,
+        );
+        assert.equal(
+          metricValue(metrics, 'eyrie_delivery_events_total', { destination: 'r', outcome: 'dead_letter' }),
+          0,
+        );
+        assert.deepEqual(deadLetterRows(te.dataDir, 'r'), []);
+        assert.deepEqual(queuedUuids(te.dataDir, 'r'), []);
+        const health = te.engine.health().find((h) => h.name === 'r')!;
+        assert.equal(health.healthy, true, 'healthy again after a success');
+      });
+    }
+
+    it('honours Retry-After: the next attempt is not made before it', async (t) => {
+      const firstAttemptFails =
+        (error: () => Error): Behaviour =>
+        (events, fake) => {
+          if (fake.attemptsOf(events[0]!.uuid) === 1) throw error();
+        };
+      const cfg = config([dest('after429'), dest('retryable'), dest('plain429')]);
+      const te = start(t, cfg, {
+        after429: firstAttemptFails(http(429, 400)),
+        retryable: firstAttemptFails(() => new RetryableError('throttled', { retryAfterMs: 300 })),
+        plain429: firstAttemptFails(http(429)),
+      });
+      const [event] = makeEvents(1, 10);
+      await te.engine.route([event!]);
+      await waitUntil(
+        () => Object.values(te.fakes).every((f) => f.delivered.length === 1),
+        5000,
+        () => 'each destination delivers after one retry',
+      );
+      const gap = (name: string) => {
+        const [a, b] = te.fakes[name]!.attemptTimes(event!.uuid);
+        return b! - a!;
+      };
+      assert.ok(
+        gap('after429') >= 400,
+        `HTTP 429 with Retry-After 400 ms: retried after ${gap('after429')} ms`,
+      );
+      assert.ok(gap('after429') < 1500, `but not much later (${gap('after429')} ms)`);
+      assert.ok(
+        gap('retryable') >= 300,
+        `RetryableError retryAfterMs 300: retried after ${gap('retryable')} ms`,
+      );
+      assert.ok(
+        gap('plain429') < 200,
+        `without Retry-After the 5 ms backoff applies (${gap('plain429')} ms)`,
+      );
+    });
+
+    it('sends permanent failures to dead letters at once', async (t) => {
+      const cases: { name: string; error: () => Error; reason: string }[] = [
+        { name: 'p400', error: http(400), reason: '400' },
+        { name: 'p404', error: http(404), reason: '404' },
+        { name: 'p501', error: http(501), reason: '501' },
+        { name: 'perm', error: () => new PermanentError('payload rejected'), reason: 'permanent' },
+      ];
+      const te = start(
+        t,
+        config(cases.map((c) => dest(c.name))),
+        Object.fromEntries(cases.map((c) => [c.name, failWith(c.error)])),
+      );
+      const events = makeEvents(3, 11);
+      await te.engine.route(events);
+      await waitUntil(
+        () => cases.every((c) => deadLetterRows(te.dataDir, c.name).length === 3),
+        5000,
+        () => 'three dead letters per destination',
+      );
+      await sleep(50);
+      const metrics = await te.metrics.text();
+      for (const c of cases) {
+        const rows = deadLetterRows(te.dataDir, c.name);
+        assert.deepEqual(sorted(rows.map((r) => r.uuid)), sorted(uuids(events)), c.name);
+        for (const r of rows) {
+          assert.equal(r.attempts, 1, `${c.name}: one attempt`);
+          assert.equal(r.reason, `permanent_${c.reason}`);
+          assert.equal(r.error, c.error().message);
+        }
+        for (const e of events)
+          assert.equal(te.fakes[c.name]!.attemptsOf(e.uuid), 1, `${c.name}: never retried`);
+        assert.deepEqual(queuedUuids(te.dataDir, c.name), []);
+        assert.equal(
+          metricValue(metrics, 'eyrie_delivery_events_total', {
+            destination: c.name,
+            outcome: 'dead_letter',
+            reason: c.reason,
+          }),
+          3,
+        );
+        assert.equal(
+          metricValue(metrics, 'eyrie_delivery_events_total', { destination: c.name, outcome: 'retry' }),
+          0,
+        );
+        assert.equal(metricValue(metrics, 'eyrie_dead_letters', { destination: c.name }), 3);
+        const health = te.engine.health().find((h) => h.name === c.name)!;
+        assert.equal(health.deadLetters, 3);
+        assert.equal(health.healthy, false);
+        assert.equal(health.lastError, c.error().message);
+      }
+    });
+
+    it('retry.permanent_statuses / retryable_statuses flip the classification', async (t) => {
+      const cases: { name: string; retry: string; error: () => Error; dead: boolean; attempts: number }[] = [
+        { name: 'perm503', retry: 'permanent_statuses: [503]', error: http(503), dead: true, attempts: 1 },
+        {
+          name: 'perm429',
+          retry: 'permanent_statuses: [429]',
+          error: http(429, 50),
+          dead: true,
+          attempts: 1,
+        },
+        { name: 'retry400', retry: 'retryable_statuses: [400]', error: http(400), dead: false, attempts: 3 },
+        { name: 'retry501', retry: 'retryable_statuses: [501]', error: http(501), dead: false, attempts: 3 },
+        {
+          name: 'both',
+          retry: 'retryable_statuses: [500], permanent_statuses: [500]',
+          error: http(500),
+          dead: true,
+          attempts: 1,
+        },
+      ];
+      const te = start(
+        t,
+        config(cases.map((c) => dest(c.name, { retry: c.retry }))),
+        Object.fromEntries(cases.map((c) => [c.name, failTimes(2, c.error)])),
+      );
+      const [event] = makeEvents(1, 12);
+      await te.engine.route([event!]);
+      await waitUntil(
+        () =>
+          cases.every((c) =>
+            c.dead
+              ? deadLetterRows(te.dataDir, c.name).length === 1
+              : te.fakes[c.name]!.delivered.length === 1,
+          ),
+        5000,
+        () => 'every destination settled',
+      );
+      await sleep(50);
+      for (const c of cases) {
+        assert.equal(te.fakes[c.name]!.attemptsOf(event!.uuid), c.attempts, `${c.name}: attempts`);
+        assert.equal(deadLetterRows(te.dataDir, c.name).length, c.dead ? 1 : 0, `${c.name}: dead letters`);
+        assert.equal(te.fakes[c.name]!.delivered.length, c.dead ? 0 : 1, `${c.name}: delivered`);
+      }
+    });
+
+    it('gives up when the retry budget is spent: max_attempts, max_elapsed_time', async (t) => {
+      const cfg = config([
+        dest('attempts', { retry: 'max_attempts: 3' }),
+        dest('elapsed', { retry: 'max_elapsed_time: 150ms' }),
+      ]);
+      const te = start(t, cfg, { attempts: failWith(http(503)), elapsed: failWith(refused) });
+      const events = makeEvents(2, 13);
+      await te.engine.route(events);
+      await waitUntil(
+        () =>
+          deadLetterRows(te.dataDir, 'attempts').length === 2 &&
+          deadLetterRows(te.dataDir, 'elapsed').length === 2,
+        5000,
+        () => 'both destinations dead-lettered both events',
+      );
+      const settled = { attempts: te.fakes.attempts!.sends.length, elapsed: te.fakes.elapsed!.sends.length };
+      await sleep(100);
+      assert.equal(te.fakes.attempts!.sends.length, settled.attempts, 'no attempt after the dead letter');
+      assert.equal(te.fakes.elapsed!.sends.length, settled.elapsed, 'no attempt after the dead letter');
+
+      for (const r of deadLetterRows(te.dataDir, 'attempts')) {
+        assert.equal(r.attempts, 3);
+        assert.equal(te.fakes.attempts!.attemptsOf(r.uuid), 3);
+        assert.equal(r.reason, 'retries_exhausted');
+        assert.match(r.error, /HTTP 503/);
+      }
+      for (const r of deadLetterRows(te.dataDir, 'elapsed')) {
+        const times = te.fakes.elapsed!.attemptTimes(r.uuid);
+        assert.equal(r.attempts, times.length, 'the row counts every attempt');
+        assert.ok(times.length >= 3, `retried within the budget (${times.length} attempts)`);
+        assert.ok(
+          r.failed_at - times[0]! >= 150,
+          `given up ${r.failed_at - times[0]!} ms after the first attempt`,
+        );
+        // The budget is checked after each failure: the last attempt starts at most one backoff (20 ms) past it.
+        assert.ok(
+          times.at(-1)! - times[0]! < 150 + 20 + 30,
+          `last attempt ${times.at(-1)! - times[0]!} ms after the first`,
+        );
+        assert.equal(r.reason, 'retries_exhausted');
+      }
+      const metrics = await te.metrics.text();
+      assert.equal(
+        metricValue(metrics, 'eyrie_delivery_events_total', {
+          destination: 'attempts',
+          outcome: 'retry',
+          reason: '503',
+        }),
+        4,
+      );
+      assert.equal(
+        metricValue(metrics, 'eyrie_delivery_events_total', {
+          destination: 'attempts',
+          outcome: 'dead_letter',
+          reason: '503',
+        }),
+        2,
+      );
+      assert.equal(
+        metricValue(metrics, 'eyrie_delivery_events_total', {
+          destination: 'elapsed',
+          outcome: 'dead_letter',
+          reason: 'ECONNREFUSED',
+        }),
+        2,
+      );
+    });
+
+    it('fallback: given-up events go to the other destination instead of dead letters', async (t) => {
+      const never = 'filter: { rules: ["no rule has this name"] }';
+      const cfg = config([
+        dest('perm', { extra: 'fallback: spare' }),
+        dest('budget', { retry: 'max_attempts: 2', extra: 'fallback: spare' }),
+        dest('spare', { extra: never }),
+        dest('mem', { extra: 'durability: memory, fallback: disk' }),
+        dest('disk', { extra: never }),
+        dest('chain', { extra: 'fallback: broken' }),
+        dest('broken', { extra: never }),
+      ]);
+      const te = start(t, cfg, {
+        perm: failWith(http(400)),
+        budget: failWith(http(503)),
+        spare: succeed,
+        mem: failWith(() => new PermanentError('no')),
+        disk: succeed,
+        chain: failWith(http(422)),
+        broken: failWith(() => new PermanentError('broken too')),
+      });
+      const events = makeEvents(4, 14);
+      const t0 = Date.now();
+      await te.engine.route(events);
+      await waitUntil(
+        () => te.fakes.spare!.delivered.length >= 4,
+        5000,
+        () => 'spare takes what perm gives up',
+      );
+      assert.ok(
+        Date.now() - t0 < 500,
+        `the fallback is woken at once, not at its next idle poll (${Date.now() - t0} ms)`,
+      );
+      await waitUntil(
+        () =>
+          te.fakes.spare!.delivered.length >= 8 &&
+          te.fakes.disk!.delivered.length >= 4 &&
+          deadLetterRows(te.dataDir, 'broken').length === 4,
+        5000,
+        () => `spare ${te.fakes.spare!.delivered.length}/8, disk ${te.fakes.disk!.delivered.length}/4`,
+      );
+      await sleep(50);
+      // spare gets each event twice: once given up by perm, once by budget (its own filter matches nothing).
+      assert.deepEqual(sorted(te.fakes.spare!.delivered), sorted([...uuids(events), ...uuids(events)]));
+      assertExactlyOnce(te.fakes.disk!, uuids(events));
+      for (const name of ['perm', 'budget', 'chain', 'mem', 'spare', 'disk']) {
+        assert.deepEqual(deadLetterRows(te.dataDir, name), [], `${name}: no dead letters`);
+      }
+      const broken = deadLetterRows(te.dataDir, 'broken');
+      assert.deepEqual(
+        sorted(broken.map((r) => r.uuid)),
+        sorted(uuids(events)),
+        'the fallback dead-letters what it cannot deliver',
+      );
+      assert.ok(broken.every((r) => r.reason === 'permanent_permanent'));
+      for (const e of events)
+        assert.equal(te.fakes.budget!.attemptsOf(e.uuid), 2, 'budget spent before the fallback');
+      const metrics = await te.metrics.text();
+      const outcome = (destination: string, o: string, reason?: string) =>
+        metricValue(metrics, 'eyrie_delivery_events_total', {
+          destination,
+          outcome: o,
+          ...(reason !== undefined ? { reason } : {}),
+        });
+      assert.equal(outcome('perm', 'fallback', '400'), 4);
+      assert.equal(outcome('budget', 'fallback', '503'), 4);
+      assert.equal(outcome('mem', 'fallback', 'permanent'), 4);
+      assert.equal(outcome('mem', 'dropped'), 0, 'a memory queue with a fallback drops nothing');
+      assert.equal(outcome('chain', 'fallback', '422'), 4);
+      assert.equal(outcome('broken', 'dead_letter', 'permanent'), 4);
+      assert.equal(outcome('spare', 'success'), 8);
+      assert.equal(
+        query<{ n: number }>(te.dataDir, 'SELECT count(*) AS n FROM deliveries')[0]!.n,
+        0,
+        'nothing left queued',
+      );
+    });
+  });
+
+  describe('queue caps', () => {
+    const events = uniformEvents(12);
+    const size = Buffer.byteLength(stringifyJson(events[0]!));
+    const first5 = uuids(events.slice(0, 5));
+    const last5 = uuids(events.slice(7));
+    const cases: { name: string; queue: string; kept: string[]; reason: string }[] = [
+      {
+        name: 'max_events, drop_newest',
+        queue: 'max_events: 5, when_full: drop_newest',
+        kept: first5,
+        reason: 'queue_full_newest',
+      },
+      {
+        name: 'max_events, drop_oldest',
+        queue: 'max_events: 5, when_full: drop_oldest',
+        kept: last5,
+        reason: 'queue_full_oldest',
+      },
+      {
+        name: 'max_bytes, drop_newest',
+        queue: `max_bytes: ${size * 5 + Math.floor(size / 2)}, when_full: drop_newest`,
+        kept: first5,
+        reason: 'queue_full_newest',
+      },
+      {
+        name: 'max_bytes, drop_oldest',
+        queue: `max_bytes: ${size * 5 + Math.floor(size / 2)}, when_full: drop_oldest`,
+        kept: last5,
+        reason: 'queue_full_oldest',
+      },
+    ];
+    for (const c of cases) {
+      it(`${c.name} keeps ${c.kept === first5 ? 'the oldest' : 'the newest'} 5 of 12 and counts 7 drops`, async (t) => {
+        const cfg = config(
+          [dest('capped', { extra: `queue: { concurrency: 1, ${c.queue} }` })],
+          'shutdown_timeout: 20ms',
+        );
+        const te = start(t, cfg, { capped: hang });
+        await te.engine.route(events);
+        assert.deepEqual(queuedUuids(te.dataDir, 'capped'), c.kept);
+        const metrics = await te.metrics.text();
+        assert.equal(
+          metricValue(metrics, 'eyrie_delivery_events_total', {
+            destination: 'capped',
+            outcome: 'dropped',
+            reason: c.reason,
+          }),
+          7,
+        );
+        assert.equal(
+          metricValue(metrics, 'eyrie_delivery_events_total', { destination: 'capped', outcome: 'dropped' }),
+          7,
+          'one reason only',
+        );
+        assert.equal(metricValue(metrics, 'eyrie_queue_depth', { destination: 'capped' }), 5);
+        assert.equal(metricValue(metrics, 'eyrie_queue_bytes', { destination: 'capped' }), size * 5);
+        assert.equal(
+          query<{ n: number }>(te.dataDir, 'SELECT count(*) AS n FROM events')[0]!.n,
+          5,
+          'dropped events are not stored',
+        );
+      });
+    }
+
+    it('drop_oldest never drops an entry being sent; the newest goes when only those are left', async (t) => {
+      const cfg = config(
+        [dest('capped', { extra: 'queue: { concurrency: 2, max_events: 2, when_full: drop_oldest }' })],
+        'shutdown_timeout: 20ms',
+      );
+      const te = start(t, cfg, { capped: hang });
+      await te.engine.route(events.slice(0, 2));
+      await waitUntil(
+        () => te.fakes.capped!.inFlight === 2,
+        2000,
+        () => 'both entries in flight',
+      );
+      await te.engine.route(events.slice(2, 4));
+      assert.deepEqual(
+        queuedUuids(te.dataDir, 'capped'),
+        uuids(events.slice(0, 2)),
+        'in-flight entries kept',
+      );
+      const metrics = await te.metrics.text();
+      assert.equal(
+        metricValue(metrics, 'eyrie_delivery_events_total', {
+          destination: 'capped',
+          outcome: 'dropped',
+          reason: 'queue_full_newest',
+        }),
+        2,
+      );
+    });
+
+    for (const whenFull of ['drop_newest', 'drop_oldest'] as const) {
+      it(`durability: memory honours max_events with ${whenFull}`, async (t) => {
+        const cfg = config(
+          [
+            dest('mem', {
+              extra: `durability: memory, queue: { concurrency: 1, max_events: 5, when_full: ${whenFull} }`,
+            }),
+          ],
+          'shutdown_timeout: 20ms',
+        );
+        const te = start(t, cfg, { mem: hang });
+        await te.engine.route(events);
+        await waitUntil(
+          () => te.fakes.mem!.sends.length === 1,
+          2000,
+          () => 'first send',
+        );
+        const expected = whenFull === 'drop_newest' ? first5 : last5;
+        assert.deepEqual(te.fakes.mem!.sends[0]!.uuids, [expected[0]], 'the oldest kept entry is sent first');
+        assert.equal(te.engine.health().find((h) => h.name === 'mem')!.queued, 5);
+        const reason = whenFull === 'drop_newest' ? 'queue_full_newest' : 'queue_full_oldest';
+        const metrics = await te.metrics.text();
+        assert.equal(
+          metricValue(metrics, 'eyrie_delivery_events_total', {
+            destination: 'mem',
+            outcome: 'dropped',
+            reason,
+          }),
+          7,
+        );
+      });
+    }
+  });
+
+  describe('routing', () => {
+    it('filters: an event a destination does not accept is not queued for it, but is for another', async (t) => {
+      const cfg = config(
+        [
+          dest('severe', { extra: 'filter: { minimum_priority: error }, queue: { concurrency: 1 }' }),
+          dest('syscalls', { extra: 'filter: { sources: [syscall] }, queue: { concurrency: 1 }' }),
+          dest('everything', { extra: 'queue: { concurrency: 1 }' }),
+        ],
+        'shutdown_timeout: 20ms',
+      );
+      const te = start(t, cfg, { severe: hang, syscalls: hang, everything: hang });
+      const events = makeEvents(300, 15);
+      const test = testEvent();
+      await te.engine.route([...events, test]);
+      const severe = events.filter((e) => PRIORITIES.indexOf(e.priority) <= PRIORITIES.indexOf('Error'));
+      const syscalls = events.filter((e) => e.source === 'syscall');
+      assert.ok(severe.length > 0 && severe.length < 300, `a mix of priorities (${severe.length} severe)`);
+      assert.ok(
+        syscalls.length > 0 && syscalls.length < 300,
+        `a mix of sources (${syscalls.length} syscall)`,
+      );
+      // The test event bypasses minimum_priority (as in Falcosidekick), but it is source "internal".
+      assert.deepEqual(queuedUuids(te.dataDir, 'severe'), [...uuids(severe), test.uuid]);
+      assert.deepEqual(queuedUuids(te.dataDir, 'syscalls'), uuids(syscalls));
+      assert.deepEqual(queuedUuids(te.dataDir, 'everything'), [...uuids(events), test.uuid]);
+      const metrics = await te.metrics.text();
+      const decision = (destination: string, d: string) =>
+        metricValue(metrics, 'eyrie_routing_events_total', { destination, decision: d });
+      assert.equal(decision('severe', 'routed'), severe.length + 1);
+      assert.equal(decision('severe', 'filtered'), 300 - severe.length);
+      assert.equal(decision('syscalls', 'routed'), syscalls.length);
+      assert.equal(decision('syscalls', 'filtered'), 301 - syscalls.length);
+      assert.equal(decision('everything', 'routed'), 301);
+      assert.equal(decision('everything', 'filtered'), 0);
+      // One stored body per event, shared by its deliveries.
+      assert.equal(query<{ n: number }>(te.dataDir, 'SELECT count(*) AS n FROM events')[0]!.n, 301);
+    });
+
+    it('dedup drops identical events within the window; the test event is never deduplicated', async (t) => {
+      const cfg = config([
+        dest('dedup', { extra: 'dedup: { window: 1m }' }),
+        dest('short', { extra: 'dedup: { window: 150ms }' }),
+        dest('plain'),
+      ]);
+      const te = start(t, cfg, { dedup: succeed, short: succeed, plain: succeed });
+      const [a, b] = makeEvents(2, 16);
+      const copy = () => ({ ...a!, uuid: randomUUID() });
+      const a2 = copy();
+      const t1 = testEvent();
+      const t2 = testEvent();
+      await te.engine.route([a!, a2, b!, t1, t2]);
+      await sleep(200);
+      const a3 = copy();
+      await te.engine.route([a3]);
+      await waitUntil(
+        () => te.fakes.plain!.delivered.length >= 6,
+        5000,
+        () => 'plain gets everything',
+      );
+      await waitUntil(
+        () => te.fakes.short!.delivered.length >= 5,
+        5000,
+        () => 'short gets a3',
+      );
+      await sleep(50);
+      assertExactlyOnce(te.fakes.plain!, [a!.uuid, a2.uuid, b!.uuid, t1.uuid, t2.uuid, a3.uuid]);
+      assertExactlyOnce(te.fakes.dedup!, [a!.uuid, b!.uuid, t1.uuid, t2.uuid]);
+      assertExactlyOnce(te.fakes.short!, [a!.uuid, b!.uuid, t1.uuid, t2.uuid, a3.uuid]);
+      const metrics = await te.metrics.text();
+      const decision = (destination: string, d: string) =>
+        metricValue(metrics, 'eyrie_routing_events_total', { destination, decision: d });
+      assert.equal(decision('dedup', 'deduplicated'), 2);
+      assert.equal(decision('dedup', 'routed'), 4);
+      assert.equal(decision('short', 'deduplicated'), 1);
+      assert.equal(decision('plain', 'deduplicated'), 0);
+    });
+  });
+
+  describe('batching', () => {
+    const cfg = () =>
+      config([dest('batched', { type: 'eyrie', extra: 'batch: { max_events: 10, timeout: 200ms }' })]);
+
+    it('sends batches of up to max_events; a full batch goes at once', async (t) => {
+      const te = start(t, cfg(), { batched: succeed });
+      const fake = te.fakes.batched!;
+      const events = makeEvents(25, 17);
+      const t0 = Date.now();
+      await te.engine.route(events);
+      await waitUntil(
+        () => fake.delivered.length >= 25,
+        5000,
+        () => `${fake.delivered.length}/25`,
+      );
+      await sleep(30);
+      assertExactlyOnce(fake, uuids(events));
+      const sizes = fake.sends.map((s) => s.uuids.length).sort((x, y) => x - y);
+      assert.deepEqual(sizes, [5, 10, 10]);
+      for (const s of fake.sends) {
+        if (s.uuids.length === 10)
+          assert.ok(s.at - t0 < 150, `a full batch is not held for the timeout (${s.at - t0} ms)`);
+        else assert.ok(s.at - t0 >= 200, `the partial batch waited for the timeout (${s.at - t0} ms)`);
+      }
+    });
+
+    it('sends a lone event after batch.timeout, not before', async (t) => {
+      const te = start(t, cfg(), { batched: succeed });
+      const fake = te.fakes.batched!;
+      const [event] = makeEvents(1, 18);
+      const t0 = Date.now();
+      await te.engine.route([event!]);
+      await waitUntil(
+        () => fake.delivered.length === 1,
+        3000,
+        () => 'the lone event',
+      );
+      const waited = fake.sends[0]!.at - t0;
+      assert.ok(waited >= 200, `sent after ${waited} ms`);
+      assert.ok(waited < 700, `sent after ${waited} ms`);
+      assert.deepEqual(fake.sends[0]!.uuids, [event!.uuid]);
+    });
+  });
+
+  describe('durability: memory', () => {
+    it('writes nothing to the journal, still retries in memory, counts given-up events as dropped', async (t) => {
+      const cfg = config([
+        dest('mem', { extra: 'durability: memory' }),
+        dest('lossy', { retry: 'max_attempts: 2', extra: 'durability: memory' }),
+      ]);
+      const te = start(t, cfg, { mem: failTimes(2, http(503)), lossy: failWith(http(502)) });
+      const events = makeEvents(5, 19);
+      await te.engine.route(events);
+      const rows = () =>
+        query<{ n: number }>(
+          te.dataDir,
+          'SELECT (SELECT count(*) FROM deliveries) + (SELECT count(*) FROM events) + (SELECT count(*) FROM dead_letters) AS n',
+        )[0]!.n;
+      assert.equal(rows(), 0, 'nothing journaled');
+      assert.equal(
+        te.engine.health().find((h) => h.name === 'mem')!.queued! + te.fakes.mem!.delivered.length,
+        5,
+        'queued in memory',
+      );
+      await waitUntil(
+        () => te.fakes.mem!.delivered.length >= 5 && te.fakes.lossy!.sends.length >= 10,
+        5000,
+        () => `mem ${te.fakes.mem!.delivered.length}/5, lossy ${te.fakes.lossy!.sends.length}/10 sends`,
+      );
+      await sleep(50);
+      assertExactlyOnce(te.fakes.mem!, uuids(events));
+      for (const e of events) {
+        assert.equal(te.fakes.mem!.attemptsOf(e.uuid), 3, 'retried in memory');
+        assert.equal(te.fakes.lossy!.attemptsOf(e.uuid), 2, 'lossy: max_attempts');
+      }
+      assert.equal(rows(), 0, 'still nothing journaled, no dead letters');
+      const metrics = await te.metrics.text();
+      const outcome = (destination: string, o: string, reason?: string) =>
+        metricValue(metrics, 'eyrie_delivery_events_total', {
+          destination,
+          outcome: o,
+          ...(reason !== undefined ? { reason } : {}),
+        });
+      assert.equal(outcome('mem', 'retry', '503'), 10);
+      assert.equal(outcome('mem', 'success'), 5);
+      assert.equal(outcome('lossy', 'dropped', 'gave_up_memory'), 5);
+      assert.equal(outcome('lossy', 'dead_letter'), 0);
+      assert.equal(metricValue(metrics, 'eyrie_queue_depth', { destination: 'lossy' }), 0);
+      assert.equal(metricValue(metrics, 'eyrie_dead_letters', { destination: 'lossy' }), 0);
+    });
+  });
+
+  describe('isolation and shutdown', () => {
+    it('one dead (hanging) destination does not stop another from delivering', async (t) => {
+      const cfg = config([dest('dead'), dest('healthy')], 'shutdown_timeout: 50ms');
+      const te = start(t, cfg, { dead: hang, healthy: succeed });
+      const events = makeEvents(50, 20);
+      for (let i = 0; i < 50; i += 10) await te.engine.route(events.slice(i, i + 10));
+      await waitUntil(
+        () => te.fakes.healthy!.delivered.length >= 50,
+        3000,
+        () => `${te.fakes.healthy!.delivered.length}/50`,
+      );
+      assertExactlyOnce(te.fakes.healthy!, uuids(events));
+      assert.equal(te.fakes.dead!.inFlight, 4, 'the dead destination holds its four workers, no more');
+      assert.equal(te.fakes.dead!.delivered.length, 0);
+      assert.equal(queuedUuids(te.dataDir, 'dead').length, 50);
+    });
+
+    it('close() waits for a send in flight up to delivery.shutdown_timeout', async (t) => {
+      const cfg = config([dest('slow', { extra: 'queue: { concurrency: 1 }' })], 'shutdown_timeout: 2s');
+      const te = start(t, cfg, { slow: () => sleep(300) });
+      const [event] = makeEvents(1, 21);
+      await te.engine.route([event!]);
+      await waitUntil(
+        () => te.fakes.slow!.inFlight === 1,
+        2000,
+        () => 'send started',
+      );
+      const t0 = Date.now();
+      await te.close();
+      const took = Date.now() - t0;
+      assert.ok(took >= 200 && took < 1500, `close() took ${took} ms`);
+      assert.deepEqual(te.fakes.slow!.delivered, [event!.uuid], 'the send finished');
+      assert.deepEqual(
+        queuedUuids(cfg.storage.path, 'slow'),
+        [],
+        'and was acknowledged before the journal closed',
+      );
+
+      const again = start(t, cfg, { slow: succeed });
+      await sleep(300);
+      assert.deepEqual(again.fakes.slow!.sends, [], 'not delivered again after a restart');
+    });
+
+    it('close() releases what is still held at shutdown_timeout; a new engine delivers it (at least once)', async (t) => {
+      const cfg = config([dest('stuck', { extra: 'queue: { concurrency: 2 }' })], 'shutdown_timeout: 200ms');
+      const te = start(t, cfg, { stuck: hang });
+      const fake = te.fakes.stuck!;
+      fake.rejectHangsOnClose = false;
+      const events = makeEvents(5, 22);
+      await te.engine.route(events);
+      await waitUntil(
+        () => fake.inFlight === 2,
+        2000,
+        () => 'two sends in flight',
+      );
+      const t0 = Date.now();
+      await te.close();
+      const took = Date.now() - t0;
+      assert.ok(took >= 190 && took < 1500, `close() took ${took} ms`);
+      const rows = query<{ leased: number; due_at: number }>(
+        cfg.storage.path,
+        'SELECT leased, due_at FROM deliveries',
+      );
+      assert.equal(rows.length, 5, 'everything still queued');
+      assert.ok(
+        rows.every((r) => r.leased === 0 && r.due_at <= Date.now()),
+        'released entries are due at once',
+      );
+
+      // The stuck sends finish late, after the journal closed: they must not touch it.
+      const unhandled: unknown[] = [];
+      const onUnhandled = (err: unknown) => unhandled.push(err);
+      process.on('unhandledRejection', onUnhandled);
+      t.after(() => process.off('unhandledRejection', onUnhandled));
+      fake.settleHangs();
+      await sleep(50);
+      assert.deepEqual(unhandled, []);
+      assert.equal(fake.delivered.length, 2);
+
+      const next = start(t, cfg, { stuck: succeed });
+      await waitUntil(
+        () => next.fakes.stuck!.delivered.length >= 5,
+        3000,
+        () => `${next.fakes.stuck!.delivered.length}/5`,
+      );
+      await sleep(50);
+      assertExactlyOnce(next.fakes.stuck!, uuids(events));
+    });
+  });
+
+  describe('journal failures', () => {
+    it('route() rejects with JournalUnavailableError when the journal is over its disk cap', async (t) => {
+      const cfg = config([dest('a'), dest('m', { extra: 'durability: memory' })], 'disk_cap: 1');
+      const te = start(t, cfg, { a: succeed, m: succeed });
+      const events = makeEvents(3, 23);
+      await assert.rejects(te.engine.route(events), JournalUnavailableError);
+      await assert.rejects(
+        te.engine.route(events),
+        (err: Error) => err.name === 'JournalUnavailableError' && /disk cap/.test(err.message),
+      );
+      await sleep(100);
+      assert.deepEqual(te.fakes.a!.sends, [], 'nothing refused is delivered');
+      assert.equal(
+        te.engine.health().find((h) => h.name === 'm')!.queued,
+        0,
+        'not even queued in memory: the sender will send it again',
+      );
+      assert.deepEqual(te.fakes.m!.sends, [], 'nor delivered by the memory destination');
+      assert.deepEqual(queuedUuids(te.dataDir, 'a'), []);
+    });
+
+    it('route() rejects with JournalUnavailableError when a commit fails, and recovers when it works again', async (t) => {
+      const cfg = config(
+        [dest('a', { extra: 'queue: { concurrency: 1 }' }), dest('m', { extra: 'durability: memory' })],
+        'shutdown_timeout: 20ms',
+      );
+      const te = start(t, cfg, { a: hang, m: succeed });
+      const events = makeEvents(6, 24);
+      // Another connection makes every write of the journal fail, as a full or broken disk would.
+      const db = new Database(join(te.dataDir, 'eyrie.db'));
+      t.after(() => db.close());
+      db.exec(
+        `CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END`,
+      );
+      const settled = te.engine.route(events.slice(0, 3)).then(
+        () => 'resolved',
+        (err: unknown) => err,
+      );
+      const outcome = await settled;
+      assert.ok(
+        outcome instanceof JournalUnavailableError,
+        `rejected with JournalUnavailableError, got ${String(outcome)}`,
+      );
+      assert.match(outcome.message, /simulated write failure/);
+      assert.equal(te.engine.journalHealth().ok, false);
+      assert.deepEqual(queuedUuids(te.dataDir, 'a'), []);
+      let metrics = await te.metrics.text();
+      assert.equal(
+        metricValue(metrics, 'eyrie_queue_depth', { destination: 'a' }),
+        0,
+        'the rolled-back commit is not counted',
+      );
+
+      assert.equal(
+        te.engine.health().find((h) => h.name === 'm')!.queued,
+        0,
+        'a memory destination does not take a refused batch',
+      );
+
+      db.exec('DROP TRIGGER refuse');
+      await te.engine.route(events.slice(3));
+      await waitUntil(
+        () => te.fakes.m!.delivered.length === 3,
+        2000,
+        () => 'memory destination delivers the accepted batch',
+      );
+      assertExactlyOnce(te.fakes.m!, uuids(events.slice(3)));
+      assert.equal(te.engine.journalHealth().ok, true);
+      assert.deepEqual(queuedUuids(te.dataDir, 'a'), uuids(events.slice(3)));
+      metrics = await te.metrics.text();
+      assert.equal(metricValue(metrics, 'eyrie_queue_depth', { destination: 'a' }), 3);
+    });
+
+    it('a batch refused by a failed commit leaves no dedup key behind (the sender retries it)', async (t) => {
+      const te = start(t, config([dest('d', { extra: 'dedup: { window: 1m }' })]), { d: succeed });
+      const [event] = makeEvents(1, 26);
+      const db = new Database(join(te.dataDir, 'eyrie.db'));
+      t.after(() => db.close());
+      db.exec(
+        `CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END`,
+      );
+      await assert.rejects(te.engine.route([event!]), JournalUnavailableError);
+      db.exec('DROP TRIGGER refuse');
+      await te.engine.route([event!]);
+      await waitUntil(
+        () => te.fakes.d!.delivered.length === 1,
+        500,
+        () => 'the retried event is delivered, not deduplicated',
+      );
+    });
+
+    it('route() rejects once the engine is closed (and an idle engine closes at once)', async (t) => {
+      const te = start(
+        t,
+        config(
+          [dest('a'), dest('b', { type: 'eyrie', extra: 'batch: { timeout: 1s }' })],
+          'shutdown_timeout: 5s',
+        ),
+        {
+          a: succeed,
+          b: succeed,
+        },
+      );
+      const t0 = Date.now();
+      await te.close();
+      assert.ok(Date.now() - t0 < 500, `close() of an idle engine took ${Date.now() - t0} ms`);
+      await assert.rejects(te.engine.route(makeEvents(1, 25)), JournalUnavailableError);
+    });
+  });
+});

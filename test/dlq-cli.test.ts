@@ -1,0 +1,322 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import {
+  FakeDestination,
+  removeConfigDirs,
+  tempConfig,
+  deadLetterRows,
+  eventLines,
+  failWith,
+  metricValue,
+  query,
+  queuedUuids,
+  sleep,
+  startEngine,
+  succeed,
+  waitUntil,
+  type Behaviour,
+} from './helpers/delivery.ts';
+import type { EyrieConfig } from '../src/config/types.ts';
+import { HttpStatusError, PermanentError } from '../src/delivery/errors.ts';
+import { parseFalcoEvent, type FalcoEvent } from '../src/event/falco-event.ts';
+
+const bin = fileURLToPath(new URL('../bin/eyrie.js', import.meta.url));
+
+interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `eyrie dlq ARGS` as a child process (asynchronously: an engine in this process keeps running). */
+function dlq(...args: string[]): Promise<CliResult> {
+  const env = { ...process.env };
+  delete env.EYRIE_CONFIG;
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [bin, 'dlq', ...args],
+      { encoding: 'utf8', env, timeout: 30_000 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+function config(): EyrieConfig {
+  return tempConfig(`
+log: { level: silent }
+delivery: { shutdown_timeout: 200ms }
+destinations:
+  - { name: sink, type: stdout, retry: { initial_interval: 5ms, max_interval: 20ms, jitter: 0 } }
+  - { name: other, type: stdout, retry: { initial_interval: 5ms, max_interval: 20ms, jitter: 0 } }
+`);
+}
+
+/** Syscall events: each carries an exact 64-bit evt.time (digits a plain JSON.parse would round). */
+function syscallEvents(count: number, seed: number): { lines: string[]; events: FalcoEvent[] } {
+  const lines = eventLines(200, seed)
+    .filter((l) => /"evt\.time":\d{19}/.test(l))
+    .slice(0, count);
+  assert.equal(lines.length, count);
+  return { lines, events: lines.map((l) => parseFalcoEvent(l)) };
+}
+
+const evtTime = (line: string) => /"evt\.time":(\d+)/.exec(line)![1]!;
+const sorted = (xs: readonly string[]) => [...xs].sort();
+const bad400 = () => new HttpStatusError(400, 'bad request');
+
+describe('eyrie dlq', { timeout: 60_000 }, () => {
+  const cfg = config();
+  const dataDir = cfg.storage.path;
+  const { lines, events } = syscallEvents(5, 31);
+  const uuids = events.map((e) => e.uuid);
+  // other refuses the first two events for good and delivers the rest.
+  const otherDead = uuids.slice(0, 2);
+
+  after(removeConfigDirs);
+
+  before(async () => {
+    const refuseFirstTwo: Behaviour = (batch) => {
+      if (batch.some((e) => otherDead.includes(e.uuid))) throw new PermanentError('schema mismatch');
+    };
+    const te = startEngine(cfg, {
+      sink: new FakeDestination('sink', failWith(bad400)),
+      other: new FakeDestination('other', refuseFirstTwo),
+    });
+    try {
+      await te.engine.route(events);
+      await waitUntil(
+        () =>
+          deadLetterRows(dataDir, 'sink').length === 5 &&
+          deadLetterRows(dataDir, 'other').length === 2 &&
+          te.fakes.other!.delivered.length === 3,
+        5000,
+        () => 'dead letters: 5 for sink, 2 for other',
+      );
+    } finally {
+      await te.close();
+    }
+  });
+
+  it('list: a summary per destination, as text and JSON', async () => {
+    const text = await dlq('list', '--data-dir', dataDir);
+    assert.equal(text.code, 0, text.stderr);
+    const rows = text.stdout.trimEnd().split('\n');
+    assert.equal(rows.length, 2, text.stdout);
+    const iso = '\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}\\.\\d{3}Z';
+    assert.match(rows[0]!, new RegExp(`^other\\t2\\toldest ${iso}\\tnewest ${iso}$`));
+    assert.match(rows[1]!, new RegExp(`^sink\\t5\\toldest ${iso}\\tnewest ${iso}$`));
+
+    const json = await dlq('list', '--data-dir', dataDir, '--json');
+    assert.equal(json.code, 0, json.stderr);
+    const summary = JSON.parse(json.stdout) as {
+      destination: string;
+      count: number;
+      oldest: string;
+      newest: string;
+    }[];
+    assert.deepEqual(
+      summary.map((s) => [s.destination, s.count]),
+      [
+        ['other', 2],
+        ['sink', 5],
+      ],
+    );
+    for (const s of summary) {
+      assert.ok(Date.parse(s.oldest) <= Date.parse(s.newest));
+      assert.ok(Date.now() - Date.parse(s.oldest) < 60_000, 'failed during this test');
+    }
+  });
+
+  it('list -d: the entries of one destination, as text and JSON, with --limit', async () => {
+    const json = await dlq('list', '--data-dir', dataDir, '-d', 'sink', '--json');
+    assert.equal(json.code, 0, json.stderr);
+    const entries = JSON.parse(json.stdout) as {
+      id: number;
+      destination: string;
+      uuid: string;
+      rule: string;
+      priority: string;
+      attempts: number;
+      reason: string;
+      error: string;
+    }[];
+    assert.deepEqual(sorted(entries.map((e) => e.uuid)), sorted(uuids));
+    for (const e of entries) {
+      const event = events.find((x) => x.uuid === e.uuid)!;
+      assert.equal(e.destination, 'sink');
+      assert.equal(e.rule, event.rule);
+      assert.equal(e.priority, event.priority);
+      assert.equal(e.attempts, 1);
+      assert.equal(e.reason, 'permanent_400');
+      assert.equal(e.error, 'HTTP 400: bad request');
+    }
+
+    const text = await dlq('list', '--data-dir', dataDir, '--destination', 'other');
+    assert.equal(text.code, 0, text.stderr);
+    const rows = text.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => l.split('\t'));
+    assert.equal(rows.length, 2);
+    const otherRows = deadLetterRows(dataDir, 'other');
+    for (const [i, row] of rows.entries()) {
+      const event = events.find((x) => x.uuid === otherRows[i]!.uuid)!;
+      assert.deepEqual(
+        [row[0], row[2], row[3], row[4], row[5]],
+        [String(otherRows[i]!.id), event.priority, event.rule, 'permanent_permanent', 'schema mismatch'],
+      );
+      assert.equal(Date.parse(row[1]!), otherRows[i]!.failed_at);
+    }
+
+    const limited = await dlq('list', '--data-dir', dataDir, '-d', 'sink', '-n', '2', '--json');
+    assert.equal((JSON.parse(limited.stdout) as unknown[]).length, 2);
+  });
+
+  it('show: one dead letter with its event, evt.time digits exact', async () => {
+    const row = deadLetterRows(dataDir, 'sink')[0]!;
+    const result = await dlq('show', String(row.id), '--data-dir', dataDir);
+    assert.equal(result.code, 0, result.stderr);
+    const cut = result.stdout.indexOf('\n}\n');
+    assert.ok(cut > 0, result.stdout);
+    const header = JSON.parse(result.stdout.slice(0, cut + 2)) as Record<string, unknown>;
+    assert.equal(header.id, row.id);
+    assert.equal(header.uuid, row.uuid);
+    assert.equal(header.destination, 'sink');
+    assert.equal(header.reason, 'permanent_400');
+    assert.equal(header.event, undefined);
+    const eventText = result.stdout.slice(cut + 3).trimEnd();
+    const line = lines[uuids.indexOf(row.uuid)]!;
+    assert.ok(
+      eventText.includes(`"evt.time":${evtTime(line)}`),
+      `evt.time ${evtTime(line)} kept exactly in ${eventText}`,
+    );
+    assert.equal((JSON.parse(eventText) as { uuid: string }).uuid, row.uuid);
+
+    const missing = await dlq('show', '999999', '--data-dir', dataDir);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /no dead letter 999999/);
+  });
+
+  it('replay moves dead letters back to the queue; twice is idempotent; a new engine delivers each exactly once', async () => {
+    const first = await dlq('replay', '--data-dir', dataDir, '-d', 'sink');
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stdout, /^replayed 5 dead letters$/m);
+    assert.deepEqual(deadLetterRows(dataDir, 'sink'), []);
+    assert.equal(deadLetterRows(dataDir, 'other').length, 2, 'other destination untouched');
+    assert.deepEqual(sorted(queuedUuids(dataDir, 'sink')), sorted(uuids));
+    const rows = query<{ attempts: number; due_at: number }>(
+      dataDir,
+      "SELECT attempts, due_at FROM deliveries WHERE destination = 'sink'",
+    );
+    assert.ok(
+      rows.every((r) => r.attempts === 0 && r.due_at <= Date.now()),
+      'a fresh retry budget, due now',
+    );
+
+    const second = await dlq('replay', '--data-dir', dataDir, '-d', 'sink');
+    assert.equal(second.code, 0, second.stderr);
+    assert.match(second.stdout, /^replayed 0 dead letters$/m);
+    assert.equal(queuedUuids(dataDir, 'sink').length, 5, 'no duplicate queue entries');
+
+    const te = startEngine(cfg, {
+      sink: new FakeDestination('sink', succeed),
+      other: new FakeDestination('other', succeed),
+    });
+    try {
+      await waitUntil(
+        () => te.fakes.sink!.delivered.length >= 5,
+        5000,
+        () => `${te.fakes.sink!.delivered.length}/5 replayed delivered`,
+      );
+      await sleep(100);
+      assert.deepEqual(
+        sorted(te.fakes.sink!.delivered),
+        sorted(uuids),
+        'each replayed entry delivered exactly once',
+      );
+      assert.deepEqual(te.fakes.other!.sends, [], 'nothing replayed for other');
+      assert.deepEqual(queuedUuids(dataDir, 'sink'), []);
+    } finally {
+      await te.close();
+    }
+  });
+
+  it('purge deletes dead letters (by id, by destination) and the events nothing references any more', async () => {
+    const count = (table: string) =>
+      query<{ n: number }>(dataDir, `SELECT count(*) AS n FROM ${table}`)[0]!.n;
+    const otherRows = deadLetterRows(dataDir, 'other');
+    assert.equal(otherRows.length, 2);
+    assert.equal(count('events'), 2, 'only the events of the remaining dead letters are stored');
+
+    const one = await dlq('purge', '--data-dir', dataDir, '--id', String(otherRows[0]!.id));
+    assert.equal(one.code, 0, one.stderr);
+    assert.match(one.stdout, /^purged 1 dead letters$/m);
+    assert.deepEqual(
+      deadLetterRows(dataDir, 'other').map((r) => r.uuid),
+      [otherRows[1]!.uuid],
+    );
+    assert.equal(count('events'), 1, 'the orphan event row is gone');
+
+    const rest = await dlq('purge', '--data-dir', dataDir, '-d', 'other');
+    assert.match(rest.stdout, /^purged 1 dead letters$/m);
+    assert.equal(count('dead_letters'), 0);
+    assert.equal(count('events'), 0);
+
+    const again = await dlq('purge', '--data-dir', dataDir);
+    assert.match(again.stdout, /^purged 0 dead letters$/m);
+    const list = await dlq('list', '--data-dir', dataDir);
+    assert.equal(list.stdout, 'no dead letters\n');
+  });
+
+  it('replay while the engine runs on the same data dir: the running engine delivers the entries', async () => {
+    const liveCfg = config();
+    const liveDir = liveCfg.storage.path;
+    let refusing = true;
+    const sink = new FakeDestination('sink', () => {
+      if (refusing) throw bad400();
+    });
+    const te = startEngine(liveCfg, { sink, other: new FakeDestination('other', succeed) });
+    try {
+      const live = syscallEvents(4, 32).events;
+      await te.engine.route(live);
+      await waitUntil(
+        () => deadLetterRows(liveDir, 'sink').length === 4,
+        5000,
+        () => 'four dead letters',
+      );
+      let metrics = await te.metrics.text();
+      assert.equal(metricValue(metrics, 'eyrie_dead_letters', { destination: 'sink' }), 4);
+      refusing = false;
+
+      const replay = await dlq('replay', '--data-dir', liveDir, '-d', 'sink');
+      assert.equal(replay.code, 0, replay.stderr);
+      assert.match(replay.stdout, /^replayed 4 dead letters$/m);
+      const replayedAt = Date.now();
+      await waitUntil(
+        () => sink.delivered.length >= 4,
+        5000,
+        () => `${sink.delivered.length}/4 delivered by the running engine`,
+      );
+      assert.ok(Date.now() - replayedAt < 3000, `picked up within ${Date.now() - replayedAt} ms`);
+      await sleep(100);
+      assert.deepEqual(sorted(sink.delivered), sorted(live.map((e) => e.uuid)), 'each exactly once');
+      assert.deepEqual(queuedUuids(liveDir, 'sink'), []);
+      metrics = await te.metrics.text();
+      assert.equal(metricValue(metrics, 'eyrie_dead_letters', { destination: 'sink' }), 0);
+      assert.equal(
+        metricValue(metrics, 'eyrie_queue_depth', { destination: 'sink' }),
+        0,
+        'queue depth stays honest (never negative)',
+      );
+      assert.equal(te.engine.health().find((h) => h.name === 'sink')!.queued, 0);
+    } finally {
+      await te.close();
+    }
+  });
+});
