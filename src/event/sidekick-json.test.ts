@@ -31,3 +31,26 @@ describe("Falcosidekick's JSON layout", () => {
     assert.equal(goTime('2026-01-01T00:00:00+00:00'), '2026-01-01T00:00:00Z');
   });
 });
+
+describe("Falcosidekick's JSON layout, unusual values", () => {
+  it('writes the same bytes through the fast and the slow writer', async () => {
+    const { generateEvents } = await import('../../test/helpers/events.ts');
+    for (const line of generateEvents(300, { edgeCases: true, seed: 3 })) {
+      const e = parseFalcoEvent(line);
+      const fast = toSidekickJson(e);
+      // A lone surrogate forces the slow writer; compare it with the fast one's output otherwise.
+      const slow = toSidekickJson({ ...e, output: e.output + '\ud800' });
+      assert.equal(slow.replace('\\ufffd"', '"').replace(/\ufffd"/, '"'), fast);
+    }
+  });
+
+  it('sorts integer-like keys as Go does and writes U+FFFD for lone surrogates', () => {
+    const e = parseFalcoEvent(
+      '{"uuid":"3f1b0a3c-9f0e-4d4e-8a47-0c5e3f9f2a11","output":"x\\ud800","priority":"Debug","rule":"r","time":"2026-01-01T00:00:00Z","output_fields":{"9":1,"10":2,"b":{"2":true,"a":[{"z":1,"y":2}]}}}',
+    );
+    assert.equal(
+      toSidekickJson(e),
+      '{"uuid":"3f1b0a3c-9f0e-4d4e-8a47-0c5e3f9f2a11","output":"x\ufffd","priority":"Debug","rule":"r","time":"2026-01-01T00:00:00Z","output_fields":{"10":2,"9":1,"b":{"2":true,"a":[{"y":2,"z":1}]}},"source":"syscall"}',
+    );
+  });
+});

@@ -2,6 +2,8 @@ import { Transform, type Readable } from 'node:stream';
 import { createGunzip, createInflate } from 'node:zlib';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
 import Fastify, {
   LogController,
   type FastifyInstance,
@@ -13,7 +15,8 @@ import type { Logger } from 'pino';
 import type { EyrieConfig } from '../../config/types.ts';
 import type { Metrics } from '../../metrics/registry.ts';
 import type { Pipeline } from '../../routing/pipeline.ts';
-import { decodeBody, IngestError } from './decode.ts';
+import { IngestError } from './decode.ts';
+import { IngestCore, type BodyShape, type IngestAnswer } from './ingest-core.ts';
 import { testEvent } from '../../event/falco-event.ts';
 import { JournalUnavailableError } from '../../delivery/journal.ts';
 
@@ -27,7 +30,7 @@ export interface IngestAppOptions {
   /** Whether requests on this listener arrive over TLS (for the mTLS check). */
   tls?: boolean;
   /** Extra fastify server options (https, serverFactory) for the listener. */
-  serverOptions?: Partial<FastifyServerOptions> & { https?: object };
+  serverOptions?: Partial<FastifyServerOptions> & { https?: HttpsServerOptions };
   /** Extra health checks (journal, store…) contributed by other roles. */
   healthChecks?: () => Record<string, { ok: boolean; detail?: string }>;
 }
@@ -90,36 +93,114 @@ export function buildIngestApp(options: IngestAppOptions): FastifyInstance {
   const tokenHashes = config.auth.tokens.map(sha256);
   const exempt = new Set(config.auth.exempt_paths);
 
+  const core = new IngestCore(pipeline, metrics, logger.child({ component: 'ingest' }));
+
+  // `POST /` is the hot path (every Falco alert): without auth or a content encoding it is served
+  // straight from node:http with the same IngestCore — fastify's routing and hooks cost a third of
+  // the throughput there (docs/performance.md). Everything else goes through fastify.
+  const fastPath =
+    serves('/') && tokenHashes.length === 0 && !(options.tls && config.listen.tls.require_client_cert);
+  let closing = false;
+  const respond = (res: ServerResponse, a: IngestAnswer, close = false) => {
+    const headers: Record<string, string | number> = {
+      'content-length': a.body === undefined ? 0 : Buffer.byteLength(a.body),
+    };
+    if (a.contentType !== undefined) headers['content-type'] = a.contentType;
+    if (close) headers.connection = 'close';
+    res.writeHead(a.status, headers);
+    res.end(a.body);
+  };
+  const fastIngest = (req: IncomingMessage, res: ServerResponse) => {
+    const limit = config.listen.body_limit;
+    const tooLarge = () => {
+      core.requestsRejected.inc();
+      respond(
+        res,
+        core.error(413, 'body_too_large', `request body exceeds the limit of ${limit} bytes`),
+        true,
+      );
+    };
+    if (Number(req.headers['content-length']) > limit) {
+      tooLarge();
+      req.resume();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let refused = false;
+    req.on('data', (chunk: Buffer) => {
+      if (refused) return;
+      size += chunk.length;
+      if (size > limit) {
+        refused = true;
+        tooLarge();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (refused) return;
+      const body =
+        chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks, size).toString('utf8');
+      core.ingest(body, req.headers['content-type'], 'falco').then(
+        (a) => respond(res, a),
+        (err: unknown) => respond(res, core.failure(err)),
+      );
+    });
+    req.on('error', () => {
+      // The sender went away mid-body: nothing was accepted, nothing to answer.
+    });
+  };
+  const { https: httpsOptions, ...serverOptions } = options.serverOptions ?? {};
+
   const app = Fastify({
-    loggerInstance: logger.child({ component: 'ingest' }),
     // Per-request lines would dominate the log at ingest rates; errors are logged by our handler.
     logController: new LogController({ disableRequestLogging: true }),
-    // No per-request child logger: request logs are off, and a child per request costs at ingest rates.
-    childLoggerFactory: (logger: Logger) => logger,
     bodyLimit: config.listen.body_limit,
-    keepAliveTimeout: config.listen.keep_alive_timeout,
-    // Falco keeps one connection open; never cap the number of requests per connection.
-    maxRequestsPerSocket: 0,
     return503OnClosing: true,
-    ...options.serverOptions,
+    ...serverOptions,
+    serverFactory: (handler) => {
+      const listener = (req: IncomingMessage, res: ServerResponse) => {
+        if (
+          fastPath &&
+          req.method === 'POST' &&
+          req.url === '/' &&
+          req.headers['content-encoding'] === undefined
+        ) {
+          if (closing) {
+            req.resume();
+            respond(
+              res,
+              core.error(503, 'shutting_down', 'Eyrie is shutting down: send to another replica or retry'),
+              true,
+            );
+            return;
+          }
+          fastIngest(req, res);
+          return;
+        }
+        handler(req, res);
+      };
+      const server = httpsOptions ? createHttpsServer(httpsOptions, listener) : createHttpServer(listener);
+      server.keepAliveTimeout = config.listen.keep_alive_timeout;
+      // Falco keeps one connection open; never cap the number of requests per connection.
+      server.maxRequestsPerSocket = 0;
+      return server;
+    },
   } as FastifyServerOptions);
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
 
-  // Fixed label sets: resolved once, incremented as plain additions.
-  const requestsAccepted = metrics.sidekickInputs.handle({ source: 'requests', status: 'accepted' });
-  const requestsRejected = metrics.sidekickInputs.handle({ source: 'requests', status: 'rejected' });
-  const eventsAccepted = metrics.ingestEvents.handle({ source: 'http', outcome: 'accepted' });
-  const eventsRejected = metrics.ingestEvents.handle({ source: 'http', outcome: 'rejected' });
-
-  const reject = (
-    reply: FastifyReply,
-    status: number,
-    reason: string,
-    message: string,
-    extra: object = {},
-  ) => {
-    metrics.ingestRejections.inc({ code: String(status), reason });
-    return reply.code(status).send({ statusCode: status, error: reason, message, ...extra });
+  const answer = (reply: FastifyReply, a: IngestAnswer) => {
+    void reply.code(a.status);
+    if (a.contentType !== undefined) void reply.type(a.contentType);
+    return reply.send(a.body);
   };
+
+  const reject = (reply: FastifyReply, status: number, reason: string, message: string, extra: object = {}) =>
+    answer(reply, core.error(status, reason, message, extra));
 
   // Every body is read raw and decoded by us: lossless numbers, JSON/NDJSON/arrays, clear errors.
   app.removeAllContentTypeParsers();
@@ -181,13 +262,8 @@ export function buildIngestApp(options: IngestAppOptions): FastifyInstance {
   });
 
   app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, _request, reply) => {
-    if (error instanceof IngestError)
-      return reject(reply, error.status, error.reason, error.message, error.extra);
-    if (error instanceof JournalUnavailableError) {
-      // Never a 200 for what is not on disk. Falco counts any answer as delivered, so say it loudly.
-      logger.error({ err: error }, 'journal unavailable: refusing events');
-      return reject(reply, 503, 'journal_unavailable', error.message);
-    }
+    if (error instanceof IngestError || error instanceof JournalUnavailableError)
+      return answer(reply, core.failure(error));
     if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       return reject(
         reply,
@@ -214,40 +290,20 @@ export function buildIngestApp(options: IngestAppOptions): FastifyInstance {
     reject(reply, 404, 'not_found', `no route ${request.method} ${request.url}`),
   );
 
-  const ingest = async (request: FastifyRequest, reply: FastifyReply, shape: 'falco' | 'ui') => {
-    let decoded;
-    try {
-      decoded = decodeBody(request.body, request.headers['content-type'], shape);
-    } catch (err) {
-      requestsRejected.inc();
-      throw err;
-    }
-    const { events, errors, batch } = decoded;
-    if (events.length === 0) {
-      requestsRejected.inc();
-      eventsRejected.inc(errors.length);
-      const first = errors[0]!;
-      const message = batch
-        ? `no valid event in the batch (first problem: event ${first.index}: ${first.message})`
-        : first.message;
-      return reject(reply, 400, 'invalid_event', message, batch ? { errors } : {});
-    }
-    await pipeline.accept(events, 'http');
-    requestsAccepted.inc();
-    eventsAccepted.inc(events.length);
-    if (errors.length > 0) eventsRejected.inc(errors.length);
-    if (shape === 'ui') return reply.code(200).type('application/json').send('{}');
-    if (!batch) return reply.code(200).send();
-    return reply.code(200).send({ accepted: events.length, rejected: errors.length, errors });
-  };
+  const ingest = async (request: FastifyRequest, reply: FastifyReply, shape: BodyShape) =>
+    answer(reply, await core.ingest(request.body, request.headers['content-type'], shape));
 
   const handlers: Record<string, (request: FastifyRequest, reply: FastifyReply) => unknown> = {
     '/': (req, reply) => ingest(req, reply, 'falco'),
     '/api/v1/': (req, reply) => ingest(req, reply, 'ui'),
     '/api/v1/events/add': (req, reply) => ingest(req, reply, 'ui'),
     '/test': async (_req, reply) => {
-      await pipeline.accept([testEvent()], 'test');
-      requestsAccepted.inc();
+      try {
+        await pipeline.accept([testEvent()], 'test');
+      } catch (err) {
+        return answer(reply, core.failure(err));
+      }
+      core.requestsAccepted.inc();
       return reply.code(200).send();
     },
     '/ping': (_req, reply) => reply.type('text/plain; charset=utf-8').send('pong\n'),

@@ -1,0 +1,97 @@
+import type { Logger } from 'pino';
+import type { Metrics } from '../../metrics/registry.ts';
+import type { Pipeline } from '../../routing/pipeline.ts';
+import { JournalUnavailableError } from '../../delivery/journal.ts';
+import { decodeBody, IngestError } from './decode.ts';
+
+/** What an ingest request is answered, whichever HTTP layer carried it. */
+export interface IngestAnswer {
+  status: number;
+  /** Absent: an empty body (Falcosidekick answers a single event with an empty 200). */
+  body?: string;
+  contentType?: string;
+}
+
+export type BodyShape = 'falco' | 'ui';
+
+/**
+ * The ingest request logic, independent of the HTTP framework: decode, validate, hand to the
+ * pipeline, count, and answer. Shared by the fastify routes and the raw fast path for `POST /`.
+ */
+export class IngestCore {
+  private readonly pipeline: Pipeline;
+  private readonly metrics: Metrics;
+  private readonly logger: Logger;
+  // Fixed label sets: resolved once, incremented as plain additions.
+  readonly requestsAccepted;
+  readonly requestsRejected;
+  private readonly eventsAccepted;
+  private readonly eventsRejected;
+
+  constructor(pipeline: Pipeline, metrics: Metrics, logger: Logger) {
+    this.pipeline = pipeline;
+    this.metrics = metrics;
+    this.logger = logger;
+    this.requestsAccepted = metrics.sidekickInputs.handle({ source: 'requests', status: 'accepted' });
+    this.requestsRejected = metrics.sidekickInputs.handle({ source: 'requests', status: 'rejected' });
+    this.eventsAccepted = metrics.ingestEvents.handle({ source: 'http', outcome: 'accepted' });
+    this.eventsRejected = metrics.ingestEvents.handle({ source: 'http', outcome: 'rejected' });
+  }
+
+  /** An error answer: JSON `{statusCode, error, message}`, counted by status and reason. */
+  error(status: number, reason: string, message: string, extra: object = {}): IngestAnswer {
+    this.metrics.ingestRejections.inc({ code: String(status), reason });
+    return {
+      status,
+      contentType: 'application/json; charset=utf-8',
+      body: JSON.stringify({ statusCode: status, error: reason, message, ...extra }),
+    };
+  }
+
+  /** Turns anything thrown while ingesting into its answer. */
+  failure(err: unknown): IngestAnswer {
+    if (err instanceof IngestError) return this.error(err.status, err.reason, err.message, err.extra);
+    if (err instanceof JournalUnavailableError) {
+      // Never a 200 for what is not on disk. Falco counts any answer as delivered, so say it loudly.
+      this.logger.error({ err }, 'journal unavailable: refusing events');
+      return this.error(503, 'journal_unavailable', err.message);
+    }
+    this.logger.error({ err }, 'ingest request failed');
+    return this.error(500, 'internal_error', (err as Error).message);
+  }
+
+  async ingest(body: unknown, contentType: string | undefined, shape: BodyShape): Promise<IngestAnswer> {
+    let decoded;
+    try {
+      decoded = decodeBody(body, contentType, shape);
+    } catch (err) {
+      this.requestsRejected.inc();
+      return this.failure(err);
+    }
+    const { events, errors, batch } = decoded;
+    if (events.length === 0) {
+      this.requestsRejected.inc();
+      this.eventsRejected.inc(errors.length);
+      const first = errors[0]!;
+      const message = batch
+        ? `no valid event in the batch (first problem: event ${first.index}: ${first.message})`
+        : first.message;
+      return this.error(400, 'invalid_event', message, batch ? { errors } : {});
+    }
+    try {
+      await this.pipeline.accept(events, 'http');
+    } catch (err) {
+      return this.failure(err);
+    }
+    this.requestsAccepted.inc();
+    this.eventsAccepted.inc(events.length);
+    if (errors.length > 0) this.eventsRejected.inc(errors.length);
+    if (shape === 'ui') return { status: 200, contentType: 'application/json', body: '{}' };
+    if (!batch) return { status: 200 };
+    return {
+      status: 200,
+      contentType: 'application/json; charset=utf-8',
+      body: JSON.stringify({ accepted: events.length, rejected: errors.length, errors }),
+    };
+  }
+}
