@@ -1,7 +1,7 @@
+import { eyrieCli } from './helpers/eyrie-process.ts';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import {
   FakeDestination,
   removeConfigDirs,
@@ -22,8 +22,6 @@ import type { EyrieConfig } from '../src/config/types.ts';
 import { HttpStatusError, PermanentError } from '../src/delivery/errors.ts';
 import { parseFalcoEvent, type FalcoEvent } from '../src/event/falco-event.ts';
 
-const bin = fileURLToPath(new URL('../bin/eyrie.js', import.meta.url));
-
 interface CliResult {
   code: number;
   stdout: string;
@@ -37,7 +35,7 @@ function dlq(...args: string[]): Promise<CliResult> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      [bin, 'dlq', ...args],
+      [...eyrieCli, 'dlq', ...args],
       { encoding: 'utf8', env, timeout: 30_000 },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;

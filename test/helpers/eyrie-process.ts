@@ -2,7 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
 
-const bin = fileURLToPath(new URL('../../bin/eyrie.js', import.meta.url));
+/** The CLI from the sources (never a stale dist/ build): `node --import tsx src/cli/main.ts`. */
+export const eyrieCli = ['--import', 'tsx', fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url))];
 
 export interface EyrieProcess {
   child: ChildProcess;
@@ -18,7 +19,7 @@ export interface EyrieProcess {
 /** Runs `eyrie serve -c FILE` as a child process and waits until it listens. */
 export function spawnEyrie(configFile: string, env: NodeJS.ProcessEnv = {}): Promise<EyrieProcess> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, 'serve', '-c', configFile], {
+    const child = spawn(process.execPath, [...eyrieCli, 'serve', '-c', configFile], {
       // The 'eyrie is listening' line is logged at info: keep it visible whatever the config says.
       env: { ...process.env, EYRIE_LOG__LEVEL: 'info', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,0 +1,139 @@
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { eyrieCli } from './helpers/eyrie-process.ts';
+import { startIngest, type TestIngest } from './helpers/ingest.ts';
+import { generateEvents } from './helpers/events.ts';
+import { tempDir } from './helpers/config-file.ts';
+import { createLogger } from '../src/util/logger.ts';
+import { stringifyJson } from '../src/event/json.ts';
+
+function run(
+  args: string[],
+  input?: string,
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [...eyrieCli, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    child.stdin.end(input ?? '');
+  });
+}
+
+describe('eyrie send', { timeout: 60_000 }, () => {
+  let ingest: TestIngest;
+  before(async () => {
+    ingest = await startIngest();
+  });
+  after(() => ingest.close());
+
+  it('posts an NDJSON file in batches and sums up accepted and rejected events', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'events.ndjson');
+    const good = generateEvents(1200, { seed: 41 });
+    writeFileSync(file, [...good.slice(0, 600), '{"rule":"broken"}', ...good.slice(600)].join('\n') + '\n');
+    const before = ingest.router.events.length;
+    const res = await run(['send', file, '--url', ingest.url, '--batch', '250', '--no-progress']);
+    assert.equal(res.code, 1, res.stderr);
+    assert.match(res.stdout, /sent 1201, accepted 1200, rejected 1, failed 0/);
+    assert.match(res.stderr, /missing "priority"/);
+    assert.equal(ingest.router.events.length, before + 1200);
+  });
+
+  it('reads a JSON array file, keeping 64-bit numbers exact', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'events.json');
+    const lines = generateEvents(20, { seed: 43 });
+    writeFileSync(file, `[\n${lines.join(',\n')}\n]\n`);
+    const before = ingest.router.events.length;
+    const res = await run(['send', file, '--url', ingest.url, '--no-progress']);
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stdout, /sent 20, accepted 20, rejected 0, failed 0/);
+    const raw = /"evt\.time":(\d+)/.exec(lines.find((l) => l.includes('"evt.time"'))!)![1]!;
+    const sent = ingest.router.events
+      .slice(before)
+      .flatMap((e) =>
+        e.output_fields['evt.time'] === undefined ? [] : [stringifyJson(e.output_fields['evt.time'])],
+      );
+    assert.ok(sent.includes(raw), `evt.time ${raw} arrived exact`);
+  });
+
+  it('streams stdin one event per request (Falco program_output) until end of file', async () => {
+    const lines = generateEvents(30, { seed: 47 });
+    const before = ingest.router.events.length;
+    const res = await run(['send', '-', '--url', ingest.url, '--no-progress'], lines.join('\n') + '\n');
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stdout, /sent 30, accepted 30/);
+    assert.equal(ingest.router.events.length, before + 30);
+  });
+
+  it('sends the test event without a file, and reports a server that is down as failed', async () => {
+    const res = await run(['send', '--url', ingest.url, '--no-progress']);
+    assert.equal(res.code, 0, res.stderr);
+    assert.equal(ingest.router.events.at(-1)!.rule, 'Test rule');
+    const down = await run(['send', '--url', 'http://127.0.0.1:9/', '--no-progress']);
+    assert.equal(down.code, 1);
+    assert.match(down.stdout, /failed 1/);
+  });
+});
+
+describe('eyrie check and version', () => {
+  it('exits 1 naming file:line:column for a bad config, 0 and masked secrets for a good one', async () => {
+    const dir = tempDir();
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(
+      bad,
+      'listen:\n  port: 70000\ndestinations:\n  - name: a\n    type: webhook\n    address: http://x/\n    filter: { minimum_priority: warn }\n',
+    );
+    const res = await run(['check', '-c', bad]);
+    assert.equal(res.code, 1);
+    assert.match(res.stderr, new RegExp(`${bad}:2:9: listen\\.port`));
+    assert.match(res.stderr, /did you mean "warning"\?/);
+    const good = join(dir, 'good.yaml');
+    writeFileSync(
+      good,
+      'auth:\n  tokens: ["${INGEST_TOKEN}"]\ndestinations:\n  - name: hook\n    type: webhook\n    address: https://user:pa55word@hooks.example.com/x\n',
+    );
+    const ok = await run(['check', '-c', good], undefined, { INGEST_TOKEN: 'very-secret-token' });
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.doesNotMatch(ok.stdout, /very-secret-token|pa55word/);
+    assert.match(ok.stdout, /name: hook/);
+  });
+
+  it('prints its version', async () => {
+    const res = await run(['version']);
+    assert.equal(res.code, 0);
+    assert.match(res.stdout, /^eyrie \d+\.\d+\.\d+ \(node v\d+/);
+  });
+});
+
+describe('logger', () => {
+  it('redacts secret values wherever they appear and authorization headers', async () => {
+    let out = '';
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        out += chunk.toString();
+        cb();
+      },
+    });
+    const logger = createLogger({ level: 'info', format: 'json' }, ['hunter2-token'], sink);
+    logger.info(
+      { url: 'https://x/?key=hunter2-token', req: { headers: { authorization: 'Bearer abc' } } },
+      'sending with hunter2-token',
+    );
+    await new Promise((r) => setImmediate(r));
+    assert.doesNotMatch(out, /hunter2-token/);
+    assert.doesNotMatch(out, /Bearer abc/);
+    assert.match(out, /\[redacted\]/);
+  });
+});
