@@ -43,8 +43,9 @@ async function postBatches(url: string, lines: string[], batch: number, agent: A
 }
 
 describe('durable delivery', { timeout: 300_000 }, () => {
-  it('delivers every one of 10,000 events through a sink failing ~50% (503, resets, hangs past the timeout)', async () => {
+  it('delivers every one of 10,000 events through a sink failing ~50% (503, resets, hangs past the timeout)', async (t) => {
     const sink = await startRecordingServer();
+    t.after(() => sink.close());
     const delivered = new Set<string>();
     let failures = 0;
     sink.respondWith((req, i) => {
@@ -75,6 +76,7 @@ destinations:
     request: { timeout: 150ms }
 `);
     const eyrie = await startEyrie(loadConfig({ file, env: {} }).config, silentLogger);
+    t.after(() => eyrie.close());
     const agent = new Agent({ connections: 8 });
     try {
       const lines = generateEvents(10_000, { seed: 21, extra: ['--uuid'] });
@@ -104,13 +106,12 @@ destinations:
       assert.doesNotMatch(metrics, /outcome="dead_letter"/);
     } finally {
       await agent.close();
-      await eyrie.close();
-      await sink.close();
     }
   });
 
   it('loses nothing that got a 200 when the process is SIGKILLed under load (at least once)', async (t) => {
     const sink = await startRecordingServer();
+    t.after(() => sink.close());
     const received = new Map<string, number>();
     sink.respondWith((req) => {
       const uuid = uuidOf(req);
@@ -177,7 +178,6 @@ destinations:
       await agent.close();
       eyrie.child.kill('SIGTERM');
       await eyrie.exited;
-      await sink.close();
     }
   });
 

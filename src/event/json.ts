@@ -44,6 +44,7 @@ export type JsonValue =
   string | number | boolean | null | ExactNumber | JsonValue[] | { [key: string]: JsonValue };
 export type JsonObject = { [key: string]: JsonValue };
 
+const JSON_NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
 const QUOTE = 34;
 const BACKSLASH = 92;
 const MINUS = 45;
@@ -65,7 +66,7 @@ const CLOSE_BRACKET = 93;
  * Wraps number tokens that a JS number would alter in marked strings; returns undefined if none.
  * Also enforces MAX_DEPTH, since it walks every structural character anyway.
  */
-function markInexactNumbers(text: string): string | undefined {
+function markInexactNumbers(text: string): { text: string; count: number } | undefined {
   let parts: string[] | undefined;
   let last = 0;
   let i = 0;
@@ -113,6 +114,8 @@ function markInexactNumbers(text: string): string | undefined {
       if (!simple || digits >= 16 || (c === MINUS && text.charCodeAt(i + 1) === 48)) {
         const token = text.slice(i, j);
         if (String(Number(token)) !== token) {
+          // Validate here what JSON.parse will only see as a string ("1.2.3" is not a number).
+          if (!JSON_NUMBER.test(token)) throw new SyntaxError(`Invalid number ${token.slice(0, 40)} in JSON`);
           parts ??= [];
           parts.push(text.slice(last, i), '"', MARK, token, '"');
           last = j;
@@ -125,20 +128,25 @@ function markInexactNumbers(text: string): string | undefined {
   }
   if (parts === undefined) return undefined;
   parts.push(text.slice(last));
-  return parts.join('');
+  // Each mark added 5 parts.
+  return { text: parts.join(''), count: (parts.length - 1) / 5 };
 }
 
-function restoreMarks(value: unknown): unknown {
+/** Swaps marked strings for ExactNumber in place; stops as soon as `left.count` marks are restored. */
+function restoreMarks(value: unknown, left: { count: number }): unknown {
   if (typeof value === 'string') {
-    return value.startsWith(MARK) ? new ExactNumber(value.slice(MARK.length)) : value;
+    if (!value.startsWith(MARK)) return value;
+    left.count--;
+    return new ExactNumber(value.slice(MARK.length));
   }
   if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) value[i] = restoreMarks(value[i]);
-    return value;
-  }
-  if (value !== null && typeof value === 'object') {
+    for (let i = 0; i < value.length && left.count > 0; i++) value[i] = restoreMarks(value[i], left);
+  } else if (value !== null && typeof value === 'object') {
     const obj = value as Record<string, unknown>;
-    for (const key of Object.keys(obj)) obj[key] = restoreMarks(obj[key]);
+    for (const key in obj) {
+      if (left.count === 0) break;
+      obj[key] = restoreMarks(obj[key], left);
+    }
   }
   return value;
 }
@@ -147,23 +155,8 @@ function restoreMarks(value: unknown): unknown {
 export function parseJson(text: string): JsonValue {
   const marked = markInexactNumbers(text);
   if (marked === undefined) return JSON.parse(text) as JsonValue;
-  const parsed: unknown = JSON.parse(marked);
-  // The mark is random per process, so only our own rewrites carry it. A malformed token such as
-  // "1.2.3" was rewritten too: reject it as JSON.parse would have.
-  return validateRestored(restoreMarks(parsed)) as JsonValue;
-}
-
-const JSON_NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
-
-function validateRestored(value: unknown): unknown {
-  if (value instanceof ExactNumber) {
-    if (!JSON_NUMBER.test(value.text)) throw new SyntaxError(`Invalid number ${value.text} in JSON`);
-  } else if (Array.isArray(value)) {
-    for (const v of value) validateRestored(v);
-  } else if (value !== null && typeof value === 'object') {
-    for (const v of Object.values(value)) validateRestored(v);
-  }
-  return value;
+  // The mark is random per process, so only our own rewrites carry it.
+  return restoreMarks(JSON.parse(marked.text), { count: marked.count }) as JsonValue;
 }
 
 const MARKED = new RegExp(`"${MARK}([^"]*)"`, 'g');
