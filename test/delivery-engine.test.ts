@@ -2,7 +2,7 @@ import { after, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import { openSqlite } from '../src/store/sqlite.ts';
 import {
   FakeDestination,
   removeConfigDirs,
@@ -935,7 +935,7 @@ describe('DeliveryEngine', { timeout: 60_000 }, () => {
       const te = start(t, cfg, { a: hang, m: succeed });
       const events = makeEvents(6, 24);
       // Another connection makes every write of the journal fail, as a full or broken disk would.
-      const db = new Database(join(te.dataDir, 'eyrie.db'));
+      const db = openSqlite(join(te.dataDir, 'eyrie.db'));
       t.after(() => db.close());
       db.exec(
         `CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END`,
@@ -982,7 +982,7 @@ describe('DeliveryEngine', { timeout: 60_000 }, () => {
     it('a batch refused by a failed commit leaves no dedup key behind (the sender retries it)', async (t) => {
       const te = start(t, config([dest('d', { extra: 'dedup: { window: 1m }' })]), { d: succeed });
       const [event] = makeEvents(1, 26);
-      const db = new Database(join(te.dataDir, 'eyrie.db'));
+      const db = openSqlite(join(te.dataDir, 'eyrie.db'));
       t.after(() => db.close());
       db.exec(
         `CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END`,

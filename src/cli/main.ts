@@ -253,3 +253,6 @@ program
   });
 
 await program.parseAsync(process.argv);
+// One-shot commands end here. Exiting explicitly skips the teardown in which better-sqlite3 12 can
+// abort on Node 24 (src/store/sqlite.ts); `serve` keeps running and exits from its signal handler.
+if (program.args[0] !== 'serve') process.exit(process.exitCode ?? 0);

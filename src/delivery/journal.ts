@@ -1,6 +1,7 @@
 import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { openSqlite } from '../store/sqlite.ts';
 import type { FalcoEvent } from '../event/falco-event.ts';
 import { parseJson, stringifyJson } from '../event/json.ts';
 import type { DeliveryQueue, GiveUp, QueueDepth, QueueEntry } from './queue.ts';
@@ -77,11 +78,12 @@ CREATE INDEX IF NOT EXISTS dead_letters_destination ON dead_letters (destination
 /** Opens (creating if needed) Eyrie's SQLite database in WAL mode. Shared by the server and the dlq CLI. */
 export function openDatabase(dataDir: string): Database.Database {
   mkdirSync(dataDir, { recursive: true });
-  const db = new Database(join(dataDir, 'eyrie.db'));
-  db.pragma('journal_mode = WAL');
+  const db = openSqlite(join(dataDir, 'eyrie.db'));
+  // exec, not pragma(): pragma() prepares a throw-away statement (see src/store/sqlite.ts).
+  db.exec('PRAGMA journal_mode = WAL');
   // NORMAL in WAL survives a crash of the process (SIGKILL); only an OS crash can lose the last commits.
-  db.pragma('synchronous = NORMAL');
-  db.pragma('busy_timeout = 5000');
+  db.exec('PRAGMA synchronous = NORMAL');
+  db.exec('PRAGMA busy_timeout = 5000');
   db.exec(SCHEMA);
   return db;
 }

@@ -1,6 +1,6 @@
 import { rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import Database from 'better-sqlite3';
+import { openSqlite } from '../../src/store/sqlite.ts';
 import type { EyrieConfig } from '../../src/config/types.ts';
 import { DeliveryEngine } from '../../src/delivery/engine.ts';
 import type { Destination } from '../../src/destinations/types.ts';
@@ -199,7 +199,7 @@ export function sleep(ms: number): Promise<void> {
 
 /** Runs a query on a separate read connection to the data dir's database. */
 export function query<T>(dataDir: string, sql: string, ...params: (string | number)[]): T[] {
-  const db = new Database(join(dataDir, 'eyrie.db'), { fileMustExist: true });
+  const db = openSqlite(join(dataDir, 'eyrie.db'), { fileMustExist: true });
   try {
     return db.prepare(sql).all(...params) as T[];
   } finally {
