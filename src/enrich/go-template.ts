@@ -260,6 +260,21 @@ function lex(src: string): Token[] {
   return tokens;
 }
 
+/** Index just past the closing `quote` of a quoted literal opening at `p` (escapes skipped, one line). */
+function endOfQuoted(src: string, p: number, quote: string, start: number, unterminated: string): number {
+  p++;
+  for (;;) {
+    const d = src[p];
+    if (d === undefined || d === '\n') throw new ParseFailure(start, unterminated);
+    if (d === '\\') {
+      p += 2;
+      continue;
+    }
+    p++;
+    if (d === quote) return p;
+  }
+}
+
 function lexAction(src: string, p: number, open: number, tokens: Token[]): { pos: number; trim: boolean } {
   let depth = 0;
   const push = (kind: TokenKind, start: number, end: number, value?: unknown) => {
@@ -307,17 +322,7 @@ function lexAction(src: string, p: number, open: number, tokens: Token[]): { pos
         push('rparen', p, ++p);
         continue;
       case '"': {
-        p++;
-        for (;;) {
-          const d = src[p];
-          if (d === undefined || d === '\n') throw new ParseFailure(start, 'unterminated quoted string');
-          if (d === '\\') {
-            p += 2;
-            continue;
-          }
-          p++;
-          if (d === '"') break;
-        }
+        p = endOfQuoted(src, p, '"', start, 'unterminated quoted string');
         push('string', start, p, unquote(src.slice(start + 1, p - 1), '"', start));
         continue;
       }
@@ -329,17 +334,7 @@ function lexAction(src: string, p: number, open: number, tokens: Token[]): { pos
         continue;
       }
       case "'": {
-        p++;
-        for (;;) {
-          const d = src[p];
-          if (d === undefined || d === '\n') throw new ParseFailure(start, 'unterminated character constant');
-          if (d === '\\') {
-            p += 2;
-            continue;
-          }
-          p++;
-          if (d === "'") break;
-        }
+        p = endOfQuoted(src, p, "'", start, 'unterminated character constant');
         const value = unquote(src.slice(start + 1, p - 1), "'", start);
         const cp = value.codePointAt(0);
         if (cp === undefined || value.length !== (cp > 0xffff ? 2 : 1)) {
