@@ -46,6 +46,7 @@ describe('native config: defaults', () => {
     assert.deepEqual(loaded.warnings, []);
     const { config } = loaded;
     assert.deepEqual(config.listen, {
+      enabled: true,
       address: '',
       port: 2801,
       body_limit: 1024 * 1024,

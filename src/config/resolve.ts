@@ -57,6 +57,8 @@ export function buildConfig(raw: Raw, types: DestinationTypes, issues: Issues): 
     storage: section('storage'),
     delivery: section('delivery'),
     destinations,
+    sources: section('sources'),
+    exporter: section('exporter'),
   };
 }
 

@@ -172,6 +172,7 @@ export const nativeSchema = Type.Object(
         plain_port: port(2810),
         plain_paths: strings([]),
       }),
+      enabled: Type.Boolean({ default: true }),
     }),
     auth: section({
       // An empty token (say from "${T:-}") would lock every sender out: refuse it.
@@ -201,6 +202,57 @@ export const nativeSchema = Type.Object(
       shutdown_timeout: duration(10 * SECOND),
     }),
     destinations: Type.Array(destinationCommonSchema, { default: [] }),
+    sources: section({
+      grpc: Type.Array(
+        Type.Object(
+          {
+            address: Type.String({ minLength: 1, default: 'unix:///run/falco/falco.sock' }),
+            method: oneOf(['sub', 'get'], 'sub'),
+            tls: section({
+              ca_file: Type.String({ default: '/etc/falco/certs/ca.crt' }),
+              cert_file: Type.String({ default: '/etc/falco/certs/client.crt' }),
+              key_file: Type.String({ default: '/etc/falco/certs/client.key' }),
+            }),
+            keepalive_interval: duration(SECOND, 1),
+            connect_timeout: duration(120 * SECOND, 1),
+            reconnect: section({
+              initial_interval: duration(SECOND, 1),
+              max_interval: duration(30 * SECOND, 1),
+            }),
+            poll_interval: duration(SECOND, 1),
+          },
+          { additionalProperties: false },
+        ),
+        { default: [] },
+      ),
+      files: Type.Array(
+        Type.Object(
+          {
+            path: Type.String({ minLength: 1 }),
+            start_at: oneOf(['beginning', 'end'], 'beginning'),
+            poll_interval: duration(SECOND / 4, 1),
+          },
+          { additionalProperties: false },
+        ),
+        { default: [] },
+      ),
+      stdin: Type.Boolean({ default: false }),
+    }),
+    exporter: section({
+      enabled: Type.Boolean({ default: false }),
+      address: Type.String({ default: '' }),
+      port: port(9376),
+      tls: section({
+        cert_file: Type.String({ default: '' }),
+        key_file: Type.String({ default: '' }),
+        client_ca_file: Type.String({ default: '' }),
+      }),
+      probes: section({
+        enabled: Type.Boolean({ default: true }),
+        address: Type.String({ default: '' }),
+        port: port(19376),
+      }),
+    }),
   },
   { additionalProperties: false },
 );

@@ -14,6 +14,58 @@ export interface EyrieConfig {
   storage: StorageConfig;
   delivery: DeliveryConfig;
   destinations: DestinationConfig[];
+  sources: SourcesConfig;
+  exporter: ExporterConfig;
+}
+
+/** Inputs besides the HTTP listener: Falco's legacy gRPC output, its file_output, standard input. */
+export interface SourcesConfig {
+  grpc: GrpcSourceConfig[];
+  files: FileSourceConfig[];
+  /** Read JSON lines from standard input (Falco's program_output); `eyrie serve --stdin`. */
+  stdin: boolean;
+}
+
+/** One Falco gRPC server (Falco 0.24 to 0.43) that Eyrie dials as a client. */
+export interface GrpcSourceConfig {
+  /** `unix:///run/falco/falco.sock` (no auth), or `host:port` (Falco requires mutual TLS there). */
+  address: string;
+  /** `sub`: the bidirectional stream (default). `get`: drain Falco's queue, wait poll_interval, repeat. */
+  method: 'sub' | 'get';
+  /** Client certificate, key and CA for `host:port` addresses (falco-exporter --client-cert/-key/-ca). */
+  tls: { ca_file: string; cert_file: string; key_file: string };
+  /** Empty request after this much silence on `sub` (ms): Falco sends nothing more until it gets one. */
+  keepalive_interval: number;
+  /** Deadline of one connection attempt (ms; falco-exporter --timeout). */
+  connect_timeout: number;
+  /** Backoff between reconnections (ms), with jitter. */
+  reconnect: { initial_interval: number; max_interval: number };
+  /** `get` only: pause between drains (ms). */
+  poll_interval: number;
+}
+
+/** A file Falco's file_output writes (one JSON alert per line), tailed across rotation. */
+export interface FileSourceConfig {
+  path: string;
+  /** Where a file without a saved offset is read from. Default beginning. */
+  start_at: 'beginning' | 'end';
+  /** How often the file is checked for new lines and rotation (ms). */
+  poll_interval: number;
+}
+
+/** falco-exporter's listeners: `falco_events` (and every other metric) on :9376, probes on :19376. */
+export interface ExporterConfig {
+  enabled: boolean;
+  /** falco-exporter --listen-address. */
+  address: string;
+  port: number;
+  /**
+   * TLS for the metrics listener (falco-exporter --server-cert/--server-key/--server-ca): on when
+   * cert_file is set; with client_ca_file, clients must present a certificate it signed.
+   */
+  tls: { cert_file: string; key_file: string; client_ca_file: string };
+  /** falco-exporter --probes-listen-address: GET /liveness, GET /readiness (204 once a source is up). */
+  probes: { enabled: boolean; address: string; port: number };
 }
 
 /** The journal and delivery engine (global). */
@@ -32,6 +84,8 @@ export interface DeliveryConfig {
 }
 
 export interface ListenConfig {
+  /** The HTTP ingest listener; off for an `eyrie exporter` that only reads gRPC. Default true. */
+  enabled: boolean;
   /** '' or '0.0.0.0' = all interfaces (Falcosidekick `listenaddress`). */
   address: string;
   /** Falcosidekick `listenport`, default 2801. */
