@@ -11,15 +11,32 @@ import { Pipeline } from './routing/pipeline.ts';
 import { createEnricher } from './enrich/enrich.ts';
 import { buildIngestApp } from './sources/http/server.ts';
 import { compileFilter } from './routing/filter.ts';
+import { FalcoEventsCounter } from './metrics/falco-events.ts';
+import { buildExporterMetricsApp, buildProbesApp, exporterTlsOptions } from './metrics/exporter-server.ts';
+import { createSources, type SourceOptions } from './sources/create.ts';
+import type { EventSource } from './sources/source.ts';
 
 /** A running Eyrie: every role the config enables, in one process. */
 export interface RunningEyrie {
   config: EyrieConfig;
   metrics: Metrics;
   pipeline: Pipeline;
-  /** Bound addresses: the ingest listener, and the plain-HTTP one when TLS moves paths there. */
-  addresses: { ingest: string; plain?: string };
+  sources: EventSource[];
+  /**
+   * Bound addresses: the ingest listener (when enabled), the plain-HTTP one when TLS moves paths
+   * there, and falco-exporter's metrics and probes listeners.
+   */
+  addresses: Addresses;
+  /** falco-exporter's readiness: the ingest listener is up, or a source is receiving. */
+  ready(): boolean;
   close(): Promise<void>;
+}
+
+export interface Addresses {
+  ingest?: string;
+  plain?: string;
+  exporter?: string;
+  probes?: string;
 }
 
 function readTls(config: EyrieConfig): object {
@@ -85,7 +102,30 @@ export function preflight(config: EyrieConfig): string[] {
   attempt(() => createEnricher(config.enrich));
   for (const d of config.destinations)
     attempt(() => compileFilter(d.filter, `destinations.${d.name}.filter`));
-  if (config.listen.tls.enabled) attempt(() => readTls(config));
+  if (config.listen.enabled && config.listen.tls.enabled) attempt(() => readTls(config));
+  if (config.exporter.enabled) attempt(() => exporterTlsOptions(config.exporter));
+  config.sources.grpc.forEach((grpc, index) => {
+    if (grpc.address.startsWith('unix:') || grpc.address.startsWith('/')) return;
+    // Falco serves TCP only with mutual TLS: without these files no connection can ever succeed.
+    for (const key of ['ca_file', 'cert_file', 'key_file'] as const) {
+      attempt(() => {
+        try {
+          readFileSync(grpc.tls[key]);
+        } catch (err) {
+          throw new Error(
+            `sources.grpc[${index}].tls.${key}: cannot read ${grpc.tls[key]} (Falco's gRPC over TCP requires mutual TLS): ${(err as Error).message}`,
+            { cause: err },
+          );
+        }
+      });
+    }
+  });
+  if (
+    !config.listen.enabled &&
+    config.sources.grpc.length + config.sources.files.length === 0 &&
+    !config.sources.stdin
+  )
+    problems.push('nothing to receive events from: listen.enabled is false and no source is configured');
   return problems;
 }
 
@@ -95,7 +135,11 @@ async function listen(app: FastifyInstance, host: string, port: number, scheme: 
 }
 
 /** Starts every enabled role. Throws (before listening) on anything misconfigured. */
-export async function startEyrie(config: EyrieConfig, logger: Logger): Promise<RunningEyrie> {
+export async function startEyrie(
+  config: EyrieConfig,
+  logger: Logger,
+  sourceOptions: SourceOptions = {},
+): Promise<RunningEyrie> {
   const problems = preflight(config);
   if (problems.length > 0) throw new Error(problems.join('\n'));
   const metrics = new Metrics();
@@ -119,16 +163,58 @@ export async function startEyrie(config: EyrieConfig, logger: Logger): Promise<R
     metrics,
     logger: logger.child({ component: 'delivery' }),
   });
-  const pipeline = new Pipeline(enrich, engine, logger.child({ component: 'pipeline' }), (e) =>
-    eventCounter.count(e),
+  const falcoEvents = new FalcoEventsCounter(metrics, config.metrics.extra_labels, config.metrics.max_series);
+  const pipeline = new Pipeline(enrich, engine, logger.child({ component: 'pipeline' }), (e) => {
+    eventCounter.count(e);
+    falcoEvents.count(e);
+  });
+  const sources = await createSources(
+    config,
+    { pipeline, metrics, logger: logger.child({ component: 'source' }), dataDir: config.storage.path },
+    sourceOptions,
   );
-  const healthChecks = () => ({ journal: engine.journalHealth() });
+  const healthChecks = () => {
+    const checks: Record<string, { ok: boolean; detail?: string }> = { journal: engine.journalHealth() };
+    for (const s of sources) {
+      if (s.kind === 'stdin') continue;
+      const ok = s.ready();
+      checks[`source ${s.kind} ${s.target}`] = ok ? { ok } : { ok, detail: 'not connected or not readable' };
+    }
+    return checks;
+  };
   const tls = config.listen.tls;
   const plainPaths = new Set(tls.enabled ? tls.plain_paths : []);
 
   const apps: FastifyInstance[] = [];
-  const addresses: { ingest: string; plain?: string } = { ingest: '' };
+  const addresses: Addresses = {};
+  let ingestListening = false;
+  const ready = () => ingestListening || sources.some((s) => s.ready());
   try {
+    if (config.exporter.enabled) {
+      const exporter = config.exporter;
+      const metricsApp = buildExporterMetricsApp(exporter, metrics);
+      apps.push(metricsApp);
+      addresses.exporter = await listen(
+        metricsApp,
+        exporter.address,
+        exporter.port,
+        exporter.tls.cert_file === '' ? 'http' : 'https',
+      );
+      if (exporter.probes.enabled) {
+        const probes = buildProbesApp(ready, logger.child({ component: 'probes' }));
+        apps.push(probes);
+        addresses.probes = await listen(probes, exporter.probes.address, exporter.probes.port, 'http');
+      }
+    }
+    if (config.listen.enabled) await startIngest();
+    for (const s of sources) s.start();
+  } catch (err) {
+    await Promise.allSettled(apps.map((a) => a.close()));
+    await engine.close();
+    throw err;
+  }
+
+  async function startIngest(): Promise<void> {
     const main = buildIngestApp({
       config,
       pipeline,
@@ -158,13 +244,15 @@ export async function startEyrie(config: EyrieConfig, logger: Logger): Promise<R
       apps.push(plain);
       addresses.plain = await listen(plain, config.listen.address, tls.plain_port, 'http');
     }
-  } catch (err) {
-    await Promise.allSettled(apps.map((a) => a.close()));
-    await engine.close();
-    throw err;
+    ingestListening = true;
   }
+
   logger.info(
-    { addresses, destinations: config.destinations.map((d) => `${d.name} (${d.type})`) },
+    {
+      addresses,
+      sources: sources.map((s) => `${s.kind} ${s.target}`),
+      destinations: config.destinations.map((d) => `${d.name} (${d.type})`),
+    },
     'eyrie is listening',
   );
 
@@ -173,11 +261,14 @@ export async function startEyrie(config: EyrieConfig, logger: Logger): Promise<R
     config,
     metrics,
     pipeline,
+    sources,
     addresses,
+    ready,
     close() {
       closing ??= (async () => {
-        // Stop accepting, then flush the journal and let in-flight sends finish.
-        await Promise.allSettled(apps.map((a) => a.close()));
+        // Stop accepting (sources save their offsets), then flush the journal and let in-flight sends finish.
+        ingestListening = false;
+        await Promise.allSettled([...sources.map((s) => s.close()), ...apps.map((a) => a.close())]);
         await engine.close();
       })();
       return closing;

@@ -82,7 +82,7 @@ destinations:
       const lines = generateEvents(10_000, { seed: 21, extra: ['--uuid'] });
       const expected = new Set(uuidsOf(lines));
       assert.equal(expected.size, 10_000);
-      assert.equal(await postBatches(eyrie.addresses.ingest + '/', lines, 200, agent), 10_000);
+      assert.equal(await postBatches(eyrie.addresses.ingest! + '/', lines, 200, agent), 10_000);
       await waitUntil(
         () => delivered.size === expected.size,
         240_000,
@@ -214,7 +214,7 @@ ${
       try {
         for (const line of generateEvents(300, { seed, extra: ['--uuid'] })) {
           const sent = Date.now();
-          const res = await request(eyrie.addresses.ingest + '/', {
+          const res = await request(eyrie.addresses.ingest! + '/', {
             method: 'POST',
             body: line,
             headers: { 'content-type': 'application/json' },

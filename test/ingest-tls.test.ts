@@ -41,13 +41,13 @@ describe('ingest over TLS (Falcosidekick tlsserver)', () => {
   after(() => eyrie.close());
 
   it('serves ingest over HTTPS and moves plain_paths to the plain-HTTP port', async () => {
-    assert.match(eyrie.addresses.ingest, /^https:/);
+    assert.match(eyrie.addresses.ingest!, /^https:/);
     assert.match(eyrie.addresses.plain!, /^http:/);
     const trusting = new Agent({ connect: { ca: pki.read(pki.caCert) } });
     const plain = new Agent();
     try {
-      assert.equal(await status(eyrie.addresses.ingest + '/', trusting), 200);
-      assert.equal(await status(eyrie.addresses.ingest + '/ping', trusting, 'GET'), 404);
+      assert.equal(await status(eyrie.addresses.ingest! + '/', trusting), 200);
+      assert.equal(await status(eyrie.addresses.ingest! + '/ping', trusting, 'GET'), 404);
       assert.equal(await status(eyrie.addresses.plain! + '/ping', plain, 'GET'), 200);
       assert.equal(await status(eyrie.addresses.plain! + '/healthz', plain, 'GET'), 200);
       assert.equal(await status(eyrie.addresses.plain! + '/', plain), 404);
@@ -60,7 +60,7 @@ describe('ingest over TLS (Falcosidekick tlsserver)', () => {
   it('refuses clients that do not trust the certificate (handshake error, no HTTP)', async () => {
     const strict = new Agent();
     try {
-      await assert.rejects(status(eyrie.addresses.ingest + '/', strict), /self-signed|certificate/i);
+      await assert.rejects(status(eyrie.addresses.ingest! + '/', strict), /self-signed|certificate/i);
     } finally {
       await strict.close();
     }
@@ -97,11 +97,11 @@ describe('ingest with mutual TLS', () => {
       connect: { ca, cert: pki.read(pki.clientCert), key: pki.read(pki.clientKey) },
     });
     try {
-      assert.equal(await status(eyrie.addresses.ingest + '/', none), 401);
-      assert.equal(await status(eyrie.addresses.ingest + '/', rogue), 403);
-      assert.equal(await status(eyrie.addresses.ingest + '/', valid), 200);
+      assert.equal(await status(eyrie.addresses.ingest! + '/', none), 401);
+      assert.equal(await status(eyrie.addresses.ingest! + '/', rogue), 403);
+      assert.equal(await status(eyrie.addresses.ingest! + '/', valid), 200);
       // Probes stay reachable without a certificate.
-      assert.equal(await status(eyrie.addresses.ingest + '/healthz', none, 'GET'), 200);
+      assert.equal(await status(eyrie.addresses.ingest! + '/healthz', none, 'GET'), 200);
     } finally {
       await Promise.all([none.close(), rogue.close(), valid.close()]);
     }

@@ -4,7 +4,9 @@ import { loadConfig } from '../config/load.ts';
 import { ConfigError } from '../config/errors.ts';
 import { renderConfig, secretValues } from '../config/render.ts';
 import { createLogger } from '../util/logger.ts';
-import { preflight, startEyrie } from '../app.ts';
+import { preflight, startEyrie, type RunningEyrie } from '../app.ts';
+import type { LoadedConfig } from '../config/load.ts';
+import { applyExporterFlags, type ExporterFlags } from './exporter-flags.ts';
 import { sendEvents } from './send.ts';
 import { DeadLetters } from '../delivery/dead-letters.ts';
 
@@ -44,37 +46,79 @@ program
     'config file (native Eyrie YAML or a Falcosidekick config.yaml)',
     process.env.EYRIE_CONFIG,
   )
-  .action(async (opts: { config?: string }) => {
+  .option('--stdin', "also read JSON alerts from standard input (Falco's program_output)")
+  .action(async (opts: { config?: string; stdin?: boolean }) => {
     const loaded = load(opts.config);
-    const logger = createLogger(loaded.config.log, secretValues(loaded.config));
-    for (const warning of loaded.warnings) logger.info({ config: loaded.file }, warning);
-    let eyrie;
-    try {
-      eyrie = await startEyrie(loaded.config, logger);
-    } catch (err) {
-      logger.fatal({ err }, 'cannot start');
+    if (opts.stdin) loaded.config.sources.stdin = true;
+    await runService(loaded);
+  });
+
+/** Starts every role of a loaded config and runs until SIGTERM/SIGINT. */
+async function runService(loaded: LoadedConfig): Promise<void> {
+  const logger = createLogger(loaded.config.log, secretValues(loaded.config));
+  for (const warning of loaded.warnings) logger.info({ config: loaded.file }, warning);
+  let eyrie: RunningEyrie;
+  try {
+    eyrie = await startEyrie(loaded.config, logger, {
+      onStdinEnd: () => logger.info('standard input ended; still delivering and serving the other sources'),
+    });
+  } catch (err) {
+    logger.fatal({ err }, 'cannot start');
+    logger.flush();
+    process.stderr.write(`eyrie: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    const deadline = setTimeout(() => {
+      logger.error('shutdown deadline passed, exiting');
+      process.exit(1);
+    }, 30_000);
+    deadline.unref();
+    void eyrie.close().then(() => {
+      logger.info('stopped');
       logger.flush();
-      process.stderr.write(`eyrie: ${(err as Error).message}\n`);
+      process.exit(0);
+    });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+program
+  .command('exporter')
+  .description(
+    "falco-exporter's drop-in: falco_events from Falco's gRPC output on :9376, probes on :19376 (same flags)",
+  )
+  .option('--client-socket <address>', "unix socket of Falco's gRPC server", 'unix:///run/falco/falco.sock')
+  .option('--client-hostname <host>', 'Falco gRPC host (mutual TLS); takes precedence over --client-socket')
+  .option('--client-port <port>', 'Falco gRPC port', '5060')
+  .option('--client-ca <file>', 'CA of the Falco gRPC server', '/etc/falco/certs/ca.crt')
+  .option('--client-cert <file>', 'client certificate for Falco', '/etc/falco/certs/client.crt')
+  .option('--client-key <file>', 'client key for Falco', '/etc/falco/certs/client.key')
+  .option('--listen-address <address>', 'metrics listener', ':9376')
+  .option('--probes-listen-address <address>', 'liveness/readiness listener', ':19376')
+  .option('--timeout <duration>', 'deadline of each connection attempt to Falco', '2m')
+  .option('--server-ca <file>', 'CA of metrics clients; enables TLS with client certificates', '')
+  .option('--server-cert <file>', 'metrics listener certificate (with --server-ca)', '')
+  .option('--server-key <file>', 'metrics listener key (with --server-ca)', '')
+  .option(
+    '-c, --config <file>',
+    'optional Eyrie config: destinations, enrichment, more sources',
+    process.env.EYRIE_CONFIG,
+  )
+  .action((opts: ExporterFlags & { config?: string }) => {
+    const loaded = load(opts.config);
+    try {
+      applyExporterFlags(loaded.config, opts);
+    } catch (err) {
+      process.stderr.write(`eyrie exporter: ${(err as Error).message}\n`);
       process.exit(1);
     }
-    let stopping = false;
-    const stop = (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      logger.info({ signal }, 'shutting down');
-      const deadline = setTimeout(() => {
-        logger.error('shutdown deadline passed, exiting');
-        process.exit(1);
-      }, 30_000);
-      deadline.unref();
-      void eyrie.close().then(() => {
-        logger.info('stopped');
-        logger.flush();
-        process.exit(0);
-      });
-    };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
+    return runService(loaded);
   });
 
 program
@@ -254,5 +298,6 @@ program
 
 await program.parseAsync(process.argv);
 // One-shot commands end here. Exiting explicitly skips the teardown in which better-sqlite3 12 can
-// abort on Node 24 (src/store/sqlite.ts); `serve` keeps running and exits from its signal handler.
-if (program.args[0] !== 'serve') process.exit(process.exitCode ?? 0);
+// abort on Node 24 (src/store/sqlite.ts); the services keep running and exit from their signal handler.
+const SERVICES = new Set(['serve', 'exporter']);
+if (!SERVICES.has(program.args[0] ?? '')) process.exit(process.exitCode ?? 0);

@@ -1,8 +1,12 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
 import cliProgress from 'cli-progress';
+import type { RetryConfig } from '../config/types.ts';
+import { backoffDelay, budgetExhausted } from '../delivery/backoff.ts';
+import { classify, isRetryableStatus, parseRetryAfter } from '../delivery/errors.ts';
 import { toSidekickJson } from '../event/sidekick-json.ts';
 import { testEvent } from '../event/falco-event.ts';
 
@@ -24,6 +28,39 @@ export interface SendSummary {
   rejected: number;
   failed: number;
   errors: string[];
+}
+
+/**
+ * Retries of a request that failed transiently (connection refused or reset, timeout, 408, 425, 429,
+ * 5xx but 501): an Eyrie that restarts comes back within seconds, and program_output alerts have
+ * nowhere else to go. 5 attempts within 10 s.
+ */
+const SEND_RETRY: RetryConfig = {
+  initial_interval: 500,
+  max_interval: 4000,
+  multiplier: 2,
+  jitter: 0.2,
+  max_attempts: 5,
+  max_elapsed_time: 10_000,
+};
+
+/**
+ * Reading a pipe (program_output with keep_alive: true keeps it open for good), a partial batch is
+ * posted once no line came for this long instead of waiting for the batch to fill.
+ */
+const STREAM_IDLE_MS = 50;
+
+const IDLE = Symbol('idle');
+
+/** `next`, or IDLE if it takes longer than `ms`. */
+async function nextOrIdle<T>(next: Promise<T>, ms: number): Promise<T | typeof IDLE> {
+  let timer: NodeJS.Timeout | undefined;
+  const idle = new Promise<typeof IDLE>((resolve) => (timer = setTimeout(() => resolve(IDLE), ms)));
+  try {
+    return await Promise.race([next, idle]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Lines of NDJSON, or the elements of a JSON array file, as raw JSON texts. */
@@ -94,8 +131,14 @@ export async function sendEvents(
     }
   };
 
-  const post = async (lines: string[]) => {
+  /** One request: undefined once counted, or why it is worth another attempt. */
+  const attempt = async (
+    lines: string[],
+  ): Promise<{ message: string; retryAfterMs?: number } | undefined> => {
     const single = lines.length === 1;
+    let status: number;
+    let text: string;
+    let retryAfter: string | string[] | undefined;
     try {
       const res = await request(options.url, {
         method: 'POST',
@@ -103,34 +146,65 @@ export async function sendEvents(
         headers: { ...headers, 'content-type': single ? 'application/json' : 'application/x-ndjson' },
         body: lines.join('\n'),
       });
-      const text = await res.body.text();
-      if (res.statusCode >= 200 && res.statusCode < 300) {
-        let rejected = 0;
-        if (!single && text !== '') {
+      text = await res.body.text();
+      status = res.statusCode;
+      retryAfter = res.headers['retry-after'];
+    } catch (err) {
+      const classification = classify(err);
+      if (classification.retryable) return { message: classification.message };
+      summary.failed += lines.length;
+      summary.errors.push(classification.message);
+      return undefined;
+    }
+    if (status >= 200 && status < 300) {
+      let rejected = 0;
+      if (!single && text !== '') {
+        try {
           const answer = JSON.parse(text) as {
             rejected?: number;
             errors?: { index: number; message: string }[];
           };
           rejected = answer.rejected ?? 0;
           for (const e of answer.errors ?? []) summary.errors.push(`event ${e.index}: ${e.message}`);
+        } catch (err) {
+          summary.failed += lines.length;
+          summary.errors.push(`HTTP ${status} with an unreadable answer: ${(err as Error).message}`);
+          return undefined;
         }
-        summary.accepted += lines.length - rejected;
-        summary.rejected += rejected;
-      } else if (
-        res.statusCode >= 400 &&
-        res.statusCode < 500 &&
-        res.statusCode !== 401 &&
-        res.statusCode !== 403
-      ) {
-        summary.rejected += lines.length;
-        summary.errors.push(`HTTP ${res.statusCode}: ${text.slice(0, 300)}`);
-      } else {
-        summary.failed += lines.length;
-        summary.errors.push(`HTTP ${res.statusCode}: ${text.slice(0, 300)}`);
       }
-    } catch (err) {
-      summary.failed += lines.length;
-      summary.errors.push((err as Error).message);
+      summary.accepted += lines.length - rejected;
+      summary.rejected += rejected;
+      return undefined;
+    }
+    const message = `HTTP ${status}: ${text.slice(0, 300)}`;
+    if (isRetryableStatus(status)) {
+      const retryAfterMs = parseRetryAfter(retryAfter);
+      return retryAfterMs === undefined ? { message } : { message, retryAfterMs };
+    }
+    if (status >= 400 && status < 500 && status !== 401 && status !== 403) summary.rejected += lines.length;
+    else summary.failed += lines.length;
+    summary.errors.push(message);
+    return undefined;
+  };
+
+  /** Posts one batch, retrying transient failures within SEND_RETRY before counting them as failed. */
+  const post = async (lines: string[]) => {
+    const firstAttemptAt = Date.now();
+    for (let attempts = 1; ; attempts++) {
+      const transient = await attempt(lines);
+      if (transient === undefined) break;
+      const delay = backoffDelay(SEND_RETRY, attempts, transient.retryAfterMs);
+      const now = Date.now();
+      if (
+        budgetExhausted(SEND_RETRY, attempts, firstAttemptAt, now) ||
+        now + delay - firstAttemptAt > SEND_RETRY.max_elapsed_time
+      ) {
+        summary.failed += lines.length;
+        summary.errors.push(transient.message);
+        break;
+      }
+      if (!bar) log(`retrying ${lines.length} event(s) in ${delay} ms (${transient.message})`);
+      await sleep(delay);
     }
     tick();
   };
@@ -147,14 +221,26 @@ export async function sendEvents(
     if (source === undefined) {
       await launch([toSidekickJson(testEvent())]);
     } else {
-      const input = source === '-' ? process.stdin : createReadStream(source);
+      const streaming = source === '-';
+      const input = streaming ? process.stdin : createReadStream(source);
+      const lines = readEvents(input);
       let pending: string[] = [];
-      for await (const line of readEvents(input)) {
-        pending.push(line);
+      let next = lines.next();
+      for (;;) {
+        const result = streaming && pending.length > 0 ? await nextOrIdle(next, STREAM_IDLE_MS) : await next;
+        if (result === IDLE) {
+          await launch(pending);
+          pending = [];
+          continue;
+        }
+        if (result.done === true) break;
+        pending.push(result.value);
         if (pending.length >= options.batch) {
           await launch(pending);
           pending = [];
         }
+        // Asked for only now: a read that fails while a launch is awaited would go unhandled.
+        next = lines.next();
       }
       if (pending.length > 0) await launch(pending);
     }

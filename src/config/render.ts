@@ -32,6 +32,8 @@ export function renderConfig(loaded: LoadedConfig, types: DestinationTypes = reg
       log: config.log,
       storage: config.storage,
       delivery: config.delivery,
+      sources: config.sources,
+      exporter: config.exporter,
       destinations: [],
     },
     nativeSchema as unknown as JsonSchema,

@@ -4,8 +4,8 @@ import type { EnrichConfig } from '../config/types.ts';
 import type { FalcoEvent } from '../event/falco-event.ts';
 import { sidekickPriorityNumber } from '../event/priority.ts';
 import type { Metrics } from './registry.ts';
+import { fieldLabelName } from './labels.ts';
 
-const LABEL_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const BASE_LABELS = ['hostname', 'rule', 'priority', 'priority_raw', 'source', 'k8s_ns_name', 'k8s_pod_name'];
 
 function stringField(event: FalcoEvent, key: string): string {
@@ -34,11 +34,12 @@ export class SidekickEventCounter {
     this.overflow = metrics.seriesOverflow;
     const taken = new Set(BASE_LABELS);
     const label = (key: string): string | undefined => {
-      const name = key.replaceAll('.', '_');
-      if (!LABEL_NAME.test(name) || taken.has(name)) {
-        if (!taken.has(name)) this.skippedLabels.push(key);
+      const name = fieldLabelName(key);
+      if (name === undefined) {
+        this.skippedLabels.push(key);
         return undefined;
       }
+      if (taken.has(name)) return undefined;
       taken.add(name);
       return name;
     };

@@ -16,10 +16,19 @@ export interface EyrieProcess {
   exited: Promise<number | null>;
 }
 
-/** Runs `eyrie serve -c FILE` as a child process and waits until it listens. */
-export function spawnEyrie(configFile: string, env: NodeJS.ProcessEnv = {}): Promise<EyrieProcess> {
+/**
+ * Runs `eyrie serve -c FILE` (or `args`) as a child process and waits until it listens: until its log
+ * shows `listening` (default: the ingest address), whose first group becomes `url`.
+ */
+export function spawnEyrie(
+  configFile: string,
+  env: NodeJS.ProcessEnv = {},
+  options: { args?: string[]; listening?: RegExp } = {},
+): Promise<EyrieProcess> {
+  const args = options.args ?? ['serve', '-c', configFile];
+  const listening = options.listening ?? /"ingest":"(https?:\/\/[^"]+)"/;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...eyrieCli, 'serve', '-c', configFile], {
+    const child = spawn(process.execPath, [...eyrieCli, ...args], {
       // The 'eyrie is listening' line is logged at info: keep it visible whatever the config says.
       env: { ...process.env, EYRIE_LOG__LEVEL: 'info', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -29,7 +38,7 @@ export function spawnEyrie(configFile: string, env: NodeJS.ProcessEnv = {}): Pro
     const timer = setTimeout(() => reject(new Error(`eyrie did not start: ${out}`)), 30_000);
     const onData = (chunk: Buffer) => {
       out += chunk.toString();
-      const m = /"ingest":"(https?:\/\/[^"]+)"/.exec(out);
+      const m = listening.exec(out);
       if (m) {
         clearTimeout(timer);
         resolve({

@@ -1,0 +1,95 @@
+import { describe, it, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { eyrieCli } from './helpers/eyrie-process.ts';
+import { eventLines } from './helpers/delivery.ts';
+import { startRecordingServer, type RecordingServer } from './helpers/recording-server.ts';
+
+interface SendProcess {
+  child: ChildProcessWithoutNullStreams;
+  stdout(): string;
+  stderr(): string;
+  exited: Promise<number | null>;
+}
+
+/** `eyrie send - …` with its stdin left open, as Falco's program_output with keep_alive: true runs it. */
+function spawnSend(args: string[]): SendProcess {
+  const child = spawn(process.execPath, [...eyrieCli, 'send', '-', ...args], { stdio: 'pipe' });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, stdout: () => stdout, stderr: () => stderr, exited };
+}
+
+function uuidsIn(body: string): string[] {
+  return body
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => (JSON.parse(l) as { uuid: string }).uuid);
+}
+
+function uuidOf(line: string): string {
+  return (JSON.parse(line) as { uuid: string }).uuid;
+}
+
+describe('eyrie send - (program_output)', { timeout: 60_000 }, () => {
+  let server: RecordingServer;
+  before(async () => {
+    server = await startRecordingServer();
+  });
+  after(() => server.close());
+
+  it('posts each line while stdin stays open, retries a restarting server, sums up at the end', async () => {
+    const lines = eventLines(4, 301);
+    // A batch that never fills: lines must still go out once the pipe is quiet.
+    const send = spawnSend(['--url', server.url, '--batch', '50', '--no-progress']);
+    try {
+      send.child.stdin.write(`${lines[0]}\n`);
+      await server.waitFor(1, 20_000); // includes the CLI's start-up
+      assert.deepEqual(uuidsIn(server.requests[0]!.text), [uuidOf(lines[0]!)]);
+
+      const writtenAt = Date.now();
+      send.child.stdin.write(`${lines[1]}\n${lines[2]}\n`);
+      await server.waitFor(2, 1000);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.ok(Date.now() - writtenAt < 1200);
+      assert.deepEqual(
+        server.requests.slice(1).flatMap((r) => uuidsIn(r.text)),
+        [uuidOf(lines[1]!), uuidOf(lines[2]!)],
+      );
+
+      // Eyrie restarting: two 503s, then it takes the event.
+      const before = server.requests.length;
+      server.respondWith((_req, index) => (index < before + 2 ? { status: 503, body: 'restarting' } : {}));
+      send.child.stdin.write(`${lines[3]}\n`);
+      const requests = await server.waitFor(before + 3, 10_000);
+      for (const r of requests.slice(before)) assert.deepEqual(uuidsIn(r.text), [uuidOf(lines[3]!)]);
+
+      send.child.stdin.end();
+      assert.equal(await send.exited, 0, send.stderr());
+      assert.match(send.stdout(), /sent 4, accepted 4, rejected 0, failed 0/);
+      assert.match(send.stderr(), /retrying 1 event\(s\) in \d+ ms \(HTTP 503: restarting\)/);
+      assert.equal(server.requests.length, before + 3);
+    } finally {
+      send.child.kill();
+      server.respondWith(() => ({}));
+    }
+  });
+
+  it('does not retry a refused event (400) or a 501', async () => {
+    server.reset();
+    const lines = eventLines(2, 302);
+    server.respondWith((req) =>
+      req.text.includes(uuidOf(lines[0]!)) ? { status: 400, body: 'bad event' } : { status: 501 },
+    );
+    const send = spawnSend(['--url', server.url, '--no-progress']);
+    send.child.stdin.end(`${lines[0]}\n${lines[1]}\n`);
+    assert.equal(await send.exited, 1);
+    // 400 and 501 are not worth a retry: one request each.
+    assert.equal(server.requests.length, 2);
+    assert.match(send.stdout(), /sent 2, accepted 0, rejected 1, failed 1/);
+    server.respondWith(() => ({}));
+  });
+});
