@@ -262,3 +262,65 @@ async function waitFor(
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+describe('several Falco gRPC endpoints in one Eyrie', () => {
+  const dir = tempDir('eyrie-grpc-many-');
+  let falcos: FakeFalco[] = [];
+  let eyrie: RunningEyrie;
+  before(async () => {
+    falcos = [
+      await startFakeFalco({ socket: join(dir, 'a.sock') }),
+      await startFakeFalco({ socket: join(dir, 'b.sock') }),
+    ];
+    eyrie = await startEyrie(
+      exporterConfig((c) => {
+        c.sources.grpc = falcos.map((f) => ({
+          address: f.address,
+          method: 'sub' as const,
+          tls: { ca_file: '', cert_file: '', key_file: '' },
+          keepalive_interval: 100,
+          connect_timeout: 5000,
+          reconnect: { initial_interval: 100, max_interval: 500 },
+          poll_interval: 100,
+        }));
+      }),
+      silentLogger,
+    );
+  });
+  after(async () => {
+    await eyrie.close();
+    await Promise.all(falcos.map((f) => f.stop()));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('reads each, counts each, and names the one that is down in /healthz', async () => {
+    const alerts = generateEvents(40, { seed: 5 });
+    falcos[0]!.push(...alerts.slice(0, 25).map(responseFromJsonAlert));
+    falcos[1]!.push(...alerts.slice(25).map(responseFromJsonAlert));
+    let text = '';
+    await waitFor(
+      async () => {
+        text = (await get(eyrie.addresses.exporter! + '/metrics')).body;
+        return total(falcoEvents(text)) === 40;
+      },
+      15_000,
+      () => text,
+    );
+    assert.match(text, /eyrie_ingest_events_total\{source="grpc",outcome="accepted"\} 40/);
+    const healthy = JSON.parse((await get(eyrie.addresses.ingest! + '/healthz')).body) as { status: string };
+    assert.equal(healthy.status, 'ok');
+
+    await falcos[1]!.stop();
+    let health: { status: string; degraded?: string[] } = { status: '' };
+    await waitFor(
+      async () => {
+        health = JSON.parse((await get(eyrie.addresses.ingest! + '/healthz')).body) as typeof health;
+        return health.status === 'degraded';
+      },
+      10_000,
+      () => JSON.stringify(health),
+    );
+    assert.deepEqual(health.degraded, [`source grpc ${falcos[1]!.address}`]);
+    assert.equal((await get(eyrie.addresses.probes! + '/readiness')).status, 204, 'still receiving');
+  });
+});
