@@ -1,3 +1,4 @@
+import { JournalUnavailableError } from '../src/delivery/journal.ts';
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { gzipSync, deflateSync } from 'node:zlib';
@@ -212,6 +213,23 @@ describe('HTTP ingest', () => {
       /falcosecurity_falcosidekick_inputs_total\{source="requests",status="rejected"\} \d+/,
     );
     assert.match(metrics, /eyrie_ingest_events_total\{source="http",outcome="accepted"\} \d+/);
+  });
+
+  it('answers 503 when the journal cannot persist, counting the request as rejected', async () => {
+    const rejected = () =>
+      ingest.metrics.sidekickInputs.metric
+        .get()
+        .then((m) => m.values.find((v) => v.labels.status === 'rejected')?.value ?? 0);
+    const before = await rejected();
+    ingest.router.refuse = new JournalUnavailableError('disk cap reached');
+    try {
+      const refused = await post(ingest.url, event);
+      assert.equal(refused.status, 503);
+      assert.match(refused.text, /disk cap/);
+    } finally {
+      ingest.router.refuse = undefined;
+    }
+    assert.equal(await rejected(), before + 1);
   });
 
   it('answers 404 for unknown paths and 405 (with Allow) for wrong methods', async () => {

@@ -12,7 +12,10 @@ import { buildIngestApp, type IngestAppOptions } from '../../src/sources/http/se
 export class CaptureRouter implements Router {
   readonly events: FalcoEvent[] = [];
   healthy = true;
+  /** When set, every batch is refused with it (as the journal refuses when it cannot persist). */
+  refuse: Error | undefined;
   route(events: readonly FalcoEvent[]): Promise<void> {
+    if (this.refuse) return Promise.reject(this.refuse);
     this.events.push(...events);
     return Promise.resolve();
   }

@@ -81,6 +81,8 @@ export class IngestCore {
     try {
       await this.pipeline.accept(events, 'http');
     } catch (err) {
+      // Not persisted (journal full, unwritable, shutting down): the request is refused as a whole.
+      this.requestsRejected.inc();
       return this.failure(err);
     }
     this.requestsAccepted.inc();
