@@ -9,8 +9,14 @@
  *    latency at a steady 2,000 events/s; resident memory while ingesting 10,000 events/s.
  *
  *   npm run bench [-- --connections 50 --duration 8 --rounds 3 --only ingest|delivery]
+ *                 [-- --parts throughput,latency,memory --workers 1,4 --rate 2000 --seconds 8
+ *                     --warmup 2 --delivery 'commit_interval: 1ms']
+ *
+ * The delivery options: which parts to run, the worker counts of the throughput part, the rate and
+ * duration of the latency part and its warm-up at the same rate (not measured; 0 measures a cold
+ * start, as before 2026-11-27), and keys for the `delivery:` section of Eyrie's config.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
@@ -28,6 +34,14 @@ const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefi
 const connections = opt('connections', 50);
 const duration = opt('duration', 8);
 const rounds = opt('rounds', 3);
+const list = (name: string, fallback: string) =>
+  (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1]! : fallback).split(',');
+const parts = new Set(list('parts', 'throughput,latency,memory'));
+const workerCounts = list('workers', '1,4').map(Number);
+const rate = opt('rate', 2000);
+const seconds = opt('seconds', 8);
+const warmup = opt('warmup', 2);
+const deliveryKeys = args.includes('--delivery') ? args[args.indexOf('--delivery') + 1]! : '';
 
 function eyrieConfig(body: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'eyrie-bench-'));
@@ -37,6 +51,18 @@ function eyrieConfig(body: string): string {
     `listen:\n  address: 127.0.0.1\n  port: 0\nlog:\n  level: info\nstorage:\n  path: ${dir}/data\n${body}`,
   );
   return file;
+}
+
+/** Eyrie delivering to `sink` with `workers` workers (and the --delivery keys). */
+const startDelivering = (sinkUrl: string, workers: number): Promise<Server> =>
+  startEyrie(
+    `${deliveryKeys ? `delivery: { ${deliveryKeys} }\n` : ''}destinations:\n  - name: sink\n    type: webhook\n    address: ${sinkUrl}\n    queue: { concurrency: ${workers} }\n`,
+  );
+
+/** CPU seconds (user + system) a child process has used so far. */
+function cpuSeconds(server: Server): number {
+  const fields = readFileSync(`/proc/${server.child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 const startEyrie = (body: string): Promise<Server> =>
@@ -141,21 +167,20 @@ async function deliveryBench(): Promise<void> {
   const agent = new Agent({ connections: 8 });
   try {
     const lines = generateEvents(20_000, { seed: 17 });
-    for (const workers of [1, 4]) {
+    for (const workers of parts.has('throughput') ? workerCounts : []) {
       const sink = await startSink();
-      const eyrie = await startEyrie(
-        `destinations:\n  - name: sink\n    type: webhook\n    address: ${sink.url}\n    queue: { concurrency: ${workers} }\n`,
-      );
+      const eyrie = await startDelivering(sink.url, workers);
       try {
         const url = `http://127.0.0.1:${eyrie.port}/`;
         await postNdjson(url, lines.slice(0, 1000), 500, agent);
         await waitFor(() => sink.count() >= 1000, 60_000);
         const started = performance.now();
+        const cpu = cpuSeconds(eyrie);
         await postNdjson(url, lines, 500, agent);
         await waitFor(() => sink.count() >= 1000 + lines.length, 300_000);
         const seconds = (performance.now() - started) / 1000;
         console.log(
-          `delivered ${lines.length} events with ${workers} worker(s) in ${seconds.toFixed(2)} s: ${(lines.length / seconds).toFixed(0)} events/s`,
+          `delivered ${lines.length} events with ${workers} worker(s) in ${seconds.toFixed(2)} s: ${(lines.length / seconds).toFixed(0)} events/s (eyrie CPU ${(((cpuSeconds(eyrie) - cpu) * 1e6) / lines.length).toFixed(0)} µs/event)`,
         );
       } finally {
         await eyrie.stop();
@@ -163,25 +188,32 @@ async function deliveryBench(): Promise<void> {
       }
     }
 
-    // Ingest-to-delivery latency at a steady rate, one event per request as Falco sends them.
-    const sink = await startSink();
-    const eyrie = await startEyrie(
-      `destinations:\n  - name: sink\n    type: webhook\n    address: ${sink.url}\n    queue: { concurrency: 4 }\n`,
-    );
-    try {
-      const url = `http://127.0.0.1:${eyrie.port}/`;
-      const steady = generateEvents(20_000, { seed: 23, extra: ['--uuid'] });
-      const sentAt = new Map<string, number>();
-      const rate = 2000;
-      const seconds = 8;
-      const total = rate * seconds;
+    if (parts.has('latency')) await latencyBench(agent);
+    if (parts.has('memory')) await memoryBench(agent);
+  } finally {
+    await agent.close();
+  }
+}
+
+/**
+ * Ingest-to-delivery latency at a steady rate, one event per request as Falco sends them: `warmup`
+ * seconds at the rate first (JIT, connection pools), drained, then `seconds` measured.
+ */
+async function latencyBench(agent: Agent): Promise<void> {
+  const sink = await startSink();
+  const eyrie = await startDelivering(sink.url, 4);
+  try {
+    const url = `http://127.0.0.1:${eyrie.port}/`;
+    const steady = generateEvents(Math.max(1, rate * (warmup + seconds)), { seed: 23, extra: ['--uuid'] });
+    const sentAt = new Map<string, number>();
+    const run = async (from: number, count: number): Promise<void> => {
       const startedAt = performance.now();
       const inFlight = new Set<Promise<void>>();
-      for (let i = 0; i < total; i++) {
+      for (let i = 0; i < count; i++) {
         const due = startedAt + (i * 1000) / rate;
         const wait = due - performance.now();
         if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-        const line = steady[i % steady.length]!;
+        const line = steady[from + i]!;
         const uuid = /"uuid":"([0-9a-f-]{36})"/.exec(line)![1]!;
         const p = (async () => {
           sentAt.set(uuid, performance.now());
@@ -192,48 +224,56 @@ async function deliveryBench(): Promise<void> {
             dispatcher: agent,
           });
           await res.body.text();
+          if (res.statusCode !== 200) throw new Error(`ingest answered ${res.statusCode}`);
         })().finally(() => inFlight.delete(p));
         inFlight.add(p);
       }
       await Promise.all(inFlight);
-      await waitFor(() => sink.arrivals.size >= Math.min(total, steady.length), 60_000);
-      const latencies = [...sink.arrivals].map(([uuid, at]) => at - sentAt.get(uuid)!).sort((a, b) => a - b);
-      console.log(
-        `ingest-to-delivery latency at ${rate} events/s for ${seconds} s: p50 ${percentile(latencies, 0.5).toFixed(1)} ms, p99 ${percentile(latencies, 0.99).toFixed(1)} ms (${latencies.length} events)`,
-      );
-    } finally {
-      await eyrie.stop();
-      await sink.close();
-    }
-
-    // Resident memory while ingesting 10,000 events/s (batches of 100 every 10 ms) for 10 s.
-    const sink2 = await startSink();
-    const eyrie2 = await startEyrie(
-      `destinations:\n  - name: sink\n    type: webhook\n    address: ${sink2.url}\n    queue: { concurrency: 4 }\n`,
+      await waitFor(() => sink.arrivals.size >= from + count, 120_000);
+    };
+    const warm = Math.round(rate * warmup);
+    if (warm > 0) await run(0, warm);
+    const warmed = new Set(sink.arrivals.keys());
+    const cpu = cpuSeconds(eyrie);
+    await run(warm, rate * seconds);
+    const used = cpuSeconds(eyrie) - cpu;
+    const latencies = [...sink.arrivals]
+      .filter(([uuid]) => !warmed.has(uuid))
+      .map(([uuid, at]) => at - sentAt.get(uuid)!)
+      .sort((a, b) => a - b);
+    console.log(
+      `ingest-to-delivery latency at ${rate} events/s for ${seconds} s (after ${warmup} s warm-up): p50 ${percentile(latencies, 0.5).toFixed(1)} ms, p90 ${percentile(latencies, 0.9).toFixed(1)} ms, p99 ${percentile(latencies, 0.99).toFixed(1)} ms, max ${latencies.at(-1)!.toFixed(1)} ms (${latencies.length} events; eyrie CPU ${used.toFixed(1)} s, ${((used * 1e6) / latencies.length).toFixed(0)} µs/event)`,
     );
-    try {
-      const url = `http://127.0.0.1:${eyrie2.port}/`;
-      const idle = eyrie2.rss();
-      const batch = generateEvents(100, { seed: 29 });
-      const startedAt = performance.now();
-      let peak = idle;
-      for (let tick = 0; tick < 1000; tick++) {
-        const wait = startedAt + tick * 10 - performance.now();
-        if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-        void postNdjson(url, batch, 100, agent);
-        if (tick % 50 === 0) peak = Math.max(peak, eyrie2.rss());
-      }
-      await waitFor(() => sink2.count() >= 100_000, 120_000);
-      peak = Math.max(peak, eyrie2.rss());
-      console.log(
-        `resident memory at 10,000 events/s for 10 s: idle ${(idle / 1048576).toFixed(0)} MB, peak ${(peak / 1048576).toFixed(0)} MB; ${sink2.count()} delivered`,
-      );
-    } finally {
-      await eyrie2.stop();
-      await sink2.close();
-    }
   } finally {
-    await agent.close();
+    await eyrie.stop();
+    await sink.close();
+  }
+}
+
+/** Resident memory while ingesting 10,000 events/s (batches of 100 every 10 ms) for 10 s. */
+async function memoryBench(agent: Agent): Promise<void> {
+  const sink = await startSink();
+  const eyrie = await startDelivering(sink.url, 4);
+  try {
+    const url = `http://127.0.0.1:${eyrie.port}/`;
+    const idle = eyrie.rss();
+    const batch = generateEvents(100, { seed: 29 });
+    const startedAt = performance.now();
+    let peak = idle;
+    for (let tick = 0; tick < 1000; tick++) {
+      const wait = startedAt + tick * 10 - performance.now();
+      if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+      void postNdjson(url, batch, 100, agent);
+      if (tick % 50 === 0) peak = Math.max(peak, eyrie.rss());
+    }
+    await waitFor(() => sink.count() >= 100_000, 120_000);
+    peak = Math.max(peak, eyrie.rss());
+    console.log(
+      `resident memory at 10,000 events/s for 10 s: idle ${(idle / 1048576).toFixed(0)} MB, peak ${(peak / 1048576).toFixed(0)} MB; ${sink.count()} delivered`,
+    );
+  } finally {
+    await eyrie.stop();
+    await sink.close();
   }
 }
 

@@ -1,6 +1,7 @@
 import { after, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { openSqlite } from '../src/store/sqlite.ts';
 import {
@@ -40,7 +41,7 @@ function dest(name: string, options: { type?: string; retry?: string; extra?: st
 /** A real config (every default resolved by the loader) in a fresh temp dir. */
 function config(destinations: string[], delivery = 'shutdown_timeout: 200ms'): EyrieConfig {
   return tempConfig(
-    `log: { level: silent }\ndelivery: { ${delivery} }\ndestinations:\n${destinations.join('\n')}\n`,
+    `log: { level: silent }\ndelivery: { ${delivery} }\ndestinations:${destinations.length > 0 ? `\n${destinations.join('\n')}` : ' []'}\n`,
   );
 }
 
@@ -612,6 +613,52 @@ describe('DeliveryEngine', { timeout: 60_000 }, () => {
       );
     });
 
+    it('drop_oldest drops entries claimed ahead (not being sent) like any other', async (t) => {
+      const cfg = config(
+        [dest('capped', { extra: 'queue: { concurrency: 1, max_events: 5, when_full: drop_oldest }' })],
+        'shutdown_timeout: 20ms',
+      );
+      const te = start(t, cfg, { capped: hang });
+      const all = uniformEvents(8);
+      await te.engine.route(all.slice(0, 3));
+      await waitUntil(
+        () => te.fakes.capped!.inFlight === 1,
+        2000,
+        () => 'first entry in flight',
+      );
+      // The worker claimed the other two ahead; the next events are handed to it while it is caught up.
+      const leased = query<{ n: number }>(
+        te.dataDir,
+        'SELECT count(*) AS n FROM deliveries WHERE leased = 1',
+      );
+      assert.equal(leased[0]!.n, 3, 'all three claimed');
+      await te.engine.route(all.slice(3));
+      assert.deepEqual(
+        queuedUuids(te.dataDir, 'capped'),
+        uuids([all[0]!, ...all.slice(4)]),
+        'the oldest unsent entries went, the one being sent stayed',
+      );
+      const metrics = await te.metrics.text();
+      assert.equal(
+        metricValue(metrics, 'eyrie_delivery_events_total', {
+          destination: 'capped',
+          outcome: 'dropped',
+          reason: 'queue_full_oldest',
+        }),
+        3,
+      );
+      assert.equal(
+        metricValue(metrics, 'eyrie_delivery_events_total', { destination: 'capped', outcome: 'dropped' }),
+        3,
+      );
+      assert.equal(metricValue(metrics, 'eyrie_queue_depth', { destination: 'capped' }), 5);
+      assert.deepEqual(
+        te.fakes.capped!.sends.map((x) => x.uuids),
+        [[all[0]!.uuid]],
+        'nothing else sent yet',
+      );
+    });
+
     for (const whenFull of ['drop_newest', 'drop_oldest'] as const) {
       it(`durability: memory honours max_events with ${whenFull}`, async (t) => {
         const cfg = config(
@@ -777,11 +824,8 @@ describe('DeliveryEngine', { timeout: 60_000 }, () => {
       const te = start(t, cfg, { mem: failTimes(2, http(503)), lossy: failWith(http(502)) });
       const events = makeEvents(5, 19);
       await te.engine.route(events);
-      const rows = () =>
-        query<{ n: number }>(
-          te.dataDir,
-          'SELECT (SELECT count(*) FROM deliveries) + (SELECT count(*) FROM events) + (SELECT count(*) FROM dead_letters) AS n',
-        )[0]!.n;
+      // No durable destination: not even a database.
+      const rows = () => (existsSync(te.dataDir) ? readdirSync(te.dataDir).length : 0);
       assert.equal(rows(), 0, 'nothing journaled');
       assert.equal(
         te.engine.health().find((h) => h.name === 'mem')!.queued! + te.fakes.mem!.delivered.length,
@@ -800,6 +844,7 @@ describe('DeliveryEngine', { timeout: 60_000 }, () => {
         assert.equal(te.fakes.lossy!.attemptsOf(e.uuid), 2, 'lossy: max_attempts');
       }
       assert.equal(rows(), 0, 'still nothing journaled, no dead letters');
+      assert.deepEqual(te.engine.journalHealth(), { ok: true });
       const metrics = await te.metrics.text();
       const outcome = (destination: string, o: string, reason?: string) =>
         metricValue(metrics, 'eyrie_delivery_events_total', {
@@ -813,6 +858,145 @@ describe('DeliveryEngine', { timeout: 60_000 }, () => {
       assert.equal(outcome('lossy', 'dead_letter'), 0);
       assert.equal(metricValue(metrics, 'eyrie_queue_depth', { destination: 'lossy' }), 0);
       assert.equal(metricValue(metrics, 'eyrie_dead_letters', { destination: 'lossy' }), 0);
+    });
+  });
+
+  describe('no durable destination', () => {
+    it('creates no database (nor its directory) without destinations, and routes events fine', async (t) => {
+      const cfg = config([], 'shutdown_timeout: 50ms, disk_cap: 1');
+      const te = start(t, cfg, {});
+      const events = makeEvents(20, 27);
+      await te.engine.route(events);
+      await te.engine.route([testEvent()]);
+      assert.deepEqual(te.engine.journalHealth(), { ok: true });
+      assert.deepEqual(te.engine.health(), []);
+      assert.equal(existsSync(te.dataDir), false, `${te.dataDir} was not created`);
+      const metrics = await te.metrics.text();
+      assert.equal(metricValue(metrics, 'eyrie_journal_commit_seconds_count'), 0);
+      await te.close();
+      assert.equal(existsSync(te.dataDir), false, 'nor by close()');
+    });
+
+    it('runs memory destinations where no data directory can be created', async (t) => {
+      const cfg = config([dest('mem', { extra: 'durability: memory' })], 'shutdown_timeout: 50ms');
+      // Below a regular file: mkdir fails even for root (a read-only working directory would not stop root).
+      const file = join(cfg.storage.path, '..', 'eyrie.yaml');
+      assert.ok(existsSync(file));
+      const te = start(t, cfg, { mem: succeed }, join(file, 'data'));
+      const events = makeEvents(10, 28);
+      await te.engine.route(events);
+      await waitUntil(
+        () => te.fakes.mem!.delivered.length >= 10,
+        3000,
+        () => `${te.fakes.mem!.delivered.length}/10`,
+      );
+      assertExactlyOnce(te.fakes.mem!, uuids(events));
+      assert.deepEqual(te.engine.journalHealth(), { ok: true });
+      await te.close();
+    });
+  });
+
+  describe('claiming ahead and grouped acks', () => {
+    it('one worker delivers in queue order, whether entries were claimed ahead or handed over', async (t) => {
+      const cfg = config([dest('ordered', { extra: 'queue: { concurrency: 1 }' })]);
+      const te = start(t, cfg, { ordered: () => sleep(1) });
+      const events = makeEvents(60, 29);
+      // A backlog first (claimed four at a time), then events arriving one by one while it is idle.
+      await te.engine.route(events.slice(0, 30));
+      for (const e of events.slice(30)) {
+        await te.engine.route([e]);
+        await sleep(2);
+      }
+      await waitUntil(
+        () => te.fakes.ordered!.delivered.length >= 60,
+        5000,
+        () => `${te.fakes.ordered!.delivered.length}/60`,
+      );
+      assert.deepEqual(te.fakes.ordered!.delivered, uuids(events));
+      await sleep(30);
+      assert.deepEqual(queuedUuids(te.dataDir, 'ordered'), [], 'every ack written');
+      assert.equal(
+        query<{ n: number }>(te.dataDir, 'SELECT count(*) AS n FROM events')[0]!.n,
+        0,
+        'no orphan events',
+      );
+    });
+
+    it('never starts a send on a lease that could run out before the send ends', async (t) => {
+      // A send may take request.timeout + 5 s = 5.1 s; the lease is 5.2 s, so an entry claimed ahead is
+      // stale 100 ms later: it must be claimed afresh rather than sent on its old lease.
+      const cfg = config([
+        dest('slow', { extra: 'request: { timeout: 100ms }, queue: { concurrency: 1, lease: 5200ms }' }),
+      ]);
+      const leaseLeft: number[] = [];
+      const te = start(t, cfg, {
+        slow: async (events) => {
+          const [row] = query<{ due_at: number; leased: number }>(
+            cfg.storage.path,
+            'SELECT d.due_at, d.leased FROM deliveries d JOIN events e ON e.id = d.event_id WHERE e.uuid = ?',
+            events[0]!.uuid,
+          );
+          assert.equal(row?.leased, 1, 'sent while leased');
+          leaseLeft.push(row.due_at - Date.now());
+          await sleep(150);
+        },
+      });
+      const events = makeEvents(4, 30);
+      await te.engine.route(events);
+      await waitUntil(
+        () => te.fakes.slow!.delivered.length >= 4,
+        5000,
+        () => `${te.fakes.slow!.delivered.length}/4`,
+      );
+      assertExactlyOnce(te.fakes.slow!, uuids(events));
+      assert.deepEqual(te.fakes.slow!.delivered, uuids(events), 'in order');
+      assert.equal(leaseLeft.length, 4);
+      for (const left of leaseLeft) assert.ok(left > 5100, `a send started with ${left} ms of lease left`);
+    });
+
+    it('acks that cannot be written: the entries come back when their lease expires (duplicates, no loss)', async (t) => {
+      const cfg = config([
+        dest('dup', { extra: 'request: { timeout: 100ms }, queue: { concurrency: 1, lease: 5200ms }' }),
+      ]);
+      const te = start(t, cfg, { dup: succeed });
+      const [first, second] = makeEvents(2, 31);
+      const db = openSqlite(join(te.dataDir, 'eyrie.db'));
+      t.after(() => db.close());
+      db.exec(
+        `CREATE TRIGGER refuse BEFORE DELETE ON deliveries BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END`,
+      );
+      await te.engine.route([first!]);
+      await waitUntil(
+        () => te.fakes.dup!.delivered.length === 1,
+        2000,
+        () => 'first delivered',
+      );
+      await sleep(50);
+      // Ingest is not held up by the failing acks it carries along.
+      await te.engine.route([second!]);
+      await waitUntil(
+        () => te.fakes.dup!.delivered.length === 2,
+        2000,
+        () => 'second delivered',
+      );
+      await sleep(50);
+      db.exec('DROP TRIGGER refuse');
+      assert.deepEqual(
+        queuedUuids(te.dataDir, 'dup'),
+        uuids([first!, second!]),
+        'still queued: an entry is deleted only by a written ack',
+      );
+      assert.deepEqual(te.engine.journalHealth(), { ok: true });
+      await waitUntil(
+        () => te.fakes.dup!.delivered.length === 4,
+        8000,
+        () => `${te.fakes.dup!.delivered.length}/4 deliveries`,
+      );
+      await sleep(50);
+      assert.deepEqual(te.fakes.dup!.delivered, uuids([first!, second!, first!, second!]));
+      assert.deepEqual(queuedUuids(te.dataDir, 'dup'), [], 'acknowledged the second time');
+      const metrics = await te.metrics.text();
+      assert.equal(metricValue(metrics, 'eyrie_queue_depth', { destination: 'dup' }), 0);
     });
   });
 

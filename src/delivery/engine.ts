@@ -78,12 +78,13 @@ function deliveryMetrics(metrics: Metrics) {
  * destination's workers over its own queue.
  */
 export class DeliveryEngine implements Router {
-  private readonly journal: Journal;
+  /** Only when a destination is durable: without one, no database is created or opened. */
+  private readonly journal: Journal | undefined;
   private readonly routes: Route[] = [];
   private readonly logger: Logger;
   private readonly config: DeliveryConfig;
   private readonly metrics: ReturnType<typeof deliveryMetrics>;
-  private readonly resyncTimer: NodeJS.Timeout;
+  private readonly resyncTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
   constructor(options: {
@@ -97,13 +98,22 @@ export class DeliveryEngine implements Router {
     this.config = options.delivery;
     const m = deliveryMetrics(options.metrics);
     this.metrics = m;
-    this.journal = new Journal({
-      dataDir: options.dataDir,
-      commitInterval: options.delivery.commit_interval,
-      commitMaxEvents: options.delivery.commit_max_events,
-      diskCap: options.delivery.disk_cap,
-      onCommit: (seconds) => m.commit.observe(seconds),
-    });
+    // An exporter or a memory-only setup may run where the data dir cannot be written: no journal then.
+    const journal = options.destinations.some((d) => d.config.durability !== 'memory')
+      ? new Journal({
+          dataDir: options.dataDir,
+          commitInterval: options.delivery.commit_interval,
+          commitMaxEvents: options.delivery.commit_max_events,
+          diskCap: options.delivery.disk_cap,
+          onCommit: (seconds) => m.commit.observe(seconds),
+          onSettleError: (err, entries) =>
+            this.logger.error(
+              { err, entries },
+              'cannot record delivery results; these entries will be sent again when their lease expires',
+            ),
+        })
+      : undefined;
+    this.journal = journal;
     const sidekickOutputs = options.metrics.sidekickOutputs;
 
     for (const { config, destination } of options.destinations) {
@@ -122,7 +132,7 @@ export class DeliveryEngine implements Router {
         memory = new MemoryQueue(name, caps, onDrop);
         queue = memory;
       } else {
-        const q: SqliteQueue = this.journal.queue(name, caps);
+        const q: SqliteQueue = journal!.queue(name, caps);
         durable = { queue: q, onDrop };
         queue = q;
       }
@@ -180,8 +190,10 @@ export class DeliveryEngine implements Router {
     }
     this.registerQueueGauges(options.metrics);
     // The dlq CLI may add or remove rows while we run: keep cached depths honest.
-    this.resyncTimer = setInterval(() => this.journal.resync(), 5000);
-    this.resyncTimer.unref();
+    if (journal) {
+      this.resyncTimer = setInterval(() => journal.resync(), 5000);
+      this.resyncTimer.unref();
+    }
     for (const route of this.routes) route.workers.start();
   }
 
@@ -233,7 +245,7 @@ export class DeliveryEngine implements Router {
   async route(events: readonly FalcoEvent[]): Promise<void> {
     // A refused batch must leave no trace (no dedup key, no memory-queue entry): the sender retries it.
     if (this.closed) throw new JournalUnavailableError('shutting down: not accepting events');
-    this.journal.checkDiskCap();
+    this.journal?.checkDiskCap();
     const remembered: { dedup: Deduplicator; event: FalcoEvent }[] = [];
     const items: JournalItem[] = [];
     const memory: { queue: MemoryQueue; event: FalcoEvent }[] = [];
@@ -262,7 +274,8 @@ export class DeliveryEngine implements Router {
     }
     if (items.length > 0) {
       try {
-        await this.journal.append(items);
+        // items is only filled for durable destinations, which exist only with a journal.
+        await this.journal!.append(items);
       } catch (err) {
         for (const r of remembered) r.dedup.forget(r.event);
         throw err;
@@ -270,7 +283,8 @@ export class DeliveryEngine implements Router {
     }
     // Only once the batch is accepted: memory queues take nothing from a batch the journal refused.
     for (const m of memory) m.queue.push(m.event, now);
-    for (const route of touched) route.workers.notify();
+    // Workers that claim ahead were handed their entries (or told) by the journal commit itself.
+    for (const route of touched) if (route.memory || !route.workers.prefetching) route.workers.notify();
   }
 
   health(): DestinationHealth[] {
@@ -290,7 +304,7 @@ export class DeliveryEngine implements Router {
 
   /** For /healthz: the journal itself. */
   journalHealth(): { ok: boolean; detail?: string } {
-    return this.journal.lastError === undefined
+    return this.journal?.lastError === undefined
       ? { ok: true }
       : { ok: false, detail: this.journal.lastError };
   }
@@ -299,10 +313,11 @@ export class DeliveryEngine implements Router {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.resyncTimer);
-    this.journal.flush();
+    this.journal?.flush();
     const deadline = Date.now() + this.config.shutdown_timeout;
     await Promise.all(this.routes.map((r) => r.workers.stop(deadline)));
     await Promise.allSettled(this.routes.map((r) => r.workers.close()));
-    this.journal.close();
+    // Also writes the acks of the sends that finished meanwhile.
+    this.journal?.close();
   }
 }

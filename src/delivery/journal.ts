@@ -4,7 +4,7 @@ import type Database from 'better-sqlite3';
 import { openSqlite } from '../store/sqlite.ts';
 import type { FalcoEvent } from '../event/falco-event.ts';
 import { parseJson, stringifyJson } from '../event/json.ts';
-import type { DeliveryQueue, GiveUp, QueueDepth, QueueEntry } from './queue.ts';
+import type { DeliveryQueue, GiveUp, Prefetcher, QueueDepth, QueueEntry } from './queue.ts';
 
 /** Ingest could not persist: answered 503, never 200. */
 export class JournalUnavailableError extends Error {
@@ -24,6 +24,11 @@ export interface JournalOptions {
   diskCap: number;
   /** Called after each commit with its duration (s) and size. */
   onCommit?: (seconds: number, events: number) => void;
+  /**
+   * Called when deferred acks/reschedules could not be written. Those entries stay leased and come
+   * back when their lease expires (sent again: at least once).
+   */
+  onSettleError?: (err: Error, entries: number) => void;
 }
 
 /** What to append: an event and the durable destinations it is routed to. */
@@ -100,10 +105,36 @@ export function databaseBytes(dataDir: string): number {
   return total;
 }
 
+/**
+ * Longest wait (ms) before acks and reschedules are written, when no other write transaction takes
+ * them first. Sends complete one by one, each in its own turn of the event loop; waiting a few
+ * milliseconds groups them (tens per transaction under load). It delays only the bookkeeping, not
+ * any delivery: a crash in between sends those entries again.
+ */
+const SETTLE_DELAY_MS = 5;
+
+function settleSize(op: Settle): number {
+  return op.kind === 'ack' ? op.entries.length : op.rows.length;
+}
+
 /** Rebuilds a stored event (written by stringifyJson from a validated FalcoEvent). */
 function storedEvent(body: string): FalcoEvent {
   return parseJson(body) as unknown as FalcoEvent;
 }
+
+/**
+ * A worker's verdict on sent entries, written later in one group (see Journal.settle). Reschedules
+ * carry the values of their attempt.
+ */
+type Settle =
+  | { kind: 'ack'; queue: SqliteQueue; entries: readonly QueueEntry[] }
+  | {
+      kind: 'reschedule';
+      queue: SqliteQueue;
+      dueAt: number;
+      error: string;
+      rows: { id: number; attempts: number; firstAttemptAt: number }[];
+    };
 
 interface ClaimRow {
   id: number;
@@ -117,6 +148,7 @@ interface ClaimRow {
 /** One destination's durable queue: rows of `deliveries` referencing shared `events` rows. */
 export class SqliteQueue implements DeliveryQueue {
   readonly destination: string;
+  readonly claimsAhead = true;
   readonly maxEvents: number;
   readonly maxBytes: number;
   readonly whenFull: 'drop_oldest' | 'drop_newest';
@@ -150,7 +182,7 @@ export class SqliteQueue implements DeliveryQueue {
 
   claim(now: number, max: number, maxBytes: number, lease: number): QueueEntry[] {
     const s = this.journal.statements;
-    return this.journal.db.transaction(() => {
+    return this.journal.write(() => {
       const rows = s.claimDue.all(this.destination, now, max) as ClaimRow[];
       const entries: QueueEntry[] = [];
       let size = 0;
@@ -168,20 +200,27 @@ export class SqliteQueue implements DeliveryQueue {
         });
       }
       return entries;
-    })();
+    });
   }
 
+  /**
+   * Delivered. The delete is deferred and grouped with other settles (see Journal.settle): until it
+   * commits the rows stay leased, so a crash meanwhile sends them again, never loses them.
+   */
   ack(entries: readonly QueueEntry[]): void {
+    if (entries.length > 0) this.journal.settle({ kind: 'ack', queue: this, entries });
+  }
+
+  /** Inside a write transaction: deletes delivered rows. */
+  applyAck(entries: readonly QueueEntry[]): void {
     const s = this.journal.statements;
-    this.journal.db.transaction(() => {
-      for (const e of entries) {
-        const row = s.deleteDelivery.get(e.id) as { event_id: number } | undefined;
-        if (!row) continue; // purged meanwhile
-        this.count--;
-        this.bytes -= e.bytes;
-        this.journal.release(row.event_id);
-      }
-    })();
+    for (const e of entries) {
+      const row = s.deleteDelivery.get(e.id) as { event_id: number } | undefined;
+      if (!row) continue; // purged meanwhile
+      this.count--;
+      this.bytes -= e.bytes;
+      this.journal.release(row.event_id);
+    }
     this.resyncIfStale();
   }
 
@@ -193,18 +232,23 @@ export class SqliteQueue implements DeliveryQueue {
     if (this.count < 0 || this.bytes < 0) this.resync();
   }
 
+  /** Failed, due again at `dueAt`. Deferred and grouped like ack(); the rows stay leased until then. */
   reschedule(entries: readonly QueueEntry[], dueAt: number, error: string, now: number): void {
-    const s = this.journal.statements;
-    this.journal.db.transaction(() => {
-      for (const e of entries)
-        s.reschedule.run(dueAt, e.attempts, e.firstAttemptAt ?? now, error.slice(0, 2000), e.id);
-    })();
+    if (entries.length === 0) return;
+    this.journal.settle({
+      kind: 'reschedule',
+      queue: this,
+      dueAt,
+      error: error.slice(0, 2000),
+      // Copied now: the worker is done with these entries, but the values must be the ones of this attempt.
+      rows: entries.map((e) => ({ id: e.id, attempts: e.attempts, firstAttemptAt: e.firstAttemptAt ?? now })),
+    });
   }
 
   giveUp(items: readonly GiveUp[], fallback: DeliveryQueue | undefined, now: number): number {
     const s = this.journal.statements;
     let dead = 0;
-    this.journal.db.transaction(() => {
+    this.journal.write(() => {
       for (const { entry, reason, error } of items) {
         const row = s.deleteDelivery.get(entry.id) as { event_id: number } | undefined;
         if (!row) continue;
@@ -232,7 +276,7 @@ export class SqliteQueue implements DeliveryQueue {
           dead++;
         }
       }
-    })();
+    });
     this.resyncIfStale();
     return dead;
   }
@@ -241,17 +285,47 @@ export class SqliteQueue implements DeliveryQueue {
     const s = this.journal.statements;
     const body = stringifyJson(event);
     const bytes = Buffer.byteLength(body);
-    this.journal.db.transaction(() => {
+    this.journal.write(() => {
       const eventId = Number(s.insertEvent.run(event.uuid, body, now, 1).lastInsertRowid);
       this.insert(eventId, bytes, now);
-    })();
+    });
   }
 
   release(entries: readonly QueueEntry[]): void {
+    if (entries.length === 0) return;
     const s = this.journal.statements;
-    this.journal.db.transaction(() => {
+    this.journal.write(() => {
       for (const e of entries) s.release.run(e.id);
-    })();
+    });
+  }
+
+  private prefetcher: Prefetcher | undefined;
+  /** During an append: entries inserted leased for the prefetcher, how many more it takes, the others. */
+  private handoffs: QueueEntry[] = [];
+  private handoffRoom = 0;
+  private insertedDue = 0;
+
+  setPrefetcher(prefetcher: Prefetcher): void {
+    this.prefetcher = prefetcher;
+  }
+
+  /** Before an append transaction. */
+  beginAppend(now: number): void {
+    this.handoffs = [];
+    this.insertedDue = 0;
+    this.handoffRoom = this.prefetcher?.room(now) ?? 0;
+  }
+
+  /** After an append transaction: hands over what it inserted leased, or drops that on a rollback. */
+  endAppend(committed: boolean, now: number): void {
+    const handed = this.handoffs;
+    const due = this.insertedDue;
+    this.handoffs = [];
+    this.handoffRoom = 0;
+    this.insertedDue = 0;
+    if (!committed || this.prefetcher === undefined) return;
+    if (handed.length > 0) this.prefetcher.accept(handed, now + this.prefetcher.lease);
+    if (due > 0) this.prefetcher.notify();
   }
 
   nextDueAt(): number | undefined {
@@ -270,16 +344,35 @@ export class SqliteQueue implements DeliveryQueue {
 
   /** Inside the append transaction: applies the cap, returns false when the new entry must be dropped. */
   makeRoom(bytes: number, onDrop: JournalTarget['onDrop']): boolean {
-    const overCount = () => this.maxEvents > 0 && this.count + 1 > this.maxEvents;
-    const overBytes = () => this.maxBytes > 0 && this.bytes + bytes > this.maxBytes;
-    if (!overCount() && !overBytes()) return true;
+    if (!this.full(bytes)) return true;
+    return this.dropFor(bytes, onDrop);
+  }
+
+  /** True when one more entry of `bytes` would exceed a cap. */
+  private full(bytes: number): boolean {
+    return (
+      (this.maxEvents > 0 && this.count + 1 > this.maxEvents) ||
+      (this.maxBytes > 0 && this.bytes + bytes > this.maxBytes)
+    );
+  }
+
+  /** makeRoom when full: applies `when_full`. */
+  private dropFor(bytes: number, onDrop: JournalTarget['onDrop']): boolean {
     if (this.whenFull === 'drop_newest') {
       onDrop('queue_full_newest', 1);
       return false;
     }
     const s = this.journal.statements;
+    // Entries prefetched or handed over in this commit are leased but not being sent: unlease them so
+    // they can be dropped like any other. (Should this transaction roll back, those taken back from
+    // the workers stay leased, and come back when the lease expires.)
+    const unsent = [...(this.prefetcher?.takeBack() ?? []), ...this.handoffs];
+    for (const e of unsent) s.release.run(e.id);
+    this.insertedDue += this.handoffs.length;
+    this.handoffs = [];
+    this.handoffRoom = 0;
     let dropped = 0;
-    while ((overCount() || overBytes()) && this.count > 0) {
+    while (this.full(bytes) && this.count > 0) {
       const oldest = s.oldestUnleased.get(this.destination) as
         { id: number; event_id: number; bytes: number } | undefined;
       if (!oldest) break;
@@ -290,7 +383,7 @@ export class SqliteQueue implements DeliveryQueue {
       dropped++;
     }
     if (dropped > 0) onDrop('queue_full_oldest', dropped);
-    if (overCount() || overBytes()) {
+    if (this.full(bytes)) {
       // Everything left is in flight: the newest has to go.
       onDrop('queue_full_newest', 1);
       return false;
@@ -298,9 +391,23 @@ export class SqliteQueue implements DeliveryQueue {
     return true;
   }
 
-  /** Inside the append transaction. */
-  insert(eventId: number, bytes: number, now: number): void {
-    this.journal.statements.insertDelivery.run(this.destination, eventId, bytes, now, now);
+  /**
+   * Inside the append transaction. With `event` and a prefetcher ready for it, the row is inserted
+   * leased and handed over after the commit (no claim needed); otherwise it is due now.
+   */
+  insert(eventId: number, bytes: number, now: number, event?: FalcoEvent): void {
+    const s = this.journal.statements;
+    if (event !== undefined && this.handoffRoom > 0) {
+      this.handoffRoom--;
+      const leaseUntil = now + this.prefetcher!.lease;
+      const id = Number(
+        s.insertLeased.run(this.destination, eventId, bytes, now, leaseUntil).lastInsertRowid,
+      );
+      this.handoffs.push({ id, event, bytes, enqueuedAt: now, attempts: 0, firstAttemptAt: undefined });
+    } else {
+      s.insertDelivery.run(this.destination, eventId, bytes, now, now);
+      this.insertedDue++;
+    }
     this.count++;
     this.bytes += bytes;
   }
@@ -317,6 +424,10 @@ function prepare(db: Database.Database) {
        FROM deliveries d JOIN events e ON e.id = d.event_id
        WHERE d.destination = ? AND d.due_at <= ? ORDER BY d.due_at, d.id LIMIT ?`,
     ),
+    // Inserted already claimed (see SqliteQueue.insert).
+    insertLeased: db.prepare(
+      'INSERT INTO deliveries (destination, event_id, bytes, enqueued_at, due_at, leased) VALUES (?, ?, ?, ?, ?, 1)',
+    ),
     // A leased row is due again at its lease expiry: a crashed worker's entries come back by themselves.
     lease: db.prepare('UPDATE deliveries SET leased = 1, due_at = ? WHERE id = ?'),
     release: db.prepare('UPDATE deliveries SET leased = 0, due_at = 0 WHERE id = ?'),
@@ -325,8 +436,8 @@ function prepare(db: Database.Database) {
       'UPDATE deliveries SET leased = 0, due_at = ?, attempts = ?, first_attempt_at = ?, last_error = ? WHERE id = ?',
     ),
     deleteDelivery: db.prepare('DELETE FROM deliveries WHERE id = ? RETURNING event_id'),
-    unref: db.prepare('UPDATE events SET refs = refs - 1 WHERE id = ? RETURNING refs'),
-    deleteEvent: db.prepare('DELETE FROM events WHERE id = ?'),
+    deleteLastRef: db.prepare('DELETE FROM events WHERE id = ? AND refs <= 1'),
+    unref: db.prepare('UPDATE events SET refs = refs - 1 WHERE id = ?'),
     insertDeadLetter: db.prepare(
       'INSERT INTO dead_letters (destination, event_id, bytes, enqueued_at, failed_at, attempts, reason, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
     ),
@@ -357,11 +468,20 @@ export class Journal {
   private lastCapCheck = 0;
   /** Set when the last commit failed, for /healthz. */
   lastError: string | undefined;
+  /** Acks and reschedules not written yet, in the order they were made. */
+  private settles: Settle[] = [];
+  private settleTimer: NodeJS.Timeout | undefined;
+  /**
+   * Runs its argument in a transaction (a savepoint when one is open). Made once: better-sqlite3
+   * builds a new wrapper on every `db.transaction()` call.
+   */
+  private readonly transaction: <T>(fn: () => T) => T;
 
   constructor(options: JournalOptions) {
     this.options = options;
     this.db = openDatabase(options.dataDir);
     this.statements = prepare(this.db);
+    this.transaction = this.db.transaction((fn: () => unknown) => fn()) as <T>(fn: () => T) => T;
     // This process is the only consumer: whatever a previous run had leased is due again now.
     this.statements.releaseAll.run();
   }
@@ -379,13 +499,98 @@ export class Journal {
 
   /** Re-reads every queue's depth from the table (after a rollback, or writes by the dlq CLI). */
   resync(): void {
+    // Settles pending are rows still in the table but no longer counted: write them first.
+    this.flushSettles();
+    this.resyncCounts();
+  }
+
+  private resyncCounts(): void {
     for (const q of this.queues) q.resync();
+  }
+
+  /**
+   * Queues a worker's verdict (delivered, or due again later) for entries it holds leased. Settles
+   * are written together, in one transaction: within SETTLE_DELAY_MS, or first thing in the next
+   * write transaction (a claim, an ingest commit), whichever comes first. Until then the rows stay
+   * leased, so no claim can take them, and a crash before the write leaves them to come back when
+   * their lease expires (at the next start, at once): an entry is deleted only after its send
+   * succeeded, and a lost write means a duplicate send, never a lost event.
+   */
+  settle(op: Settle): void {
+    if (this.closed) return;
+    this.settles.push(op);
+    this.settleTimer ??= setTimeout(() => this.retrySettles(), SETTLE_DELAY_MS);
+  }
+
+  /** Writes the pending settles now (no-op when there are none). */
+  flushSettles(): void {
+    if (this.settles.length === 0 || this.closed) return;
+    try {
+      this.write(() => undefined);
+    } catch {
+      // Reported by write(); the settles were dropped or kept for the next write.
+    }
+  }
+
+  /**
+   * Runs `fn` in one write transaction, preceded by the pending settles. Settles that fail on their
+   * own (in a savepoint) are dropped and reported: their rows stay leased until the lease expires.
+   * When `fn` fails, everything rolls back and the settles wait for the next write.
+   */
+  write<T>(fn: () => T): T {
+    if (this.db.inTransaction) return this.transaction(fn);
+    const ops = this.settles;
+    this.settles = [];
+    let applied = false;
+    let failed = false;
+    let result: T;
+    try {
+      result = this.transaction(() => {
+        if (ops.length > 0) {
+          try {
+            this.transaction(() => this.applySettles(ops));
+            applied = true;
+          } catch (err) {
+            failed = true;
+            this.options.onSettleError?.(
+              err as Error,
+              ops.reduce((n, op) => n + settleSize(op), 0),
+            );
+          }
+        }
+        return fn();
+      });
+    } catch (err) {
+      // Rolled back as a whole: the settles are still to be written.
+      if (applied) this.settles = ops.concat(this.settles);
+      this.resyncCounts();
+      if (this.settles.length > 0)
+        this.settleTimer ??= setTimeout(() => this.retrySettles(), SETTLE_DELAY_MS);
+      throw err;
+    }
+    // The savepoint rolled back: the cached depths may count deletes that did not happen.
+    if (failed) this.resyncCounts();
+    return result;
+  }
+
+  private retrySettles(): void {
+    this.settleTimer = undefined;
+    this.flushSettles();
+  }
+
+  /** Inside a transaction. */
+  private applySettles(ops: readonly Settle[]): void {
+    const s = this.statements;
+    for (const op of ops) {
+      if (op.kind === 'ack') op.queue.applyAck(op.entries);
+      else for (const r of op.rows) s.reschedule.run(op.dueAt, r.attempts, r.firstAttemptAt, op.error, r.id);
+    }
   }
 
   /** Inside a transaction: one reference to the event is gone; delete it when none is left. */
   release(eventId: number): void {
-    const row = this.statements.unref.get(eventId) as { refs: number } | undefined;
-    if (row && row.refs <= 0) this.statements.deleteEvent.run(eventId);
+    // The last reference (the usual case: one destination): one statement instead of two.
+    if (this.statements.deleteLastRef.run(eventId).changes === 0) this.statements.unref.run(eventId);
   }
 
   /** Resolves once the items are committed to disk; rejects with JournalUnavailableError otherwise. */
@@ -436,8 +641,10 @@ export class Journal {
     const started = process.hrtime.bigint();
     const now = Date.now();
     const s = this.statements;
+    for (const q of this.queues) q.beginAppend(now);
+    let committed = false;
     try {
-      this.db.transaction(() => {
+      this.write(() => {
         for (const { items } of batch) {
           for (const { event, destinations } of items) {
             const body = stringifyJson(event);
@@ -445,19 +652,21 @@ export class Journal {
             const accepted = destinations.filter((t) => t.queue.makeRoom(bytes, t.onDrop));
             if (accepted.length === 0) continue;
             const eventId = Number(s.insertEvent.run(event.uuid, body, now, accepted.length).lastInsertRowid);
-            for (const t of accepted) t.queue.insert(eventId, bytes, now);
+            for (const t of accepted) t.queue.insert(eventId, bytes, now, event);
           }
         }
-      })();
+      });
+      committed = true;
     } catch (err) {
       this.lastError = (err as Error).message;
-      // The cached depths may count rows the rollback removed.
-      this.resync();
+      // write() has re-read the cached depths, which may have counted rows the rollback removed.
       const failure = new JournalUnavailableError(`cannot write the journal: ${(err as Error).message}`, {
         cause: err,
       });
       for (const p of batch) p.reject(failure);
       return;
+    } finally {
+      for (const q of this.queues) q.endAppend(committed, now);
     }
     this.lastError = undefined;
     this.options.onCommit?.(Number(process.hrtime.bigint() - started) / 1e9, count);
@@ -467,6 +676,9 @@ export class Journal {
   close(): void {
     if (this.closed) return;
     this.flush();
+    this.flushSettles();
+    clearTimeout(this.settleTimer);
+    this.settleTimer = undefined;
     this.closed = true;
     this.db.close();
   }

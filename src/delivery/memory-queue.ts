@@ -13,6 +13,8 @@ interface Slot extends QueueEntry {
  */
 export class MemoryQueue implements DeliveryQueue {
   readonly destination: string;
+  /** A claim is a scan of an array: nothing to save by claiming ahead. */
+  readonly claimsAhead = false;
   private readonly maxEvents: number;
   private readonly maxBytes: number;
   private readonly whenFull: 'drop_oldest' | 'drop_newest';

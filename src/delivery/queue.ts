@@ -33,11 +33,18 @@ export interface GiveUp {
  */
 export interface DeliveryQueue {
   readonly destination: string;
+  /**
+   * True when claiming pays off in bulk (each claim is a disk write): workers of a destination that
+   * sends one event at a time then claim several entries ahead (see DestinationWorkers).
+   */
+  readonly claimsAhead: boolean;
+  /** Connects the destination's workers when they claim ahead (durable queues only). */
+  setPrefetcher?(prefetcher: Prefetcher): void;
   /** Leases up to `max` due entries (and at most `maxBytes`, but always at least one). */
   claim(now: number, max: number, maxBytes: number, lease: number): QueueEntry[];
-  /** Delivered: remove. */
+  /** Delivered: remove (a durable queue writes this a moment later, grouped; see Journal.settle). */
   ack(entries: readonly QueueEntry[]): void;
-  /** Failed, to be tried again at `dueAt`. */
+  /** Failed, to be tried again at `dueAt` (grouped like ack). */
   reschedule(entries: readonly QueueEntry[], dueAt: number, error: string, now: number): void;
   /**
    * Failed for good: re-queued on `fallback` when given, else to dead letters (durable queues) or
@@ -52,4 +59,23 @@ export interface DeliveryQueue {
   nextDueAt(): number | undefined;
   depth(): QueueDepth;
   deadLetterCount(): number;
+}
+
+/**
+ * The workers of a destination that claim ahead (see DestinationWorkers), as their durable queue
+ * sees them. While they are caught up (everything due is claimed), an ingest commit inserts the new
+ * entries already leased and hands them over, saving a claim; a full `drop_oldest` queue takes back
+ * what they hold unsent, to drop it like any unclaimed entry.
+ */
+export interface Prefetcher {
+  /** Lease (ms) of the entries handed over. */
+  readonly lease: number;
+  /** How many entries committed now it takes directly: 0 unless caught up and with room. */
+  room(now: number): number;
+  /** Entries handed over by a commit that succeeded, leased until `leaseUntil`. */
+  accept(entries: QueueEntry[], leaseUntil: number): void;
+  /** Entries became due that it was not handed: claim them before idling. */
+  notify(): void;
+  /** Empties what it holds claimed and not being sent (the caller releases those leases). */
+  takeBack(): QueueEntry[];
 }

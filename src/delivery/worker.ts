@@ -3,7 +3,7 @@ import type { DestinationConfig } from '../config/types.ts';
 import type { Destination } from '../destinations/types.ts';
 import { backoffDelay, budgetExhausted } from './backoff.ts';
 import { classify, type Classification } from './errors.ts';
-import type { DeliveryQueue, GiveUp, QueueEntry } from './queue.ts';
+import type { DeliveryQueue, GiveUp, Prefetcher, QueueEntry } from './queue.ts';
 
 /** What a destination's workers report, for metrics and health. */
 export interface DeliveryObserver {
@@ -40,12 +40,28 @@ class Wakeup {
 /** Longest sleep with nothing due: entries the dlq CLI replays are picked up within this. */
 const IDLE_POLL_MS = 1000;
 
+/** What a send may take beyond request.timeout before the worker abandons it (see config/resolve.ts). */
+const SEND_MARGIN_MS = 5000;
+
+/**
+ * Entries claimed ahead per worker for a destination that sends one event per request, when claims
+ * cost a disk write: one claim transaction then serves this many sends per worker.
+ */
+const PREFETCH_PER_WORKER = 4;
+
 /**
  * The workers of one destination: claim due entries with a lease, send, then ack, reschedule with
  * backoff, or give up (dead letters / fallback). `queue.concurrency` workers run at once; a slow or
  * dead destination only ever occupies its own workers.
+ *
+ * A destination that sends one event at a time over a durable queue claims ahead: one claim leases
+ * up to `concurrency × PREFETCH_PER_WORKER` due entries into a local buffer the workers take from, so
+ * a claim transaction is shared by many sends (acks and reschedules are grouped by the journal too).
+ * Buffered entries are leased like any claimed entry; one whose lease could run out before its send
+ * ends is handed back rather than sent. A full `drop_oldest` queue can take them back, and shutdown
+ * releases them at once.
  */
-export class DestinationWorkers {
+export class DestinationWorkers implements Prefetcher {
   readonly config: DestinationConfig;
   readonly queue: DeliveryQueue;
   private readonly destination: Destination;
@@ -58,6 +74,15 @@ export class DestinationWorkers {
   private loops: Promise<void>[] = [];
   private stopping = false;
   private readonly held = new Set<QueueEntry>();
+  /** Entries claimed per refill of `prefetched`; 0 when each worker claims for itself. */
+  private readonly prefetch: number;
+  readonly lease: number;
+  /** Claimed ahead or handed over (and in `held`), not being sent yet, in queue order. */
+  private prefetched: QueueEntry[] = [];
+  /** Earliest lease expiry of the entries in `prefetched`. */
+  private prefetchedUntil = 0;
+  /** With nothing prefetched, no claim before this (nothing was due), unless notified. */
+  private idleUntil = 0;
   /** Set once shutdown released what was held: late results must not touch the closed queue. */
   private abandoned = false;
   /** Consecutive failed sends, for health. */
@@ -77,6 +102,20 @@ export class DestinationWorkers {
     this.destination = destination;
     this.observer = observer;
     this.logger = logger;
+    this.lease = config.queue.lease;
+    this.prefetch =
+      queue.claimsAhead && queue.setPrefetcher && config.batch.max_events === 1
+        ? config.queue.concurrency * PREFETCH_PER_WORKER
+        : 0;
+    if (this.prefetch > 0) queue.setPrefetcher!(this);
+  }
+
+  /**
+   * True when the queue itself tells these workers about committed entries (hands them over or
+   * notifies): the engine need not notify after each ingest commit.
+   */
+  get prefetching(): boolean {
+    return this.prefetch > 0;
   }
 
   setFallback(queue: DeliveryQueue | undefined, wake?: () => void): void {
@@ -88,8 +127,9 @@ export class DestinationWorkers {
     for (let i = 0; i < this.config.queue.concurrency; i++) this.loops.push(this.loop());
   }
 
-  /** New entries were committed for this destination. */
+  /** New entries were committed for this destination (or became due): claim before idling. */
   notify(): void {
+    this.idleUntil = 0;
     this.wakeup.notify();
   }
 
@@ -97,7 +137,7 @@ export class DestinationWorkers {
     while (!this.stopping) {
       let batch: QueueEntry[];
       try {
-        batch = await this.collect();
+        batch = this.prefetch > 0 ? await this.next() : await this.collect();
       } catch (err) {
         this.logger.error({ err }, 'cannot read the queue');
         await this.wakeup.wait(IDLE_POLL_MS);
@@ -110,6 +150,71 @@ export class DestinationWorkers {
       const resumeAt = Date.now() + pause;
       while (!this.stopping && Date.now() < resumeAt) await this.wakeup.wait(resumeAt - Date.now());
     }
+  }
+
+  /** One entry from those claimed ahead (claiming more when none is left), or none after a wait. */
+  private async next(): Promise<QueueEntry[]> {
+    const entry = this.takePrefetched();
+    if (entry !== undefined) return [entry];
+    const wait = this.idleUntil - Date.now();
+    if (wait > 0 && !this.stopping) await this.wakeup.wait(wait);
+    return [];
+  }
+
+  private takePrefetched(): QueueEntry | undefined {
+    if (this.stopping) return undefined;
+    const now = Date.now();
+    if (this.prefetched.length > 0 && this.prefetchedUntil - now <= this.sendLimit()) {
+      // Claimed long ago (a slow destination, a long backoff pause): a send starting now could outlive
+      // the lease and the entry be claimed and sent a second time. Hand them back and claim afresh.
+      this.queue.release(this.takeBack());
+    }
+    if (this.prefetched.length === 0 && now >= this.idleUntil) {
+      const claimed = this.queue.claim(now, this.prefetch, 0, this.lease);
+      for (const e of claimed) this.held.add(e);
+      this.prefetched = claimed;
+      this.prefetchedUntil = now + this.lease;
+      if (claimed.length < this.prefetch) {
+        // Everything due is claimed: no claim before the next due time, unless notified.
+        const next = this.queue.nextDueAt();
+        this.idleUntil = now + (next === undefined ? IDLE_POLL_MS : Math.min(IDLE_POLL_MS, next - now));
+      }
+    }
+    return this.prefetched.shift();
+  }
+
+  /**
+   * Entries an ingest commit may hand over directly: none unless caught up (the last claim took
+   * everything due, and nothing has come due since), so that older due entries go first.
+   */
+  room(now: number): number {
+    if (this.stopping || now >= this.idleUntil) return 0;
+    return Math.max(0, this.prefetch - this.prefetched.length);
+  }
+
+  accept(entries: QueueEntry[], leaseUntil: number): void {
+    if (entries.length === 0) return;
+    this.prefetchedUntil =
+      this.prefetched.length > 0 ? Math.min(this.prefetchedUntil, leaseUntil) : leaseUntil;
+    for (const e of entries) {
+      this.held.add(e);
+      this.prefetched.push(e);
+    }
+    this.wakeup.notify();
+  }
+
+  /** Empties the prefetch buffer: the entries are no longer held by this destination's workers. */
+  takeBack(): QueueEntry[] {
+    const back = this.prefetched;
+    this.prefetched = [];
+    for (const e of back) this.held.delete(e);
+    this.idleUntil = 0;
+    return back;
+  }
+
+  /** Longest a send may take (ms): request.timeout plus the margin the lease is checked against. */
+  private sendLimit(): number {
+    return this.config.request.timeout + SEND_MARGIN_MS;
   }
 
   /** Claims a batch: what is due now, waiting up to `batch.timeout` for it to fill. */
@@ -200,6 +305,8 @@ export class DestinationWorkers {
     if (retry.length > 0) {
       const delay = backoffDelay(this.config.retry, retry[0]!.attempts, classification.retryAfterMs);
       this.queue.reschedule(retry, done + delay, classification.message, done);
+      // Claim them again when due, even if the queue looked idle until later.
+      this.idleUntil = Math.min(this.idleUntil, done + delay);
       this.observer.retry(retry, classification);
       this.logger.warn(
         {
@@ -233,7 +340,7 @@ export class DestinationWorkers {
 
   /** Bounds every send, whatever the destination does (a send stuck past this is retried). */
   private async sendWithDeadline(batch: QueueEntry[]): Promise<void> {
-    const limit = this.config.request.timeout + 5000;
+    const limit = this.sendLimit();
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -252,6 +359,14 @@ export class DestinationWorkers {
   /** Stops claiming; waits for in-flight sends up to `deadline`, then returns the rest unsent. */
   async stop(deadline: number): Promise<void> {
     this.stopping = true;
+    // Claimed ahead, not being sent: due again at once (for the next start).
+    const unsent = this.takeBack();
+    try {
+      this.queue.release(unsent);
+    } catch (err) {
+      // Still leased: released when the journal is next opened.
+      this.logger.error({ err }, 'cannot release prefetched entries');
+    }
     this.wakeup.notify();
     const all = Promise.all(this.loops);
     let timer: NodeJS.Timeout | undefined;
