@@ -1,12 +1,8 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import type { RetryConfig } from '../config/types.ts';
-import { backoffDelay } from '../delivery/backoff.ts';
-import { JournalUnavailableError } from '../delivery/journal.ts';
+import { acceptWithRetry } from './accept.ts';
 import type { FalcoEvent } from '../event/falco-event.ts';
 import type { CounterHandle } from '../metrics/hot-counter.ts';
 import { decodeBody } from './http/decode.ts';
-import type { Pipeline } from '../routing/pipeline.ts';
 import type { SourceContext } from './source.ts';
 
 /**
@@ -25,18 +21,6 @@ export const MAX_LINE_BYTES = 1024 * 1024;
 const LOGGED_LINE_CHARS = 200;
 /** Invalid lines logged per minute; the rest are counted and summed up in the next log line. */
 const INVALID_LOGS_PER_MINUTE = 10;
-/** While the pipeline refuses events, log at most this often. */
-const FAILURE_LOG_INTERVAL_MS = 30_000;
-
-/** Backoff while the pipeline refuses events (journal full or unwritable): quick first, capped at 5 s. */
-const ACCEPT_RETRY: RetryConfig = {
-  initial_interval: 100,
-  max_interval: 5000,
-  multiplier: 2,
-  jitter: 0.2,
-  max_attempts: 0,
-  max_elapsed_time: 0,
-};
 
 /** One line of input, newline excluded, with its byte span in the input. */
 export interface SourceLine {
@@ -242,45 +226,5 @@ export class LineBatcher {
       },
       'invalid event line skipped',
     );
-  }
-}
-
-/**
- * `pipeline.accept(events, kind)` until it resolves (true) or `signal` aborts (false), backing off
- * while it refuses them (journal full, unwritable or closing). Logs at most every 30 s meanwhile.
- */
-export async function acceptWithRetry(
-  pipeline: Pipeline,
-  kind: string,
-  events: readonly FalcoEvent[],
-  logger: Logger,
-  signal: AbortSignal,
-): Promise<boolean> {
-  if (events.length === 0) return true;
-  let failures = 0;
-  let lastLogAt = 0;
-  for (;;) {
-    try {
-      await pipeline.accept(events, kind);
-      if (failures > 0) logger.info({ attempts: failures + 1 }, 'events accepted again');
-      return true;
-    } catch (err) {
-      failures++;
-      if (signal.aborted) return false;
-      const delay = backoffDelay(ACCEPT_RETRY, failures);
-      if (Date.now() - lastLogAt >= FAILURE_LOG_INTERVAL_MS) {
-        lastLogAt = Date.now();
-        const fields = { err, events: events.length, attempts: failures, retryInMs: delay };
-        // A full or closing journal is expected to pass; anything else is a bug worth an error.
-        if (err instanceof JournalUnavailableError)
-          logger.warn(fields, 'journal unavailable: holding events');
-        else logger.error(fields, 'pipeline refused events: holding them');
-      }
-      try {
-        await sleep(delay, undefined, { signal });
-      } catch {
-        return false; // aborted: the caller keeps its position
-      }
-    }
   }
 }

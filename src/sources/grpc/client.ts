@@ -4,7 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { GrpcSourceConfig, RetryConfig } from '../../config/types.ts';
 import { backoffDelay } from '../../delivery/backoff.ts';
-import { JournalUnavailableError } from '../../delivery/journal.ts';
+import { acceptWithRetry } from '../accept.ts';
 import type { FalcoEvent } from '../../event/falco-event.ts';
 import type { CounterHandle } from '../../metrics/hot-counter.ts';
 import type { EventSource, SourceContext } from '../source.ts';
@@ -25,18 +25,6 @@ const CONNECTION_ERROR_PROBE_MS = 1000;
 const ACCEPT_BATCH = 512;
 /** Events held in memory before the stream is paused (HTTP/2 flow control then stops Falco). */
 const MAX_PENDING = 4096;
-/** While the pipeline refuses events, log at most this often. */
-const REFUSAL_LOG_INTERVAL_MS = 30_000;
-
-/** Backoff while the pipeline refuses events (journal full or unwritable): quick first, capped at 5 s. */
-const ACCEPT_RETRY: RetryConfig = {
-  initial_interval: 100,
-  max_interval: 5000,
-  multiplier: 2,
-  jitter: 0.2,
-  max_attempts: 0,
-  max_elapsed_time: 0,
-};
 
 const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   // HTTP/2 pings notice a Falco behind a dead TCP connection. Falco's C++ server answers pings sent
@@ -495,42 +483,27 @@ export class GrpcSource implements EventSource {
 
   /** Hands `pending` to the pipeline in batches, retrying (stream paused) while it refuses them. */
   private async flush(): Promise<void> {
-    let failures = 0;
-    let lastLogAt = 0;
     while (this.pending.length > 0) {
       const batch = this.pending.slice(0, ACCEPT_BATCH);
-      try {
-        await this.context.pipeline.accept(batch, 'grpc');
-      } catch (err) {
-        failures++;
-        this.hold();
-        if (this.closed) {
-          this.logger.error(
-            { err, events: this.pending.length },
-            'closing while the pipeline refuses events: they are lost (Falco no longer has them)',
-          );
-          this.pending.length = 0;
-          return;
-        }
-        const delay = backoffDelay(ACCEPT_RETRY, failures);
-        if (Date.now() - lastLogAt >= REFUSAL_LOG_INTERVAL_MS) {
-          lastLogAt = Date.now();
-          const fields = { err, events: this.pending.length, attempts: failures, retryInMs: delay };
-          // A full or closing journal is expected to pass; anything else is a bug worth an error.
-          if (err instanceof JournalUnavailableError)
-            this.logger.warn(fields, 'journal unavailable: holding events, Falco stream paused');
-          else this.logger.error(fields, 'pipeline refused events: holding them, Falco stream paused');
-        }
-        await this.wait(delay);
-        continue;
+      const accepted = await acceptWithRetry(
+        this.context.pipeline,
+        'grpc',
+        batch,
+        this.logger,
+        this.stopping.signal,
+        () => this.hold(),
+      );
+      if (!accepted) {
+        this.logger.error(
+          { events: this.pending.length },
+          'closing while the pipeline refuses events: they are lost (Falco no longer has them)',
+        );
+        this.pending.length = 0;
+        return;
       }
       this.pending.splice(0, batch.length);
       this.acceptedEvents += batch.length;
       this.acceptedCounter.inc(batch.length);
-      if (failures > 0) {
-        this.logger.info({ attempts: failures + 1 }, 'events accepted again');
-        failures = 0;
-      }
     }
     this.release();
   }
