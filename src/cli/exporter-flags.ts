@@ -1,3 +1,4 @@
+import { accessSync, constants } from 'node:fs';
 import type { EyrieConfig } from '../config/types.ts';
 import { parseDuration } from '../config/units.ts';
 
@@ -42,6 +43,21 @@ export function applyExporterFlags(config: EyrieConfig, flags: ExporterFlags): v
     if (!Number.isInteger(port) || port < 1 || port > 65535)
       throw new Error(`--client-port "${flags.clientPort}": expected a port number`);
     address = `${flags.clientHostname}:${port}`;
+    // Falco serves TCP only with mutual TLS: name the flag, not the config key it becomes.
+    const files: [flag: string, path: string][] = [
+      ['--client-ca', flags.clientCa],
+      ['--client-cert', flags.clientCert],
+      ['--client-key', flags.clientKey],
+    ];
+    const unreadable = files.flatMap(([flag, path]) => {
+      try {
+        accessSync(path, constants.R_OK);
+        return [];
+      } catch (err) {
+        return [`${flag} ${path}: cannot read it (${(err as Error).message})`];
+      }
+    });
+    if (unreadable.length > 0) throw new Error(unreadable.join('\n'));
   } else {
     address = flags.clientSocket.startsWith('unix://') ? flags.clientSocket : `unix://${flags.clientSocket}`;
   }
