@@ -268,10 +268,10 @@ destinations:
     retry: { initial_interval: 1s, max_interval: 5s }
 `);
     // V8 grows its heap lazily up to the limit, so an unbounded heap measures V8's appetite, not what
-    // Eyrie keeps. A 96 MB old space (what a small container would set) shows what is retained: a
+    // Eyrie keeps. A 64 MB old space (what a small container would set) shows what is retained: a
     // backlog held in memory could not fit, one on disk does. The young generation is pinned too: Node 24
     // sizes it up to 3 × 32 MB, which is V8's allocation buffer, not retained data.
-    const eyrie = await spawnEyrie(file, { NODE_OPTIONS: '--max-old-space-size=96 --max-semi-space-size=8' });
+    const eyrie = await spawnEyrie(file, { NODE_OPTIONS: '--max-old-space-size=64 --max-semi-space-size=8' });
     const agent = new Agent({ connections: 4 });
     try {
       const lines = generateEvents(5000, { seed: 9 });
