@@ -8,18 +8,11 @@ import { spawnEyrie } from './helpers/eyrie-process.ts';
 import { startEyrie } from '../src/app.ts';
 import { loadConfig } from '../src/config/load.ts';
 import { silentLogger } from './helpers/ingest.ts';
+import { sleep, waitUntil } from './helpers/delivery.ts';
 
 const uuidOf = (req: RecordedRequest): string => (JSON.parse(req.text) as { uuid: string }).uuid;
 const uuidsOf = (lines: string[]) =>
   lines.map((l) => (JSON.parse(l.replace(/"evt\.time":\d+/, '"evt.time":0')) as { uuid: string }).uuid);
-
-async function waitUntil(check: () => boolean, timeoutMs: number, what: () => string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** Posts NDJSON batches; resolves with the number of events acknowledged. */
 async function postBatches(url: string, lines: string[], batch: number, agent: Agent): Promise<number> {
@@ -90,7 +83,13 @@ destinations:
       );
       for (const uuid of expected) assert.ok(delivered.has(uuid), uuid);
       assert.ok(failures > 5000, `the sink must have failed often (${failures})`);
-      const metrics = await eyrie.metrics.text();
+      // The sink records a delivery as it answers; Eyrie counts it once the answer has arrived.
+      let metrics = await eyrie.metrics.text();
+      const deadline = Date.now() + 10_000;
+      while (!/outcome="success",reason=""\} 10000\n/.test(metrics) && Date.now() < deadline) {
+        await sleep(50);
+        metrics = await eyrie.metrics.text();
+      }
       assert.match(
         metrics,
         /eyrie_delivery_events_total\{destination="flaky",outcome="success",reason=""\} 10000/,
