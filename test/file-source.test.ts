@@ -17,35 +17,15 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import type { FileSourceConfig } from '../src/config/types.ts';
-import { JournalUnavailableError } from '../src/delivery/journal.ts';
-import type { FalcoEvent } from '../src/event/falco-event.ts';
 import { Metrics } from '../src/metrics/registry.ts';
 import { Pipeline } from '../src/routing/pipeline.ts';
 import { FileSource } from '../src/sources/file/tail.ts';
 import { MAX_LINE_BYTES } from '../src/sources/line-batcher.ts';
 import { tempDir } from './helpers/config-file.ts';
 import { eventLines, metricValue, sleep, waitUntil } from './helpers/delivery.ts';
-import { CaptureRouter, silentLogger } from './helpers/ingest.ts';
+import { CaptureRouter, refusingRouter, silentLogger } from './helpers/ingest.ts';
 
 const POLL_MS = 20;
-
-/** Refuses the next `failures` batches as a full journal would, then records like CaptureRouter. */
-class RefusingRouter extends CaptureRouter {
-  failures: number;
-  calls = 0;
-  constructor(failures: number) {
-    super();
-    this.failures = failures;
-  }
-  override route(events: readonly FalcoEvent[]): Promise<void> {
-    this.calls++;
-    if (this.failures > 0) {
-      this.failures--;
-      return Promise.reject(new JournalUnavailableError('journal is over its disk cap'));
-    }
-    return super.route(events);
-  }
-}
 
 interface Harness {
   dir: string;
@@ -336,7 +316,7 @@ describe('file source', { timeout: 30_000 }, () => {
     const h = harness();
     const lines = eventLines(10, 112);
     writeFileSync(h.path, lines.join('\n') + '\n');
-    const flaky = new RefusingRouter(3);
+    const flaky = refusingRouter(3);
     h.source({}, flaky);
     await waitForEvents(flaky, 10);
     await settle();
@@ -356,7 +336,7 @@ describe('file source', { timeout: 30_000 }, () => {
     assert.equal(offset, statSync(h.path).size);
 
     appendFileSync(h.path, lines.slice(10, 20).join('\n') + '\n');
-    const refusing = new RefusingRouter(Infinity);
+    const refusing = refusingRouter(Infinity);
     const stuck = h.source({}, refusing);
     await waitUntil(
       () => refusing.calls >= 3,

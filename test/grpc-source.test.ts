@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import type { GrpcSourceConfig } from '../src/config/types.ts';
-import { JournalUnavailableError } from '../src/delivery/journal.ts';
 import { timeToNanos, type FalcoEvent } from '../src/event/falco-event.ts';
 import { Metrics } from '../src/metrics/registry.ts';
 import { Pipeline } from '../src/routing/pipeline.ts';
@@ -22,27 +21,9 @@ import {
   startFakeFalco,
   type FakeFalco,
 } from './helpers/fake-falco.ts';
-import { CaptureRouter, silentLogger } from './helpers/ingest.ts';
+import { CaptureRouter, refusingRouter, silentLogger } from './helpers/ingest.ts';
 
 type LogLine = Record<string, unknown> & { level: number; msg: string };
-
-/** A router that refuses (as a full journal does) a number of times, then takes events. */
-class RefusingRouter extends CaptureRouter {
-  refusals: number;
-  attempts = 0;
-  constructor(refusals: number) {
-    super();
-    this.refusals = refusals;
-  }
-  override route(events: readonly FalcoEvent[]): Promise<void> {
-    this.attempts++;
-    if (this.refusals > 0) {
-      this.refusals--;
-      return Promise.reject(new JournalUnavailableError('the journal is full'));
-    }
-    return super.route(events);
-  }
-}
 
 interface Harness {
   source: GrpcSource;
@@ -363,7 +344,7 @@ describe('GrpcSource', { timeout: 30_000 }, () => {
     const socket = join(tempDir(), 'falco.sock');
     const falco = await fakeFalco({ socket });
     const { responses } = alerts(60, 19);
-    const router = new RefusingRouter(5);
+    const router = refusingRouter(5);
     const { source, metrics, logs } = startSource(grpcConfig(socket), router);
     await waitUntil(
       () => falco.requestsReceived >= 1,
@@ -372,7 +353,7 @@ describe('GrpcSource', { timeout: 30_000 }, () => {
     );
     falco.push(...responses.slice(0, 30));
     await waitUntil(
-      () => router.attempts >= 1,
+      () => router.calls >= 1,
       5000,
       () => 'a refusal',
     );

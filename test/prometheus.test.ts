@@ -1,3 +1,4 @@
+import { PRIORITIES } from '../src/event/priority.ts';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -141,17 +142,6 @@ const labelChecks = DASHBOARDS.flatMap(variableChecks);
 /** Alerts without `for` whose condition the setup makes true: Prometheus must fire them. */
 const EXPECTED_FIRING = ['EyrieDeadLettersIncreasing', 'EyrieEventsDropped', 'EyrieMetricSeriesOverflow'];
 
-const FALCO_PRIORITIES = [
-  'Emergency',
-  'Alert',
-  'Critical',
-  'Error',
-  'Warning',
-  'Notice',
-  'Informational',
-  'Debug',
-];
-
 /**
  * Request bodies (JSON arrays of 8 events) to post in a loop. Realistic events, but each batch has
  * one event of every priority (the generator almost never makes Emergency or Alert), and the cycle
@@ -159,11 +149,11 @@ const FALCO_PRIORITIES = [
  */
 function eventBatches(): string[] {
   const lines = generateEvents(64, { seed: 11 }).map((line, i) =>
-    line.replace(/"priority":"[^"]*"/, `"priority":"${FALCO_PRIORITIES[i % FALCO_PRIORITIES.length]}"`),
+    line.replace(/"priority":"[^"]*"/, `"priority":"${PRIORITIES[i % PRIORITIES.length]}"`),
   );
   const batches: string[] = [];
-  for (let i = 0; i < lines.length; i += FALCO_PRIORITIES.length) {
-    batches.push(`[${lines.slice(i, i + FALCO_PRIORITIES.length).join(',')}]`);
+  for (let i = 0; i < lines.length; i += PRIORITIES.length) {
+    batches.push(`[${lines.slice(i, i + PRIORITIES.length).join(',')}]`);
   }
   return batches;
 }

@@ -1,31 +1,13 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
-import { JournalUnavailableError } from '../src/delivery/journal.ts';
-import type { FalcoEvent } from '../src/event/falco-event.ts';
 import { Metrics } from '../src/metrics/registry.ts';
 import { Pipeline } from '../src/routing/pipeline.ts';
 import { StdinSource } from '../src/sources/stdin.ts';
 import { eventLines, metricValue, sleep, waitUntil } from './helpers/delivery.ts';
 import { CaptureRouter, silentLogger } from './helpers/ingest.ts';
 
-/** Refuses the next `failures` batches as a full journal would; `gate` holds every route until opened. */
-class ScriptedRouter extends CaptureRouter {
-  failures = 0;
-  calls = 0;
-  gate: Promise<void> | undefined;
-  override async route(events: readonly FalcoEvent[]): Promise<void> {
-    this.calls++;
-    await this.gate;
-    if (this.failures > 0) {
-      this.failures--;
-      throw new JournalUnavailableError('journal is over its disk cap');
-    }
-    return super.route(events);
-  }
-}
-
-function setup(router = new ScriptedRouter()) {
+function setup(router = new CaptureRouter()) {
   const input = new PassThrough();
   const metrics = new Metrics({ defaultMetrics: false });
   const pipeline = new Pipeline((event) => ({ event, warnings: [] }), router, silentLogger);
@@ -105,12 +87,12 @@ describe('stdin source', { timeout: 20_000 }, () => {
   });
 
   it('pauses the input while a batch is in flight and retries refused batches', async () => {
-    const router = new ScriptedRouter();
+    const router = new CaptureRouter();
     const t = setup(router);
     const lines = eventLines(20, 203);
     let open!: () => void;
     router.gate = new Promise<void>((resolve) => (open = resolve));
-    router.failures = 2;
+    router.refusals = 2;
     t.source.start();
     t.input.write(`${lines[0]}\n`);
     await waitUntil(

@@ -69,10 +69,14 @@ export class FalcoEventsCounter {
       source: event.source,
       tags: `,${event.tags.join(',')},`,
     };
-    for (const [name, key] of this.extra) values[name] = exporterFieldValue(event, key);
-    // Insertion order is exposition order: build the label object in name order.
-    const labels: Record<string, string> = {};
-    for (const name of this.labelNames) labels[name] = values[name]!;
+    // Insertion order is exposition order: the base labels above are already in name order; extra
+    // labels need the object rebuilt in name order.
+    let labels = values;
+    if (this.extra.length > 0) {
+      for (const [name, key] of this.extra) values[name] = exporterFieldValue(event, key);
+      labels = {};
+      for (const name of this.labelNames) labels[name] = values[name]!;
+    }
     if (this.maxSeries > 0 && this.counter.size >= this.maxSeries && !this.counter.has(labels)) {
       this.overflow.inc({ metric: NAME });
       return;

@@ -3,10 +3,18 @@ import type { FastifyInstance } from 'fastify';
 import { loadConfig } from '../../src/config/load.ts';
 import type { EyrieConfig } from '../../src/config/types.ts';
 import type { FalcoEvent } from '../../src/event/falco-event.ts';
+import { JournalUnavailableError } from '../../src/delivery/journal.ts';
 import { Metrics } from '../../src/metrics/registry.ts';
 import { Pipeline } from '../../src/routing/pipeline.ts';
 import type { DestinationHealth, Router } from '../../src/routing/router.ts';
 import { buildIngestApp, type IngestAppOptions } from '../../src/sources/http/server.ts';
+
+/** Starts refusing the next `refusals` batches. */
+export function refusingRouter(refusals: number): CaptureRouter {
+  const router = new CaptureRouter();
+  router.refusals = refusals;
+  return router;
+}
 
 /** A router that records what it is given, for asserting on what ingest accepted. */
 export class CaptureRouter implements Router {
@@ -14,10 +22,21 @@ export class CaptureRouter implements Router {
   healthy = true;
   /** When set, every batch is refused with it (as the journal refuses when it cannot persist). */
   refuse: Error | undefined;
-  route(events: readonly FalcoEvent[]): Promise<void> {
-    if (this.refuse) return Promise.reject(this.refuse);
+  /** Refuse this many batches more, as a full journal does (Infinity: all of them). */
+  refusals = 0;
+  /** Batches offered, refused ones included. */
+  calls = 0;
+  /** While set, every batch waits for it first. */
+  gate: Promise<void> | undefined;
+  async route(events: readonly FalcoEvent[]): Promise<void> {
+    this.calls++;
+    await this.gate;
+    if (this.refuse) throw this.refuse;
+    if (this.refusals > 0) {
+      this.refusals--;
+      throw new JournalUnavailableError('journal is over its disk cap');
+    }
     this.events.push(...events);
-    return Promise.resolve();
   }
   health(): DestinationHealth[] {
     return [
