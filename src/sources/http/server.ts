@@ -110,6 +110,30 @@ export function buildIngestApp(options: IngestAppOptions): FastifyInstance {
     res.writeHead(a.status, headers);
     res.end(a.body);
   };
+  // Answers completed while the event loop is still reading sockets (the poll phase) go out together
+  // once every socket that was ready has been read (setImmediate runs right after the poll phase),
+  // not one by one. On loopback the kernel does the receiver's work inside our write, waking the
+  // client each time; a burst lets those wakeups coalesce: +25–30% req/s here (docs/performance.md).
+  // Answers completing later (after a journal group commit, itself a burst) are written at once.
+  let turn = { reading: false };
+  let pendingAnswers: [ServerResponse, IngestAnswer][] = [];
+  const endOfReads = () => {
+    turn.reading = false;
+    const answers = pendingAnswers;
+    pendingAnswers = [];
+    for (const [res, a] of answers) respond(res, a);
+  };
+  const readingTurn = () => {
+    if (!turn.reading) {
+      turn = { reading: true };
+      setImmediate(endOfReads);
+    }
+    return turn;
+  };
+  const answerWhenRead = (requestTurn: { reading: boolean }, res: ServerResponse, a: IngestAnswer) => {
+    if (requestTurn.reading) pendingAnswers.push([res, a]);
+    else respond(res, a);
+  };
   const fastIngest = (req: IncomingMessage, res: ServerResponse) => {
     const limit = config.listen.body_limit;
     const tooLarge = () => {
@@ -142,9 +166,10 @@ export function buildIngestApp(options: IngestAppOptions): FastifyInstance {
       if (refused) return;
       const body =
         chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks, size).toString('utf8');
+      const requestTurn = readingTurn();
       core.ingest(body, req.headers['content-type'], 'falco').then(
-        (a) => respond(res, a),
-        (err: unknown) => respond(res, core.failure(err)),
+        (a) => answerWhenRead(requestTurn, res, a),
+        (err: unknown) => answerWhenRead(requestTurn, res, core.failure(err)),
       );
     });
     req.on('error', () => {
