@@ -97,7 +97,7 @@ describe('DeliveryEngine', { timeout: 60_000 }, () => {
       const events = makeEvents(100, 7);
       // Ten concurrent route() calls: one group commit, every promise resolved only after it.
       await Promise.all(
-        Array.from({ length: 10 }, (_, i) => te.engine.route(events.slice(i * 10, i * 10 + 10))),
+        Array.from({ length: 10 }, (_, i) => Promise.resolve(te.engine.route(events.slice(i * 10, i * 10 + 10)))),
       );
       // Read through another connection at once: every event is on disk for the dead destination.
       assert.deepEqual(sorted(queuedUuids(te.dataDir, 'dead')), sorted(uuids(events)));
@@ -1095,9 +1095,9 @@ describe('DeliveryEngine', { timeout: 60_000 }, () => {
       const cfg = config([dest('a'), dest('m', { extra: 'durability: memory' })], 'disk_cap: 1');
       const te = start(t, cfg, { a: succeed, m: succeed });
       const events = makeEvents(3, 23);
-      await assert.rejects(te.engine.route(events), JournalUnavailableError);
+      await assert.rejects(async () => te.engine.route(events), JournalUnavailableError);
       await assert.rejects(
-        te.engine.route(events),
+        async () => te.engine.route(events),
         (err: Error) => err.name === 'JournalUnavailableError' && /disk cap/.test(err.message),
       );
       await sleep(100);
@@ -1124,7 +1124,7 @@ describe('DeliveryEngine', { timeout: 60_000 }, () => {
       db.exec(
         `CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END`,
       );
-      const settled = te.engine.route(events.slice(0, 3)).then(
+      const settled = Promise.resolve(te.engine.route(events.slice(0, 3))).then(
         () => 'resolved',
         (err: unknown) => err,
       );
@@ -1171,7 +1171,7 @@ describe('DeliveryEngine', { timeout: 60_000 }, () => {
       db.exec(
         `CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END`,
       );
-      await assert.rejects(te.engine.route([event!]), JournalUnavailableError);
+      await assert.rejects(async () => te.engine.route([event!]), JournalUnavailableError);
       db.exec('DROP TRIGGER refuse');
       await te.engine.route([event!]);
       await waitUntil(
@@ -1196,7 +1196,7 @@ describe('DeliveryEngine', { timeout: 60_000 }, () => {
       const t0 = Date.now();
       await te.close();
       assert.ok(Date.now() - t0 < 500, `close() of an idle engine took ${Date.now() - t0} ms`);
-      await assert.rejects(te.engine.route(makeEvents(1, 25)), JournalUnavailableError);
+      await assert.rejects(async () => te.engine.route(makeEvents(1, 25)), JournalUnavailableError);
     });
   });
 });

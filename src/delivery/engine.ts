@@ -1,3 +1,4 @@
+import { asError } from '../util/error.ts';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { DeliveryConfig, DestinationConfig } from '../config/types.ts';
@@ -242,7 +243,15 @@ export class DeliveryEngine implements Router {
     });
   }
 
-  async route(events: readonly FalcoEvent[]): Promise<void> {
+  route(events: readonly FalcoEvent[]): Promise<void> | undefined {
+    try {
+      return this.routeNow(events);
+    } catch (err) {
+      return Promise.reject(asError(err));
+    }
+  }
+
+  private routeNow(events: readonly FalcoEvent[]): Promise<void> | undefined {
     // A refused batch must leave no trace (no dedup key, no memory-queue entry): the sender retries it.
     if (this.closed) throw new JournalUnavailableError('shutting down: not accepting events');
     this.journal?.checkDiskCap();
@@ -272,19 +281,21 @@ export class DeliveryEngine implements Router {
       }
       if (targets.length > 0) items.push({ event, destinations: targets });
     }
-    if (items.length > 0) {
-      try {
-        // items is only filled for durable destinations, which exist only with a journal.
-        await this.journal!.append(items);
-      } catch (err) {
-        for (const r of remembered) r.dedup.forget(r.event);
-        throw err;
-      }
-    }
     // Only once the batch is accepted: memory queues take nothing from a batch the journal refused.
-    for (const m of memory) m.queue.push(m.event, now);
-    // Workers that claim ahead were handed their entries (or told) by the journal commit itself.
-    for (const route of touched) if (route.memory || !route.workers.prefetching) route.workers.notify();
+    const handOver = () => {
+      for (const m of memory) m.queue.push(m.event, now);
+      // Workers that claim ahead were handed their entries (or told) by the journal commit itself.
+      for (const route of touched) if (route.memory || !route.workers.prefetching) route.workers.notify();
+    };
+    if (items.length === 0) {
+      handOver();
+      return undefined;
+    }
+    // items is only filled for durable destinations, which exist only with a journal.
+    return this.journal!.append(items).then(handOver, (err: unknown) => {
+      for (const r of remembered) r.dedup.forget(r.event);
+      throw err;
+    });
   }
 
   health(): DestinationHealth[] {

@@ -34,6 +34,7 @@
  *   type-checked at compile time; at run time an error or a non-bool result means "no match" and is
  *   reported to `onError`, never thrown.
  */
+import { asError } from '../util/error.ts';
 import { Environment } from '@marcbachmann/cel-js';
 import type { ParseResult } from '@marcbachmann/cel-js';
 import type { DestinationFilterConfig, FieldCondition } from '../config/types.ts';
@@ -368,10 +369,6 @@ function toCel(value: JsonValue): unknown {
 /** Output fields as CEL sees them (the same object when nothing needs converting). */
 export function celOutputFields(fields: JsonObject): Record<string, unknown> {
   return toCel(fields) as Record<string, unknown>;
-}
-
-function asError(err: unknown): Error {
-  return err instanceof Error ? err : new Error(String(err));
 }
 
 function compileCel(expression: string, where: string, options: FilterOptions): EventFilter {

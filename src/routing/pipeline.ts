@@ -1,3 +1,4 @@
+import { asError } from '../util/error.ts';
 import type { FalcoEvent } from '../event/falco-event.ts';
 import type { Router, DestinationHealth } from './router.ts';
 import type { Logger } from 'pino';
@@ -27,15 +28,33 @@ export class Pipeline {
     this.onAccepted = onAccepted;
   }
 
-  async accept(events: readonly FalcoEvent[], source: string): Promise<void> {
-    const enriched = events.map((e) => {
-      const result = this.enrich(e);
-      if (result.warnings.length > 0)
-        this.logger.warn({ source, uuid: e.uuid, warnings: result.warnings }, 'enrichment');
-      return result.event;
-    });
-    await this.router.route(enriched);
-    for (const e of enriched) this.onAccepted(e);
+  /**
+   * Undefined when the events are already handed over (nothing durable to wait for), else a promise
+   * that settles once they are; a refusal is always a rejected promise.
+   */
+  accept(events: readonly FalcoEvent[], source: string): Promise<void> | undefined {
+    let enriched: FalcoEvent[];
+    let routed: Promise<void> | undefined;
+    try {
+      enriched = events.map((e) => {
+        const result = this.enrich(e);
+        if (result.warnings.length > 0)
+          this.logger.warn({ source, uuid: e.uuid, warnings: result.warnings }, 'enrichment');
+        return result.event;
+      });
+      routed = this.router.route(enriched);
+    } catch (err) {
+      return Promise.reject(asError(err));
+    }
+    if (routed === undefined) {
+      this.accepted(enriched);
+      return undefined;
+    }
+    return routed.then(() => this.accepted(enriched));
+  }
+
+  private accepted(events: readonly FalcoEvent[]): void {
+    for (const e of events) this.onAccepted(e);
   }
 
   health(): DestinationHealth[] {

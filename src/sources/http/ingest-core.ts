@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { Metrics } from '../../metrics/registry.ts';
 import type { Pipeline } from '../../routing/pipeline.ts';
 import { JournalUnavailableError } from '../../delivery/journal.ts';
-import { decodeBody, IngestError } from './decode.ts';
+import { decodeBody, IngestError, type DecodedBody } from './decode.ts';
 
 /** What an ingest request is answered, whichever HTTP layer carried it. */
 export interface IngestAnswer {
@@ -60,7 +60,12 @@ export class IngestCore {
     return this.error(500, 'internal_error', (err as Error).message);
   }
 
-  async ingest(body: unknown, contentType: string | undefined, shape: BodyShape): Promise<IngestAnswer> {
+  /** The answer, or a promise of it when the events wait for a journal commit. Never rejects. */
+  ingest(
+    body: unknown,
+    contentType: string | undefined,
+    shape: BodyShape,
+  ): IngestAnswer | Promise<IngestAnswer> {
     let decoded;
     try {
       decoded = decodeBody(body, contentType, shape);
@@ -78,13 +83,19 @@ export class IngestCore {
         : first.message;
       return this.error(400, 'invalid_event', message, batch ? { errors } : {});
     }
-    try {
-      await this.pipeline.accept(events, 'http');
-    } catch (err) {
-      // Not persisted (journal full, unwritable, shutting down): the request is refused as a whole.
-      this.requestsRejected.inc();
-      return this.failure(err);
-    }
+    const handed = this.pipeline.accept(events, 'http');
+    if (handed === undefined) return this.accepted(decoded, shape);
+    return handed.then(
+      () => this.accepted(decoded, shape),
+      (err: unknown) => {
+        // Not persisted (journal full, unwritable, shutting down): the request is refused as a whole.
+        this.requestsRejected.inc();
+        return this.failure(err);
+      },
+    );
+  }
+
+  private accepted({ events, errors, batch }: DecodedBody, shape: BodyShape): IngestAnswer {
     this.requestsAccepted.inc();
     this.eventsAccepted.inc(events.length);
     if (errors.length > 0) this.eventsRejected.inc(errors.length);

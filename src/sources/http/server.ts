@@ -167,10 +167,13 @@ export function buildIngestApp(options: IngestAppOptions): FastifyInstance {
       const body =
         chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks, size).toString('utf8');
       const requestTurn = readingTurn();
-      core.ingest(body, req.headers['content-type'], 'falco').then(
-        (a) => answerWhenRead(requestTurn, res, a),
-        (err: unknown) => answerWhenRead(requestTurn, res, core.failure(err)),
-      );
+      const answer = core.ingest(body, req.headers['content-type'], 'falco');
+      if (answer instanceof Promise)
+        answer.then(
+          (a) => answerWhenRead(requestTurn, res, a),
+          (err: unknown) => answerWhenRead(requestTurn, res, core.failure(err)),
+        );
+      else answerWhenRead(requestTurn, res, answer);
     });
     req.on('error', () => {
       // The sender went away mid-body: nothing was accepted, nothing to answer.
