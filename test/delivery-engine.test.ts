@@ -97,7 +97,9 @@ describe('DeliveryEngine', { timeout: 60_000 }, () => {
       const events = makeEvents(100, 7);
       // Ten concurrent route() calls: one group commit, every promise resolved only after it.
       await Promise.all(
-        Array.from({ length: 10 }, (_, i) => Promise.resolve(te.engine.route(events.slice(i * 10, i * 10 + 10)))),
+        Array.from({ length: 10 }, (_, i) =>
+          Promise.resolve(te.engine.route(events.slice(i * 10, i * 10 + 10))),
+        ),
       );
       // Read through another connection at once: every event is on disk for the dead destination.
       assert.deepEqual(sorted(queuedUuids(te.dataDir, 'dead')), sorted(uuids(events)));
@@ -1197,6 +1199,32 @@ describe('DeliveryEngine', { timeout: 60_000 }, () => {
       await te.close();
       assert.ok(Date.now() - t0 < 500, `close() of an idle engine took ${Date.now() - t0} ms`);
       await assert.rejects(async () => te.engine.route(makeEvents(1, 25)), JournalUnavailableError);
+    });
+
+    it('route() waits (a promise) only for a journal commit; memory routes are done at once', async (t) => {
+      const delivered: FalcoEvent[] = [];
+      const memoryOnly = start(t, config([dest('m', { extra: 'durability: memory' })]), {
+        m: (events) => {
+          delivered.push(...events);
+        },
+      });
+      // Nothing to wait for: no promise (the ingest hot path answers without a microtask turn).
+      assert.equal(memoryOnly.engine.route(makeEvents(2, 26)), undefined);
+      await waitUntil(
+        () => delivered.length === 2,
+        5000,
+        () => `${delivered.length} delivered`,
+      );
+      await memoryOnly.close();
+      // Closed: refused, and still as a rejected promise, never a synchronous throw.
+      const refused = memoryOnly.engine.route(makeEvents(1, 27));
+      assert.ok(refused instanceof Promise);
+      await assert.rejects(refused, JournalUnavailableError);
+
+      const durable = start(t, config([dest('a')]), { a: succeed });
+      const pending = durable.engine.route(makeEvents(1, 28));
+      assert.ok(pending instanceof Promise, 'a durable route resolves after the commit');
+      await pending;
     });
   });
 });

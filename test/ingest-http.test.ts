@@ -53,7 +53,10 @@ describe('HTTP ingest', () => {
       body: event,
       headers: { 'content-type': 'application/json' },
     });
-    await res.body.text();
+    assert.equal(await res.body.text(), '');
+    // Falcosidekick's empty 200: a length, never chunked.
+    assert.equal(res.headers['content-length'], '0');
+    assert.equal(res.headers['transfer-encoding'], undefined);
     assert.equal(res.headers.connection, 'keep-alive');
     assert.match(String(res.headers['keep-alive']), /timeout=75/);
   });
