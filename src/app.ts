@@ -12,6 +12,7 @@ import { createEnricher } from './enrich/enrich.ts';
 import { buildIngestApp } from './sources/http/server.ts';
 import { compileFilter } from './routing/filter.ts';
 import { FalcoEventsCounter } from './metrics/falco-events.ts';
+import { EventCounters } from './metrics/event-counters.ts';
 import { buildExporterMetricsApp, buildProbesApp, exporterTlsOptions } from './metrics/exporter-server.ts';
 import { createSources, type SourceOptions } from './sources/create.ts';
 import type { EventSource } from './sources/source.ts';
@@ -164,10 +165,10 @@ export async function startEyrie(
     logger: logger.child({ component: 'delivery' }),
   });
   const falcoEvents = new FalcoEventsCounter(metrics, config.metrics.extra_labels, config.metrics.max_series);
-  const pipeline = new Pipeline(enrich, engine, logger.child({ component: 'pipeline' }), (e) => {
-    eventCounter.count(e);
-    falcoEvents.count(e);
-  });
+  const eventCounters = new EventCounters(eventCounter, falcoEvents);
+  const pipeline = new Pipeline(enrich, engine, logger.child({ component: 'pipeline' }), (e) =>
+    eventCounters.count(e),
+  );
   const sources = await createSources(
     config,
     { pipeline, metrics, logger: logger.child({ component: 'source' }), dataDir: config.storage.path },

@@ -1,5 +1,5 @@
 import type { Counter } from 'prom-client';
-import { HotCounter } from './hot-counter.ts';
+import { HotCounter, type CounterHandle } from './hot-counter.ts';
 import type { FalcoEvent } from '../event/falco-event.ts';
 import { stringifyJson } from '../event/json.ts';
 import { falcoPriorityNumber } from '../event/priority.ts';
@@ -59,7 +59,17 @@ export class FalcoEventsCounter {
     (this.counter.metric as unknown as { help: string }).help = '';
   }
 
+  /** Output fields the labels read, besides k8s.ns.name and k8s.pod.name (see EventCounters). */
+  get labelFields(): string[] {
+    return this.extra.map(([, key]) => key);
+  }
+
   count(event: FalcoEvent): void {
+    this.handleFor(event)?.inc();
+  }
+
+  /** The event's series, or undefined (counted as overflow) when it is new past `max_series`. */
+  handleFor(event: FalcoEvent): CounterHandle | undefined {
     const values: Record<string, string> = {
       hostname: event.hostname ?? '',
       k8s_ns_name: exporterFieldValue(event, 'k8s.ns.name'),
@@ -79,8 +89,8 @@ export class FalcoEventsCounter {
     }
     if (this.maxSeries > 0 && this.counter.size >= this.maxSeries && !this.counter.has(labels)) {
       this.overflow.inc({ metric: NAME });
-      return;
+      return undefined;
     }
-    this.counter.inc(labels);
+    return this.counter.handle(labels);
   }
 }

@@ -1,5 +1,5 @@
 import type { Counter } from 'prom-client';
-import { HotCounter } from './hot-counter.ts';
+import { HotCounter, type CounterHandle } from './hot-counter.ts';
 import type { EnrichConfig } from '../config/types.ts';
 import type { FalcoEvent } from '../event/falco-event.ts';
 import { sidekickPriorityNumber } from '../event/priority.ts';
@@ -63,7 +63,17 @@ export class SidekickEventCounter {
     });
   }
 
+  /** Output fields the labels read, besides k8s.ns.name and k8s.pod.name (see EventCounters). */
+  get labelFields(): string[] {
+    return [...this.templated, ...this.extra].map(([, key]) => key);
+  }
+
   count(event: FalcoEvent): void {
+    this.handleFor(event)?.inc();
+  }
+
+  /** The event's series, or undefined (counted as overflow) when it is new past `max_series`. */
+  handleFor(event: FalcoEvent): CounterHandle | undefined {
     const labels: Record<string, string> = {
       hostname: event.hostname || 'unknown',
       rule: event.rule,
@@ -78,8 +88,8 @@ export class SidekickEventCounter {
     for (const [name, key] of this.extra) labels[name] = stringField(event, key);
     if (this.maxSeries > 0 && this.counter.size >= this.maxSeries && !this.counter.has(labels)) {
       this.overflow.inc({ metric: 'falcosecurity_falcosidekick_falco_events_total' });
-      return;
+      return undefined;
     }
-    this.counter.inc(labels);
+    return this.counter.handle(labels);
   }
 }

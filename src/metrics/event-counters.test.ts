@@ -1,0 +1,111 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { Metrics } from './registry.ts';
+import { FalcoEventsCounter } from './falco-events.ts';
+import { SidekickEventCounter } from './sidekick-events.ts';
+import { EventCounters } from './event-counters.ts';
+import { parseFalcoEvent, type FalcoEvent } from '../event/falco-event.ts';
+import { generateEvents } from '../../test/helpers/events.ts';
+import type { EnrichConfig } from '../config/types.ts';
+
+const enrich: EnrichConfig = {
+  custom_fields: { env: 'prod' },
+  custom_tags: [],
+  templated_fields: { team: '{{ index . "k8s.ns.name" }}' },
+  bracket_replacer: '',
+  output_field_format: '',
+};
+const extraLabels = ['proc.pid', 'container.image.repository'];
+const NAMES = [
+  'falco_events',
+  'falcosecurity_falcosidekick_falco_events_total',
+  'eyrie_metrics_series_overflow_total',
+];
+
+function counters(maxSeries: number) {
+  const metrics = new Metrics({ defaultMetrics: false });
+  const sidekick = new SidekickEventCounter(metrics, enrich, extraLabels, maxSeries);
+  const falco = new FalcoEventsCounter(metrics, extraLabels, maxSeries);
+  return { metrics, sidekick, falco, both: new EventCounters(sidekick, falco) };
+}
+
+async function exposition(metrics: Metrics): Promise<string> {
+  const parts = await Promise.all(NAMES.map((n) => metrics.registry.getSingleMetricAsString(n)));
+  return parts.join('\n');
+}
+
+function event(fields: Record<string, unknown>, extra: Record<string, unknown> = {}): FalcoEvent {
+  return parseFalcoEvent(
+    JSON.stringify({
+      output: 'x',
+      priority: 'Warning',
+      rule: 'Terminal shell in container',
+      time: '2026-11-27T10:00:00.123456789Z',
+      output_fields: fields,
+      tags: ['container', 'shell'],
+      hostname: 'node-1',
+      ...extra,
+    }),
+  );
+}
+
+// Values that must not share a series: types of one field, absent vs empty, tags, hostnames.
+const tricky = [
+  event({ 'k8s.ns.name': 'a', 'proc.pid': 1 }),
+  event({ 'k8s.ns.name': 'a', 'proc.pid': '1' }),
+  event({ 'k8s.ns.name': 'a', 'proc.pid': null }),
+  event({ 'k8s.ns.name': 'a' }),
+  event({ 'k8s.ns.name': '', 'proc.pid': '' }),
+  event({ 'k8s.ns.name': 'a', 'container.image.repository': { nested: [1, 2] } }),
+  event({ 'k8s.ns.name': 'a1', 'k8s.pod.name': '' }),
+  event({ 'k8s.ns.name': 'a', 'k8s.pod.name': '1' }),
+  event({}, { tags: ['container,shell'] }),
+  event({}, { tags: [] }),
+  event({}, { hostname: undefined }),
+  event({}, { hostname: 'unknown' }),
+  event({}, { priority: 'debug', source: 'k8s_audit' }),
+];
+
+describe('EventCounters', () => {
+  it('counts exactly what counting with each counter on its own counts', async () => {
+    const corpus = [
+      ...generateEvents(300, { seed: 5 }).map((l) => parseFalcoEvent(l)),
+      ...generateEvents(50, { seed: 6, edgeCases: true }).flatMap((l) => {
+        try {
+          return [parseFalcoEvent(l)];
+        } catch {
+          return [];
+        }
+      }),
+      ...tricky,
+      ...tricky,
+    ];
+    const alone = counters(0);
+    const together = counters(0);
+    for (const e of corpus) {
+      alone.sidekick.count(e);
+      alone.falco.count(e);
+      together.both.count(e);
+    }
+    const expected = await exposition(alone.metrics);
+    assert.ok((expected.match(/^falco_events\{/gm)?.length ?? 0) > 20);
+    assert.equal(await exposition(together.metrics), expected);
+  });
+
+  it('keeps counting the overflow of a combination past a series cap on every event', async () => {
+    const alone = counters(3);
+    const together = counters(3);
+    for (let round = 0; round < 3; round++) {
+      for (const e of tricky) {
+        alone.sidekick.count(e);
+        alone.falco.count(e);
+        together.both.count(e);
+      }
+    }
+    const text = await exposition(together.metrics);
+    assert.equal(text, await exposition(alone.metrics));
+    // 13 events a round, 3 rounds, 3 series each: the others counted as overflow every time.
+    assert.match(text, /eyrie_metrics_series_overflow_total\{metric="falco_events"\} 27\n/);
+    assert.match(text, /\{metric="falcosecurity_falcosidekick_falco_events_total"\} 15$/);
+  });
+});
