@@ -123,6 +123,13 @@ describe('Falco event parser', () => {
     assert.equal(normalizeTime('2026-01-01t09:00:01.000000123z'), '2026-01-01T09:00:01.000000123Z');
   });
 
+  it('knows the length of every month, leap years included', () => {
+    const valid = ['2024-02-29', '2000-02-29', '2026-01-31', '2026-04-30', '2026-12-31', '2026-02-28'];
+    const invalid = ['2026-02-29', '1900-02-29', '2100-02-29', '2026-04-31', '2026-06-31', '2026-11-31'];
+    for (const day of valid) assert.equal(normalizeTime(`${day}T00:00:00Z`), `${day}T00:00:00Z`, day);
+    for (const day of invalid) assert.equal(normalizeTime(`${day}T00:00:00Z`), undefined, day);
+  });
+
   it('forces source internal for the test rule, as Falcosidekick does', () => {
     const e = testEvent(new Date('2026-01-01T00:00:00Z'));
     assert.equal(e.source, 'internal');

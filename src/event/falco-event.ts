@@ -46,8 +46,7 @@ export function normalizeTime(text: string): string | undefined {
   if (month < 1 || month > 12 || day < 1 || day > 31 || Number(h) > 23 || Number(mi) > 59 || Number(s) > 60) {
     return undefined;
   }
-  const daysInMonth = new Date(Date.UTC(Number(y), month, 0)).getUTCDate();
-  if (day > daysInMonth) return undefined;
+  if (day > daysInMonth(Number(y), month)) return undefined;
   if (zone !== 'Z' && zone !== 'z') {
     const [zh, zm] = zone!.slice(1).split(':').map(Number);
     if (zh! > 23 || zm! > 59) return undefined;
@@ -62,7 +61,16 @@ export function normalizeTime(text: string): string | undefined {
   ) {
     return undefined; // Go's zero time, which Falcosidekick rejects
   }
-  return text.toUpperCase();
+  // Falco writes `T` and `Z`: no copy of the string in the usual case.
+  return text.includes('t') || text.includes('z') ? text.toUpperCase() : text;
+}
+
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+/** Days in a month (1–12) of the proleptic Gregorian calendar. */
+function daysInMonth(year: number, month: number): number {
+  if (month !== 2) return DAYS_IN_MONTH[month - 1]!;
+  return (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0 ? 29 : 28;
 }
 
 /** Epoch nanoseconds of a normalized RFC 3339 time, exact. */

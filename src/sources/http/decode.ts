@@ -27,6 +27,7 @@ const TEXT_ALERT =
   /^\s*[0-9:]+\.[0-9]+:\s+(Emergency|Alert|Critical|Error|Warning|Notice|Informational|Debug)\b/i;
 
 function mediaType(contentType: string | undefined): string {
+  if (contentType === 'application/json') return contentType; // what Falco sends
   return (contentType ?? '').split(';', 1)[0]!.trim().toLowerCase();
 }
 
