@@ -4,8 +4,8 @@ import { Metrics } from './registry.ts';
 import { FalcoEventsCounter } from './falco-events.ts';
 import { SidekickEventCounter } from './sidekick-events.ts';
 import { EventCounters } from './event-counters.ts';
-import { parseFalcoEvent, type FalcoEvent } from '../event/falco-event.ts';
-import { generateEvents } from '../../test/helpers/events.ts';
+import { parseFalcoEvent } from '../event/falco-event.ts';
+import { alertWith, generateEvents } from '../../test/helpers/events.ts';
 import type { EnrichConfig } from '../config/types.ts';
 
 const enrich: EnrichConfig = {
@@ -34,20 +34,7 @@ async function exposition(metrics: Metrics): Promise<string> {
   return parts.join('\n');
 }
 
-function event(fields: Record<string, unknown>, extra: Record<string, unknown> = {}): FalcoEvent {
-  return parseFalcoEvent(
-    JSON.stringify({
-      output: 'x',
-      priority: 'Warning',
-      rule: 'Terminal shell in container',
-      time: '2026-11-27T10:00:00.123456789Z',
-      output_fields: fields,
-      tags: ['container', 'shell'],
-      hostname: 'node-1',
-      ...extra,
-    }),
-  );
-}
+const event = alertWith;
 
 // Values that must not share a series: types of one field, absent vs empty, tags, hostnames.
 const tricky = [

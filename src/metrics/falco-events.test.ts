@@ -2,23 +2,9 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Metrics } from './registry.ts';
 import { FalcoEventsCounter } from './falco-events.ts';
-import { parseFalcoEvent } from '../event/falco-event.ts';
+import { alertWith } from '../../test/helpers/events.ts';
 
-function event(fields: Record<string, unknown>, extra: Record<string, unknown> = {}) {
-  return parseFalcoEvent(
-    JSON.stringify({
-      output: 'x',
-      priority: 'Warning',
-      rule: 'Terminal shell in container',
-      time: '2026-11-27T10:00:00.123456789Z',
-      output_fields: fields,
-      source: 'syscall',
-      tags: ['container', 'shell'],
-      hostname: 'node-1',
-      ...extra,
-    }),
-  );
-}
+const event = alertWith;
 
 async function exposition(metrics: Metrics): Promise<string> {
   return (await metrics.registry.getSingleMetricAsString('falco_events')) + '\n';
