@@ -112,6 +112,13 @@ export class DeliveryEngine implements Router {
               { err, entries },
               'cannot record delivery results; these entries will be sent again when their lease expires',
             ),
+          onCheckpointError: (err, fallback) =>
+            this.logger.warn(
+              { err },
+              fallback
+                ? 'the journal checkpoint thread stopped; checkpoints now run inside commits'
+                : 'cannot checkpoint the journal WAL; it grows until a checkpoint succeeds',
+            ),
         })
       : undefined;
     this.journal = journal;
@@ -329,6 +336,6 @@ export class DeliveryEngine implements Router {
     await Promise.all(this.routes.map((r) => r.workers.stop(deadline)));
     await Promise.allSettled(this.routes.map((r) => r.workers.close()));
     // Also writes the acks of the sends that finished meanwhile.
-    this.journal?.close();
+    await this.journal?.close();
   }
 }

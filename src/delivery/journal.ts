@@ -2,6 +2,7 @@ import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { openSqlite } from '../store/sqlite.ts';
+import { WalCheckpointer } from '../store/wal-checkpointer.ts';
 import type { FalcoEvent } from '../event/falco-event.ts';
 import { parseJson, stringifyJson } from '../event/json.ts';
 import type { DeliveryQueue, GiveUp, Prefetcher, QueueDepth, QueueEntry } from './queue.ts';
@@ -29,6 +30,8 @@ export interface JournalOptions {
    * back when their lease expires (sent again: at least once).
    */
   onSettleError?: (err: Error, entries: number) => void;
+  /** A background checkpoint failed, or the checkpoint thread is gone (checkpoints are inline again). */
+  onCheckpointError?: (err: Error, fallback: boolean) => void;
 }
 
 /** What to append: an event and the durable destinations it is routed to. */
@@ -484,7 +487,14 @@ export class Journal {
     this.transaction = this.db.transaction((fn: () => unknown) => fn()) as <T>(fn: () => T) => T;
     // This process is the only consumer: whatever a previous run had leased is due again now.
     this.statements.releaseAll.run();
+    this.checkpointer = new WalCheckpointer(this.db, {
+      onError: (err) => options.onCheckpointError?.(err, false),
+      onFallback: (err) => options.onCheckpointError?.(err, true),
+    });
   }
+
+  /** Checkpoints the WAL on its own thread, so that commits never wait for one (see WalCheckpointer). */
+  private readonly checkpointer: WalCheckpointer;
 
   private readonly queues: SqliteQueue[] = [];
 
@@ -570,6 +580,7 @@ export class Journal {
     }
     // The savepoint rolled back: the cached depths may count deletes that did not happen.
     if (failed) this.resyncCounts();
+    this.checkpointer.notify();
     return result;
   }
 
@@ -673,13 +684,16 @@ export class Journal {
     for (const p of batch) p.resolve();
   }
 
-  close(): void {
-    if (this.closed) return;
-    this.flush();
-    this.flushSettles();
-    clearTimeout(this.settleTimer);
-    this.settleTimer = undefined;
-    this.closed = true;
-    this.db.close();
+  /** Commits what is pending and closes; resolves once the checkpoint thread has closed its connection too. */
+  close(): Promise<void> {
+    if (!this.closed) {
+      this.flush();
+      this.flushSettles();
+      clearTimeout(this.settleTimer);
+      this.settleTimer = undefined;
+      this.closed = true;
+      this.db.close();
+    }
+    return this.checkpointer.stop();
   }
 }
