@@ -73,11 +73,16 @@ interface LoadResult {
   p99: number;
   errors: number;
   non2xx: number;
+  /** CPU time per request (µs, all threads) of the server and of the load generator (this process). */
+  serverCpu: number;
+  clientCpu: number;
 }
 
-async function load(port: number, bodies: string[], seconds = duration): Promise<LoadResult> {
+async function load(server: Server, bodies: string[], seconds = duration): Promise<LoadResult> {
+  const serverBefore = cpuSeconds(server);
+  const clientBefore = process.cpuUsage();
   const result = await autocannon({
-    url: `http://127.0.0.1:${port}/`,
+    url: `http://127.0.0.1:${server.port}/`,
     connections,
     duration: seconds,
     requests: bodies.map((body) => ({
@@ -87,11 +92,15 @@ async function load(port: number, bodies: string[], seconds = duration): Promise
       body,
     })),
   });
+  const client = process.cpuUsage(clientBefore);
+  const requests = Math.max(1, result.requests.total);
   return {
     rps: result.requests.average,
     p99: result.latency.p99,
     errors: result.errors,
     non2xx: result.non2xx,
+    serverCpu: ((cpuSeconds(server) - serverBefore) * 1e6) / requests,
+    clientCpu: (client.user + client.system) / requests,
   };
 }
 
@@ -114,11 +123,11 @@ async function ingestBench(bodies: string[]): Promise<void> {
   ];
   const results = new Map<string, LoadResult[]>(servers.map(([name]) => [name, []]));
   try {
-    for (const [, s] of servers) await load(s.port, bodies.slice(0, 100), 2); // warm-up
+    for (const [, s] of servers) await load(s, bodies.slice(0, 100), 2); // warm-up
     for (let r = 1; r <= rounds; r++) {
       const line: string[] = [];
       for (const [name, s] of servers) {
-        const res = await load(s.port, bodies);
+        const res = await load(s, bodies);
         results.get(name)!.push(res);
         line.push(
           `${name} ${res.rps.toFixed(0)} req/s p99 ${res.p99} ms${res.errors + res.non2xx > 0 ? ` (errors ${res.errors}, non-2xx ${res.non2xx})` : ''}`,
@@ -133,7 +142,7 @@ async function ingestBench(bodies: string[]): Promise<void> {
   for (const [name, rs] of results) {
     const rps = mean(rs.map((x) => x.rps));
     console.log(
-      `summary ${name}: ${rps.toFixed(0)} req/s, p99 ${mean(rs.map((x) => x.p99)).toFixed(1)} ms, ratio to node:http ${(rps / base).toFixed(3)}`,
+      `summary ${name}: ${rps.toFixed(0)} req/s, p99 ${mean(rs.map((x) => x.p99)).toFixed(1)} ms, ratio to node:http ${(rps / base).toFixed(3)}; CPU per request: server ${mean(rs.map((x) => x.serverCpu)).toFixed(1)} µs, load generator ${mean(rs.map((x) => x.clientCpu)).toFixed(1)} µs`,
     );
   }
   console.log('targets: eyrie (no destination) >= 0.85, eyrie (durable) >= 0.80');
