@@ -1,24 +1,17 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { openDatabase } from '../delivery/journal.ts';
 import { BACKSTOP_PAGES, WalCheckpointer } from './wal-checkpointer.ts';
+import { tempDir } from '../../test/helpers/config-file.ts';
+import { waitUntil } from '../../test/helpers/delivery.ts';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitUntil(check: () => boolean, what: string, timeout = 5000): Promise<void> {
-  const deadline = Date.now() + timeout;
-  while (!check()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}`);
-    await sleep(10);
-  }
-}
-
-function tempDir(t: { after: (fn: () => void) => void }): string {
-  const dir = mkdtempSync(join(tmpdir(), 'eyrie-wal-'));
+/** A temporary data directory removed after the test. */
+function dataDir(t: { after: (fn: () => void) => void }): string {
+  const dir = tempDir('eyrie-wal-');
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
@@ -43,7 +36,7 @@ const walFrames = (db: Database.Database) =>
 
 describe('WalCheckpointer', () => {
   it('copies committed pages into the database file from its thread; the writer never checkpoints below the backstop', async (t) => {
-    const dir = tempDir(t);
+    const dir = dataDir(t);
     const db = openDatabase(dir);
     const file = join(dir, 'eyrie.db');
     const errors: Error[] = [];
@@ -56,14 +49,18 @@ describe('WalCheckpointer', () => {
     const before = statSync(file).size;
     // About 300 pages: far below the backstop, so only the thread can have copied them.
     writeRows(db, 1000, checkpointer);
-    await waitUntil(() => statSync(file).size > before + 900 * 1000, 'the database file holds the rows');
+    await waitUntil(
+      () => statSync(file).size > before + 900 * 1000,
+      5000,
+      () => 'the database file holds the rows',
+    );
     assert.deepEqual(errors, []);
     await checkpointer.stop();
     db.close();
   });
 
   it('without it, the same commits stay in the WAL (what the test above rules out)', (t) => {
-    const dir = tempDir(t);
+    const dir = dataDir(t);
     const db = openDatabase(dir);
     db.exec(`PRAGMA wal_autocheckpoint = ${BACKSTOP_PAGES}`);
     const before = statSync(join(dir, 'eyrie.db')).size;
@@ -76,7 +73,7 @@ describe('WalCheckpointer', () => {
   });
 
   it('stop() resolves once the thread closed its connection: the last close removes the WAL', async (t) => {
-    const dir = tempDir(t);
+    const dir = dataDir(t);
     const db = openDatabase(dir);
     const checkpointer = new WalCheckpointer(db, { onError: unexpected, onFallback: unexpected });
     writeRows(db, 200, checkpointer);
