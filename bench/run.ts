@@ -78,13 +78,19 @@ interface LoadResult {
   clientCpu: number;
 }
 
-async function load(server: Server, bodies: string[], seconds = duration): Promise<LoadResult> {
+async function load(
+  server: Server,
+  bodies: string[],
+  seconds = duration,
+  overallRate?: number,
+): Promise<LoadResult> {
   const serverBefore = cpuSeconds(server);
   const clientBefore = process.cpuUsage();
   const result = await autocannon({
     url: `http://127.0.0.1:${server.port}/`,
     connections,
     duration: seconds,
+    ...(overallRate ? { overallRate } : {}),
     requests: bodies.map((body) => ({
       method: 'POST',
       path: '/',
@@ -135,6 +141,15 @@ async function ingestBench(bodies: string[]): Promise<void> {
       }
       console.log(`round ${r}: ${line.join(' | ')}`);
     }
+    // The same server without the journal, offered the durable run's request rate: per-request costs
+    // grow as the rate falls (fewer requests per event-loop turn, the load generator on the same
+    // cores), so the CPU difference at equal rates is what the journal itself costs per event.
+    const durableRps = mean(results.get(servers[2]![0])!.map((x) => x.rps));
+    const sameRate = await load(servers[1]![1], bodies, duration, Math.round(durableRps));
+    const durableCpu = mean(results.get(servers[2]![0])!.map((x) => x.serverCpu));
+    console.log(
+      `at the durable rate (${durableRps.toFixed(0)} req/s offered): eyrie (no destination) ${sameRate.rps.toFixed(0)} req/s, CPU per request: server ${sameRate.serverCpu.toFixed(1)} µs, load generator ${sameRate.clientCpu.toFixed(1)} µs; the journal costs ${(durableCpu - sameRate.serverCpu).toFixed(1)} µs per event`,
+    );
   } finally {
     for (const [, s] of servers) await s.stop();
   }
