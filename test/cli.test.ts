@@ -4,10 +4,10 @@ import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { eyrieCli } from './helpers/eyrie-process.ts';
+import { eyrieCli, spawnEyrie } from './helpers/eyrie-process.ts';
 import { startIngest, type TestIngest } from './helpers/ingest.ts';
 import { generateEvents } from './helpers/events.ts';
-import { tempDir } from './helpers/config-file.ts';
+import { tempDir, writeConfig } from './helpers/config-file.ts';
 import { createLogger } from '../src/util/logger.ts';
 import { stringifyJson } from '../src/event/json.ts';
 
@@ -114,6 +114,29 @@ describe('eyrie check and version', () => {
     const res = await run(['version']);
     assert.equal(res.code, 0);
     assert.match(res.stdout, /^eyrie \d+\.\d+\.\d+ \(node v\d+/);
+  });
+});
+
+describe('eyrie serve shutdown', { timeout: 60_000 }, () => {
+  it('exits 0 on SIGTERM when the pipe its logs go to was closed (EPIPE)', async () => {
+    const dir = tempDir();
+    const { file } = writeConfig(
+      `listen: { address: 127.0.0.1, port: 0 }\ndestinations:\n  - name: archive\n    type: file\n    path: ${join(dir, 'events.ndjson')}\n`,
+      dir,
+    );
+    const eyrie = await spawnEyrie(file);
+    // As when journald or a log shipper goes away: the next log line (the shutdown's) gets EPIPE.
+    eyrie.child.stdout!.destroy();
+    eyrie.child.stderr!.destroy();
+    eyrie.child.kill('SIGTERM');
+    let timer: NodeJS.Timeout | undefined;
+    const outcome = await Promise.race([
+      eyrie.exited,
+      new Promise<string>((r) => (timer = setTimeout(() => r('still running 15 s after SIGTERM'), 15_000))),
+    ]);
+    clearTimeout(timer);
+    if (outcome === 'still running 15 s after SIGTERM') eyrie.child.kill('SIGKILL');
+    assert.equal(outcome, 0);
   });
 });
 

@@ -3,7 +3,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig } from '../config/load.ts';
 import { ConfigError } from '../config/errors.ts';
 import { renderConfig, secretValues } from '../config/render.ts';
-import { createLogger } from '../util/logger.ts';
+import { createLogger, exitAfterLogs } from '../util/logger.ts';
 import { preflight, startEyrie, type RunningEyrie } from '../app.ts';
 import type { LoadedConfig } from '../config/load.ts';
 import { applyExporterFlags, type ExporterFlags } from './exporter-flags.ts';
@@ -64,9 +64,9 @@ async function runService(loaded: LoadedConfig): Promise<void> {
     });
   } catch (err) {
     logger.fatal({ err }, 'cannot start');
-    logger.flush();
     process.stderr.write(`eyrie: ${(err as Error).message}\n`);
-    process.exit(1);
+    exitAfterLogs(logger, 1);
+    return;
   }
   let stopping = false;
   const stop = (signal: string) => {
@@ -75,13 +75,12 @@ async function runService(loaded: LoadedConfig): Promise<void> {
     logger.info({ signal }, 'shutting down');
     const deadline = setTimeout(() => {
       logger.error('shutdown deadline passed, exiting');
-      process.exit(1);
+      exitAfterLogs(logger, 1);
     }, 30_000);
     deadline.unref();
     void eyrie.close().then(() => {
       logger.info('stopped');
-      logger.flush();
-      process.exit(0);
+      exitAfterLogs(logger, 0);
     });
   };
   process.on('SIGTERM', () => stop('SIGTERM'));

@@ -39,7 +39,30 @@ export function createLogger(
   if (config.format === 'pretty' && destination === undefined) {
     return pino({ ...options, transport: { target: 'pino-pretty', options: { destination: 2 } } });
   }
+  // minLength 1 writes every line at once, as 0 would, but makes flush(cb) wait for the write to end
+  // or fail (with 0 it calls back at once); exitAfterLogs relies on that.
   return destination
     ? pino(options, destination as never)
-    : pino(options, pino.destination({ dest: 2, sync: false }));
+    : pino(options, pino.destination({ dest: 2, sync: false, minLength: 1 }));
+}
+
+/** Longest wait for pending log lines before exitAfterLogs exits anyway (ms). */
+const LOG_FLUSH_TIMEOUT_MS = 2000;
+
+/**
+ * Exits with `code` once the pending log lines are written, or failed to be written. A plain
+ * process.exit() would leave them to pino's exit hook, whose synchronous flush (sonic-boom 4, the
+ * major pino 10 uses) retries every error but EAGAIN forever: with the log pipe closed (EPIPE, e.g.
+ * journald restarted) the process would hang instead of exiting. Once the asynchronous write has
+ * failed, pino turns the stream's methods into no-ops, so the exit hook returns at once.
+ */
+export function exitAfterLogs(logger: Logger, code: number): void {
+  process.exitCode = code;
+  const exit = () => process.exit(code);
+  setTimeout(exit, LOG_FLUSH_TIMEOUT_MS);
+  try {
+    logger.flush(exit);
+  } catch {
+    exit();
+  }
 }
