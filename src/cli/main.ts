@@ -57,17 +57,8 @@ program
 async function runService(loaded: LoadedConfig): Promise<void> {
   const logger = createLogger(loaded.config.log, secretValues(loaded.config));
   for (const warning of loaded.warnings) logger.info({ config: loaded.file }, warning);
-  let eyrie: RunningEyrie;
-  try {
-    eyrie = await startEyrie(loaded.config, logger, {
-      onStdinEnd: () => logger.info('standard input ended; still delivering and serving the other sources'),
-    });
-  } catch (err) {
-    logger.fatal({ err }, 'cannot start');
-    process.stderr.write(`eyrie: ${(err as Error).message}\n`);
-    exitAfterLogs(logger, 1);
-    return;
-  }
+  // Handlers first: a SIGTERM that arrives while starting (an orchestrator that gave up waiting) must
+  // stop Eyrie cleanly once it is up, not kill it with Node's default action.
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
@@ -78,13 +69,25 @@ async function runService(loaded: LoadedConfig): Promise<void> {
       exitAfterLogs(logger, 1);
     }, 30_000);
     deadline.unref();
-    void eyrie.close().then(() => {
+    // Signals are handled from the event loop, so `started` (below) is set by the time this runs.
+    void started.then(async (eyrie) => {
+      if (eyrie === undefined) return; // could not start: already exiting with 1
+      await eyrie.close();
       logger.info('stopped');
       exitAfterLogs(logger, 0);
     });
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  const started: Promise<RunningEyrie | undefined> = startEyrie(loaded.config, logger, {
+    onStdinEnd: () => logger.info('standard input ended; still delivering and serving the other sources'),
+  }).catch((err: unknown) => {
+    logger.fatal({ err }, 'cannot start');
+    process.stderr.write(`eyrie: ${(err as Error).message}\n`);
+    exitAfterLogs(logger, 1);
+    return undefined;
+  });
+  await started;
 }
 
 program
