@@ -117,13 +117,34 @@ describe('eyrie check and version', () => {
   });
 });
 
-describe('eyrie serve shutdown', { timeout: 60_000 }, () => {
+/** A config with one durable destination (so a journal is opened) in a fresh directory. */
+function durableConfig(): { file: string; dir: string } {
+  const dir = tempDir();
+  return writeConfig(
+    `listen: { address: 127.0.0.1, port: 0 }\ndestinations:\n  - name: archive\n    type: file\n    path: ${join(dir, 'events.ndjson')}\n`,
+    dir,
+  );
+}
+
+describe('eyrie serve', { timeout: 60_000 }, () => {
+  it('refuses to start on a storage.path whose journal another process has open', async () => {
+    const { file, dir } = durableConfig();
+    const first = await spawnEyrie(file);
+    try {
+      const second = await run(['serve', '-c', file]);
+      assert.equal(second.code, 1);
+      assert.match(
+        second.stderr,
+        new RegExp(`storage.path ${join(dir, 'data')} is in use by another Eyrie process`),
+      );
+    } finally {
+      first.child.kill('SIGTERM');
+      assert.equal(await first.exited, 0);
+    }
+  });
+
   it('exits 0 on SIGTERM when the pipe its logs go to was closed (EPIPE)', async () => {
-    const dir = tempDir();
-    const { file } = writeConfig(
-      `listen: { address: 127.0.0.1, port: 0 }\ndestinations:\n  - name: archive\n    type: file\n    path: ${join(dir, 'events.ndjson')}\n`,
-      dir,
-    );
+    const { file } = durableConfig();
     const eyrie = await spawnEyrie(file);
     // As when journald or a log shipper goes away: the next log line (the shutdown's) gets EPIPE.
     eyrie.child.stdout!.destroy();

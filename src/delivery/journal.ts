@@ -2,6 +2,7 @@ import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { openSqlite } from '../store/sqlite.ts';
+import { DataDirLock } from '../store/data-dir-lock.ts';
 import { WalCheckpointer } from '../store/wal-checkpointer.ts';
 import type { FalcoEvent } from '../event/falco-event.ts';
 import { parseJson, stringifyJson } from '../event/json.ts';
@@ -482,7 +483,13 @@ export class Journal {
 
   constructor(options: JournalOptions) {
     this.options = options;
-    this.db = openDatabase(options.dataDir);
+    this.lock = new DataDirLock(options.dataDir);
+    try {
+      this.db = openDatabase(options.dataDir);
+    } catch (err) {
+      this.lock.release();
+      throw err;
+    }
     this.statements = prepare(this.db);
     this.transaction = this.db.transaction((fn: () => unknown) => fn()) as <T>(fn: () => T) => T;
     // This process is the only consumer: whatever a previous run had leased is due again now.
@@ -495,6 +502,8 @@ export class Journal {
 
   /** Checkpoints the WAL on its own thread, so that commits never wait for one (see WalCheckpointer). */
   private readonly checkpointer: WalCheckpointer;
+  /** Held from open to close: one process per journal. */
+  private readonly lock: DataDirLock;
 
   private readonly queues: SqliteQueue[] = [];
 
@@ -694,6 +703,6 @@ export class Journal {
       this.closed = true;
       this.db.close();
     }
-    return this.checkpointer.stop();
+    return this.checkpointer.stop().finally(() => this.lock.release());
   }
 }

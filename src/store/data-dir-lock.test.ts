@@ -1,0 +1,62 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { DataDirLock } from './data-dir-lock.ts';
+import { tempDir } from '../../test/helpers/config-file.ts';
+
+function dataDir(t: { after: (fn: () => void) => void }): string {
+  const dir = tempDir('eyrie-lock-');
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+const lockModule = fileURLToPath(new URL('./data-dir-lock.ts', import.meta.url));
+
+describe('DataDirLock', () => {
+  it('refuses a second holder, naming the directory, until the first releases it', (t) => {
+    const dir = dataDir(t);
+    const first = new DataDirLock(dir);
+    assert.throws(
+      () => new DataDirLock(dir),
+      (err: Error) => {
+        assert.match(err.message, new RegExp(`storage.path ${dir} is in use by another Eyrie process`));
+        assert.match(err.message, /eyrie\.lock/);
+        return true;
+      },
+    );
+    first.release();
+    first.release(); // idempotent
+    const second = new DataDirLock(dir);
+    second.release();
+  });
+
+  it('is held across processes, and a holder killed with SIGKILL leaves no stale lock', async (t) => {
+    const dir = dataDir(t);
+    const holder = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '--input-type=module',
+        '-e',
+        `const { DataDirLock } = await import(${JSON.stringify(lockModule)}); new DataDirLock(${JSON.stringify(dir)}); console.log('locked'); setInterval(() => {}, 1000);`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const exited = new Promise((r) => holder.on('exit', r));
+    await new Promise<void>((resolve, reject) => {
+      holder.stdout.on('data', (c: Buffer) => c.toString().includes('locked') && resolve());
+      holder.on('exit', (code) => reject(new Error(`the holder exited with ${code}`)));
+    });
+    try {
+      assert.throws(() => new DataDirLock(dir), /in use by another Eyrie process/);
+    } finally {
+      holder.kill('SIGKILL');
+      await exited;
+    }
+    const after = new DataDirLock(dir);
+    after.release();
+  });
+});

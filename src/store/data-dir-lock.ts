@@ -1,0 +1,47 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type Database from 'better-sqlite3';
+import { openSqlite } from './sqlite.ts';
+
+/** How long a start waits for another process to let go of the directory (a restart that overlaps). */
+const WAIT_MS = 3000;
+
+/**
+ * Keeps a second Eyrie process off a data directory whose journal this one writes. Two processes on
+ * one journal would each release the other's leased entries when they start and send them again, and
+ * both would keep wrong queue depths and caps.
+ *
+ * The lock is an exclusive transaction held on a small SQLite file, `eyrie.lock`: SQLite's locks are
+ * POSIX record locks, which the kernel drops when the process ends, even by SIGKILL, so no stale lock
+ * is ever left to clean up, and containers sharing the volume on one node see each other's. The dlq
+ * CLI does not take it: it is meant to run beside the server.
+ */
+export class DataDirLock {
+  private readonly db: Database.Database;
+  readonly file: string;
+
+  constructor(dataDir: string) {
+    mkdirSync(dataDir, { recursive: true });
+    this.file = join(dataDir, 'eyrie.lock');
+    this.db = openSqlite(this.file, { timeout: WAIT_MS });
+    try {
+      this.db.exec('PRAGMA locking_mode = EXCLUSIVE');
+      this.db.exec('BEGIN EXCLUSIVE');
+    } catch (err) {
+      this.db.close();
+      if ((err as { code?: string }).code === 'SQLITE_BUSY') {
+        throw new Error(
+          `storage.path ${dataDir} is in use by another Eyrie process (it holds ${this.file}): two processes must not share one journal; stop the other one or give each its own storage.path`,
+          { cause: err },
+        );
+      }
+      throw err;
+    }
+  }
+
+  release(): void {
+    if (!this.db.open) return;
+    this.db.exec('ROLLBACK');
+    this.db.close();
+  }
+}
