@@ -1,7 +1,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { eyrieCli, spawnEyrie } from './helpers/eyrie-process.ts';
@@ -141,6 +141,21 @@ describe('eyrie serve', { timeout: 60_000 }, () => {
       first.child.kill('SIGTERM');
       assert.equal(await first.exited, 0);
     }
+  });
+
+  it('exits 1 naming the journal file when it is not a SQLite database', async () => {
+    const { file, dir } = durableConfig();
+    mkdirSync(join(dir, 'data'));
+    writeFileSync(
+      join(dir, 'data', 'eyrie.db'),
+      'not a database, but long enough to be read as a header '.repeat(100),
+    );
+    const result = await run(['serve', '-c', file]);
+    assert.equal(result.code, 1);
+    assert.match(
+      result.stderr,
+      new RegExp(`cannot open the journal ${join(dir, 'data', 'eyrie.db')}: file is not a database`),
+    );
   });
 
   it('exits 0 on SIGTERM when the pipe its logs go to was closed (EPIPE)', async () => {

@@ -86,15 +86,23 @@ CREATE INDEX IF NOT EXISTS dead_letters_destination ON dead_letters (destination
 
 /** Opens (creating if needed) Eyrie's SQLite database in WAL mode. Shared by the server and the dlq CLI. */
 export function openDatabase(dataDir: string): Database.Database {
-  mkdirSync(dataDir, { recursive: true });
-  const db = openSqlite(join(dataDir, 'eyrie.db'));
-  // exec, not pragma(): pragma() prepares a throw-away statement (see src/store/sqlite.ts).
-  db.exec('PRAGMA journal_mode = WAL');
-  // NORMAL in WAL survives a crash of the process (SIGKILL); only an OS crash can lose the last commits.
-  db.exec('PRAGMA synchronous = NORMAL');
-  db.exec('PRAGMA busy_timeout = 5000');
-  db.exec(SCHEMA);
-  return db;
+  const file = join(dataDir, 'eyrie.db');
+  let db: Database.Database | undefined;
+  try {
+    mkdirSync(dataDir, { recursive: true });
+    db = openSqlite(file);
+    // exec, not pragma(): pragma() prepares a throw-away statement (see src/store/sqlite.ts).
+    db.exec('PRAGMA journal_mode = WAL');
+    // NORMAL in WAL survives a crash of the process (SIGKILL); only an OS crash can lose the last commits.
+    db.exec('PRAGMA synchronous = NORMAL');
+    db.exec('PRAGMA busy_timeout = 5000');
+    db.exec(SCHEMA);
+    return db;
+  } catch (err) {
+    db?.close();
+    // SQLite's own messages ("file is not a database", "unable to open database file") name no file.
+    throw new Error(`cannot open the journal ${file}: ${(err as Error).message}`, { cause: err });
+  }
 }
 
 export function databaseBytes(dataDir: string): number {
