@@ -4,7 +4,12 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RequestConfig } from '../config/types.ts';
 import { classify, HttpStatusError } from '../delivery/errors.ts';
-import { canonicalHeaderName, createHttpTransport, type HttpTransport } from './http-transport.ts';
+import {
+  canonicalHeaderName,
+  createHttpTransport,
+  RESPONSE_LIMIT,
+  type HttpTransport,
+} from './http-transport.ts';
 import {
   startRecordingServer,
   startTestProxy,
@@ -219,6 +224,23 @@ describe('http transport: statuses and errors', () => {
     );
     await t.close();
     await fresh.close();
+  });
+
+  it('keeps at most 1 MiB of a success body and 4 KiB of an error body, and stays usable', async () => {
+    const t = transport(requestConfig(), server.url);
+    const big = 'x'.repeat(3 * 1024 * 1024);
+    server.respondWith(() => ({ status: 200, body: big }));
+    const ok = await t.send({ body: '{}' });
+    assert.equal(ok.body.length, RESPONSE_LIMIT);
+    server.respondWith(() => ({ status: 500, body: big }));
+    await assert.rejects(t.send({ body: '{}' }), (err: unknown) => {
+      assert.ok(err instanceof HttpStatusError);
+      assert.equal(err.status, 500);
+      assert.equal(err.body.length, 4096);
+      return true;
+    });
+    server.respondWith(() => ({ status: 200, body: 'small' }));
+    assert.equal((await t.send({ body: '{}' })).body, 'small');
   });
 
   it('refuses to send after close', async () => {
