@@ -1,22 +1,15 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { DataDirLock } from './data-dir-lock.ts';
-import { tempDir } from '../../test/helpers/config-file.ts';
-
-function dataDir(t: { after: (fn: () => void) => void }): string {
-  const dir = tempDir('eyrie-lock-');
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+import { testTempDir } from '../../test/helpers/config-file.ts';
 
 const lockModule = fileURLToPath(new URL('./data-dir-lock.ts', import.meta.url));
 
 describe('DataDirLock', () => {
   it('refuses a second holder, naming the directory, until the first releases it', (t) => {
-    const dir = dataDir(t);
+    const dir = testTempDir(t, 'eyrie-lock-');
     const first = new DataDirLock(dir);
     assert.throws(
       () => new DataDirLock(dir),
@@ -33,7 +26,7 @@ describe('DataDirLock', () => {
   });
 
   it('is held across processes, and a holder killed with SIGKILL leaves no stale lock', async (t) => {
-    const dir = dataDir(t);
+    const dir = testTempDir(t, 'eyrie-lock-');
     const holder = spawn(
       process.execPath,
       [

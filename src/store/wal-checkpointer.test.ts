@@ -1,20 +1,13 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, rmSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { openDatabase } from '../delivery/journal.ts';
 import { BACKSTOP_PAGES, WalCheckpointer } from './wal-checkpointer.ts';
-import { tempDir } from '../../test/helpers/config-file.ts';
+import { testTempDir } from '../../test/helpers/config-file.ts';
 import { waitUntil } from '../../test/helpers/delivery.ts';
-
-/** A temporary data directory removed after the test. */
-function dataDir(t: { after: (fn: () => void) => void }): string {
-  const dir = tempDir('eyrie-wal-');
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 /** Commits `rows` rows of about 1 KiB each, one transaction per 10 rows. */
 function writeRows(db: Database.Database, rows: number, checkpointer?: WalCheckpointer): void {
@@ -36,7 +29,7 @@ const walFrames = (db: Database.Database) =>
 
 describe('WalCheckpointer', () => {
   it('copies committed pages into the database file from its thread; the writer never checkpoints below the backstop', async (t) => {
-    const dir = dataDir(t);
+    const dir = testTempDir(t, 'eyrie-wal-');
     const db = openDatabase(dir);
     const file = join(dir, 'eyrie.db');
     const errors: Error[] = [];
@@ -60,7 +53,7 @@ describe('WalCheckpointer', () => {
   });
 
   it('without it, the same commits stay in the WAL (what the test above rules out)', (t) => {
-    const dir = dataDir(t);
+    const dir = testTempDir(t, 'eyrie-wal-');
     const db = openDatabase(dir);
     db.exec(`PRAGMA wal_autocheckpoint = ${BACKSTOP_PAGES}`);
     const before = statSync(join(dir, 'eyrie.db')).size;
@@ -73,7 +66,7 @@ describe('WalCheckpointer', () => {
   });
 
   it('stop() resolves once the thread closed its connection: the last close removes the WAL', async (t) => {
-    const dir = dataDir(t);
+    const dir = testTempDir(t, 'eyrie-wal-');
     const db = openDatabase(dir);
     const checkpointer = new WalCheckpointer(db, { onError: unexpected, onFallback: unexpected });
     writeRows(db, 200, checkpointer);

@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../src/config/load.ts';
@@ -7,6 +7,13 @@ import type { EyrieConfig } from '../../src/config/types.ts';
 /** A fresh temporary directory. */
 export function tempDir(prefix = 'eyrie-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** A fresh temporary directory removed after the test `t`. */
+export function testTempDir(t: { after: (fn: () => void) => void }, prefix?: string): string {
+  const dir = tempDir(prefix);
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
 }
 
 /** Writes a native YAML config into a temp dir (with `storage.path` there) and returns its path. */
