@@ -1021,6 +1021,35 @@ describe('DeliveryEngine', { timeout: 60_000 }, () => {
       assert.equal(queuedUuids(te.dataDir, 'dead').length, 50);
     });
 
+    it('abandons a send that outlives request.timeout + 5 s and retries it', async (t) => {
+      const cfg = config([
+        dest('stuck', { extra: 'request: { timeout: 100ms }, queue: { concurrency: 1 }' }),
+      ]);
+      let calls = 0;
+      const te = start(t, cfg, { stuck: (_events, fake) => (++calls === 1 ? fake.hang() : undefined) });
+      const [event] = makeEvents(1, 23);
+      await te.engine.route([event!]);
+      await waitUntil(
+        () => te.fakes.stuck!.delivered.length === 1,
+        15_000,
+        () => `${te.fakes.stuck!.sends.length} sends`,
+      );
+      const [first, second] = te.fakes.stuck!.attemptTimes(event!.uuid);
+      // Millisecond clocks on both sides: allow one tick.
+      assert.ok(second! - first! >= 5100 - 1, `retried ${second! - first!} ms after the first attempt`);
+      assert.ok(second! - first! < 5100 + 2000, `retried ${second! - first!} ms after the first attempt`);
+      const metrics = await te.metrics.text();
+      assert.equal(
+        metricValue(metrics, 'eyrie_delivery_events_total', {
+          destination: 'stuck',
+          outcome: 'retry',
+          reason: 'timeout',
+        }),
+        1,
+      );
+      assert.equal(metricValue(metrics, 'eyrie_delivery_in_flight', { destination: 'stuck' }), 0);
+    });
+
     it('close() waits for a send in flight up to delivery.shutdown_timeout', async (t) => {
       const cfg = config([dest('slow', { extra: 'queue: { concurrency: 1 }' })], 'shutdown_timeout: 2s');
       const te = start(t, cfg, { slow: () => sleep(300) });

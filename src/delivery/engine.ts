@@ -1,6 +1,6 @@
 import { asError } from '../util/error.ts';
 import type { Logger } from 'pino';
-import { Counter, Gauge, Histogram } from 'prom-client';
+import { Gauge, Histogram } from 'prom-client';
 import type { DeliveryConfig, DestinationConfig } from '../config/types.ts';
 import type { Destination } from '../destinations/types.ts';
 import { TEST_RULE, type FalcoEvent } from '../event/falco-event.ts';
@@ -38,8 +38,9 @@ interface Route {
 /** Eyrie's delivery metrics (Falcosidekick's counters live in Metrics). */
 function deliveryMetrics(metrics: Metrics) {
   const registers = [metrics.registry];
+  const sending = new Map<string, { value: number }>();
   return {
-    outcomes: new Counter({
+    outcomes: new HotCounter({
       name: 'eyrie_delivery_events_total',
       help: 'Delivery outcomes per destination: success, retry, dead_letter, fallback, dropped (with reason)',
       labelNames: ['destination', 'outcome', 'reason'] as const,
@@ -57,7 +58,13 @@ function deliveryMetrics(metrics: Metrics) {
       help: 'Events being sent now',
       labelNames: ['destination'] as const,
       registers,
+      // Read at scrape time: a labelled inc() twice per send hashed its labels each time.
+      collect() {
+        for (const [destination, count] of sending) this.set({ destination }, count.value);
+      },
     }),
+    /** Events being sent now per destination, kept by the workers' observers. */
+    sending,
     commit: new Histogram({
       name: 'eyrie_journal_commit_seconds',
       help: 'Duration of each group commit of the journal',
@@ -144,10 +151,17 @@ export class DeliveryEngine implements Router {
         durable = { queue: q, onDrop };
         queue = q;
       }
+      // Handles of the per-event series, made on first use (a series appears once it counts).
+      let succeeded: CounterHandle | undefined;
+      let sentOk: CounterHandle | undefined;
+      const inFlight = { value: 0 };
+      m.sending.set(name, inFlight);
       const observer: DeliveryObserver = {
         success: (entries, now) => {
-          m.outcomes.inc({ destination: name, outcome: 'success', reason: '' }, entries.length);
-          sidekickOutputs.inc({ destination: name, status: 'ok' }, entries.length);
+          succeeded ??= m.outcomes.handle({ destination: name, outcome: 'success', reason: '' });
+          sentOk ??= sidekickOutputs.handle({ destination: name, status: 'ok' });
+          succeeded.inc(entries.length);
+          sentOk.inc(entries.length);
           for (const e of entries) m.latency.observe({ destination: name }, (now - e.enqueuedAt) / 1000);
         },
         retry: (entries, failure) => {
@@ -164,7 +178,9 @@ export class DeliveryEngine implements Router {
           if (dropped > 0)
             m.outcomes.inc({ destination: name, outcome: 'dropped', reason: 'gave_up_memory' }, dropped);
         },
-        inFlight: (delta) => m.inFlight.inc({ destination: name }, delta),
+        inFlight: (delta) => {
+          inFlight.value += delta;
+        },
       };
       const workers = new DestinationWorkers(
         config,
