@@ -164,6 +164,8 @@ export async function startEyrie(
     metrics,
     logger: logger.child({ component: 'delivery' }),
   });
+  // Listening means fully started: the journal's checkpoint thread is up too.
+  await engine.ready();
   const falcoEvents = new FalcoEventsCounter(metrics, config.metrics.extra_labels, config.metrics.max_series);
   const eventCounters = new EventCounters(eventCounter, falcoEvents);
   const pipeline = new Pipeline(enrich, engine, logger.child({ component: 'pipeline' }), (e) =>

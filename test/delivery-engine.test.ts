@@ -1226,6 +1226,9 @@ describe('DeliveryEngine', { timeout: 60_000 }, () => {
           b: succeed,
         },
       );
+      // Timed from a started engine: a close right after the start also waits for the checkpoint
+      // thread to finish loading (hundreds of ms under coverage), which is not what this guards.
+      await te.engine.ready();
       const t0 = Date.now();
       await te.close();
       assert.ok(Date.now() - t0 < 500, `close() of an idle engine took ${Date.now() - t0} ms`);

@@ -343,6 +343,11 @@ export class DeliveryEngine implements Router {
       : { ok: false, detail: this.journal.lastError };
   }
 
+  /** Resolves once the journal's helper thread runs: started, nothing left to load. */
+  ready(): Promise<void> {
+    return this.journal?.ready() ?? Promise.resolve();
+  }
+
   /** Flushes the journal, lets in-flight sends finish within the shutdown timeout, closes everything. */
   async close(): Promise<void> {
     this.closed = true;

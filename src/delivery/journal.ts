@@ -508,6 +508,11 @@ export class Journal {
     });
   }
 
+  /** Resolves once the checkpoint thread runs (or has fallen back to inline checkpoints). */
+  ready(): Promise<void> {
+    return this.checkpointer.ready;
+  }
+
   /** Checkpoints the WAL on its own thread, so that commits never wait for one (see WalCheckpointer). */
   private readonly checkpointer: WalCheckpointer;
   /** Held from open to close: one process per journal. */

@@ -69,6 +69,7 @@ describe('WalCheckpointer', () => {
     const dir = testTempDir(t, 'eyrie-wal-');
     const db = openDatabase(dir);
     const checkpointer = new WalCheckpointer(db, { onError: unexpected, onFallback: unexpected });
+    await settlesWithin(checkpointer.ready, 10_000, 'ready once the thread runs');
     writeRows(db, 200, checkpointer);
     db.close();
     await checkpointer.stop();
@@ -91,6 +92,7 @@ describe('WalCheckpointer', () => {
       onFallback: (e) => fallbacks.push(e),
     });
     await checkpointer.exited;
+    await settlesWithin(checkpointer.ready, 1000, 'ready (inline checkpoints) once the thread is gone');
     assert.equal(fallbacks.length, 1);
     assert.match(fallbacks[0]!.message, /unable to open database file|directory does not exist/);
     assert.deepEqual(execs, [
@@ -99,3 +101,16 @@ describe('WalCheckpointer', () => {
     ]);
   });
 });
+
+/** Fails, instead of hanging the test, when `promise` does not settle within `ms`. */
+async function settlesWithin(promise: Promise<unknown>, ms: number, what: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`not ${what} within ${ms} ms`)), ms);
+  });
+  try {
+    await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

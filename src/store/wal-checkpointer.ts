@@ -68,6 +68,8 @@ export class WalCheckpointer {
   private stopping = false;
   /** Resolves when the thread has closed its connection and exited. */
   readonly exited: Promise<void>;
+  /** Resolves once the thread runs (or is gone, checkpoints inline again); never rejects. */
+  readonly ready: Promise<void>;
 
   constructor(db: Database.Database, events: CheckpointerEvents, minInterval = MIN_INTERVAL_MS) {
     const signal = new SharedArrayBuffer(8);
@@ -75,11 +77,16 @@ export class WalCheckpointer {
     const data: CheckpointThreadData = { file: db.name, signal, minInterval };
     db.exec(`PRAGMA wal_autocheckpoint = ${BACKSTOP_PAGES}`);
     this.worker = startThread(data);
+    let started!: () => void;
+    this.ready = new Promise<void>((resolve) => (started = resolve));
     this.worker.on('message', (message: CheckpointThreadMessage) => {
       if (message.kind === 'error') events.onError(new Error(message.message));
-      // Running: from now on never what keeps the process alive (a checkpoint cut short by an exit is
-      // safe, SQLite recovers it). Until then, a failure to start must still be reported.
-      else if (message.kind === 'ready' && !this.stopping) this.worker.unref();
+      else if (message.kind === 'ready') {
+        started();
+        // Running: from now on never what keeps the process alive (a checkpoint cut short by an exit
+        // is safe, SQLite recovers it). Until then, a failure to start must still be reported.
+        if (!this.stopping) this.worker.unref();
+      }
     });
     let failure: Error | undefined;
     this.worker.on('error', (err) => {
@@ -92,6 +99,7 @@ export class WalCheckpointer {
           if (db.open) db.exec(`PRAGMA wal_autocheckpoint = ${INLINE_PAGES}`);
           events.onFallback(failure ?? new Error(`the checkpoint thread exited with code ${code}`));
         }
+        started();
         resolve();
       });
     });
