@@ -16,6 +16,7 @@ import { isSidekickKey, translateSidekick } from './sidekick.ts';
 import { presentSidekickEnv } from './sidekick-env.ts';
 import { validateInto } from './validate.ts';
 import { readYaml } from './yaml-source.ts';
+import { readFailure } from '../util/error.ts';
 
 export interface LoadOptions {
   /** YAML file, native or Falcosidekick format; none = defaults plus env. */
@@ -109,9 +110,7 @@ function readConfigFile(file: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    const reason =
-      code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : String(error);
+    const reason = readFailure(error);
     throw new ConfigError([{ file, path: '', message: `cannot read the config file: ${reason}` }]);
   }
 }

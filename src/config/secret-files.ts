@@ -5,6 +5,7 @@ import { allowedTypes, propertiesOf } from './json-schema.ts';
 import type { JsonSchema } from './json-schema.ts';
 import type { Issues, Path } from './origins.ts';
 import { isPlainObject, removeKey } from './plain.ts';
+import { readFailure } from '../util/error.ts';
 
 /**
  * Replaces every `X_file: path` with `X: <file contents>` where the schema declares `X` but not `X_file`
@@ -56,9 +57,7 @@ function readReferencedFile(reference: unknown, keyPath: Path, issues: Issues): 
   try {
     return readFileSync(file, 'utf8');
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    const reason =
-      code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : String(error);
+    const reason = readFailure(error);
     issues.atValue(keyPath, `cannot read "${file}": ${reason}`);
     return undefined;
   }
