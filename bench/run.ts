@@ -9,13 +9,20 @@
  *    latency at a steady 2,000 events/s; resident memory while ingesting 10,000 events/s.
  *
  *   npm run bench [-- --connections 50 --duration 8 --rounds 3 --only ingest|delivery]
+ *                 [-- --load-generator autocannon|wrk]
  *                 [-- --parts throughput,latency,memory --workers 1,4 --rate 2000 --seconds 8
  *                     --warmup 2 --delivery 'commit_interval: 1ms']
  *
  * The delivery options: which parts to run, the worker counts of the throughput part, the rate and
  * duration of the latency part and its warm-up at the same rate (not measured; 0 measures a cold
  * start, as before 2026-11-27), and keys for the `delivery:` section of Eyrie's config.
+ *
+ * The ingest load generator is autocannon in this process by default. `--load-generator wrk` uses
+ * wrk (C, Debian package `wrk`) in a child process instead: it needs about half the CPU per request,
+ * so on a small machine the servers get more of the shared cores, as they would with Falco's senders
+ * on other nodes. wrk cannot hold a fixed rate, so that run skips the equal-rate row.
  */
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,6 +49,10 @@ const rate = opt('rate', 2000);
 const seconds = opt('seconds', 8);
 const warmup = opt('warmup', 2);
 const deliveryKeys = args.includes('--delivery') ? args[args.indexOf('--delivery') + 1]! : '';
+const loadGenerator = list('load-generator', 'autocannon')[0]!;
+if (loadGenerator !== 'autocannon' && loadGenerator !== 'wrk') {
+  throw new Error(`--load-generator ${loadGenerator}: use autocannon or wrk`);
+}
 
 function eyrieConfig(body: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'eyrie-bench-'));
@@ -59,9 +70,11 @@ const startDelivering = (sinkUrl: string, workers: number): Promise<Server> =>
     `${deliveryKeys ? `delivery: { ${deliveryKeys} }\n` : ''}destinations:\n  - name: sink\n    type: webhook\n    address: ${sinkUrl}\n    queue: { concurrency: ${workers} }\n`,
   );
 
-/** CPU seconds (user + system) a child process has used so far. */
-function cpuSeconds(server: Server): number {
-  const fields = readFileSync(`/proc/${server.child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+/** CPU seconds (user + system) a child process has used so far: all its threads, or its main thread. */
+function cpuSeconds(server: Server, mainThreadOnly = false): number {
+  const pid = server.child.pid!;
+  const file = mainThreadOnly ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`;
+  const fields = readFileSync(file, 'utf8').split(') ')[1]!.split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
@@ -73,21 +86,34 @@ interface LoadResult {
   p99: number;
   errors: number;
   non2xx: number;
-  /** CPU time per request (µs, all threads) of the server and of the load generator (this process). */
+  /**
+   * CPU time per request (µs) of the server (all threads, and its event loop's thread alone) and of
+   * the load generator (this process, or the wrk child).
+   */
   serverCpu: number;
+  loopCpu: number;
   clientCpu: number;
 }
 
-async function load(
-  server: Server,
+interface GeneratorResult {
+  rps: number;
+  requests: number;
+  p99: number;
+  errors: number;
+  non2xx: number;
+  /** CPU seconds the load generator used. */
+  cpu: number;
+}
+
+async function runAutocannon(
+  port: number,
   bodies: string[],
-  seconds = duration,
+  seconds: number,
   overallRate?: number,
-): Promise<LoadResult> {
-  const serverBefore = cpuSeconds(server);
-  const clientBefore = process.cpuUsage();
+): Promise<GeneratorResult> {
+  const before = process.cpuUsage();
   const result = await autocannon({
-    url: `http://127.0.0.1:${server.port}/`,
+    url: `http://127.0.0.1:${port}/`,
     connections,
     duration: seconds,
     ...(overallRate ? { overallRate } : {}),
@@ -98,21 +124,105 @@ async function load(
       body,
     })),
   });
-  const client = process.cpuUsage(clientBefore);
-  const requests = Math.max(1, result.requests.total);
+  const cpu = process.cpuUsage(before);
   return {
     rps: result.requests.average,
+    requests: result.requests.total,
     p99: result.latency.p99,
     errors: result.errors,
     non2xx: result.non2xx,
+    cpu: (cpu.user + cpu.system) / 1e6,
+  };
+}
+
+/** The bodies file and Lua script wrk posts them with, in turn (written once per run). */
+let wrkScript: string | undefined;
+function wrkScriptFor(bodies: string[]): string {
+  if (wrkScript) return wrkScript;
+  const dir = mkdtempSync(join(tmpdir(), 'eyrie-bench-wrk-'));
+  writeFileSync(join(dir, 'bodies.ndjson'), `${bodies.join('\n')}\n`);
+  wrkScript = join(dir, 'post.lua');
+  writeFileSync(
+    wrkScript,
+    [
+      'local bodies = {}',
+      `for line in io.lines(${JSON.stringify(join(dir, 'bodies.ndjson'))}) do bodies[#bodies + 1] = line end`,
+      'local i = 0',
+      'wrk.method = "POST"',
+      'wrk.headers["Content-Type"] = "application/json"',
+      'request = function()',
+      '  i = i % #bodies + 1',
+      '  return wrk.format(nil, "/", nil, bodies[i])',
+      'end',
+      '',
+    ].join('\n'),
+  );
+  return wrkScript;
+}
+
+/** wrk's latency figure ("850.00us", "1.20ms", "2.00s") in ms. */
+function wrkMs(text: string): number {
+  const m = /([\d.]+)(us|ms|s)/.exec(text)!;
+  return Number(m[1]) * (m[2] === 'us' ? 1e-3 : m[2] === 's' ? 1e3 : 1);
+}
+
+/** One wrk run; bash's `times` reports the CPU wrk used (its children's times) when it ends. */
+function runWrk(port: number, bodies: string[], seconds: number): Promise<GeneratorResult> {
+  const argv = ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '-s', wrkScriptFor(bodies)];
+  return new Promise((resolve, reject) => {
+    const child = spawn('bash', ['-c', 'wrk "$@" && times', 'wrk', ...argv, `http://127.0.0.1:${port}/`]);
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      const requests = /(\d+) requests in/.exec(out);
+      const times = /\n(\d+)m([\d.]+)s (\d+)m([\d.]+)s\s*$/.exec(out);
+      if (code !== 0 || !requests || !times) {
+        reject(new Error(`wrk failed (is the Debian package wrk installed?): ${out.slice(-500)}`));
+        return;
+      }
+      const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+      resolve({
+        rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)![1]),
+        requests: Number(requests[1]),
+        p99: wrkMs(/ 99%\s+(\S+)/.exec(out)![1]!),
+        errors: socketErrors ? socketErrors.slice(1).reduce((n, x) => n + Number(x), 0) : 0,
+        non2xx: Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0),
+        cpu: Number(times[1]) * 60 + Number(times[2]) + Number(times[3]) * 60 + Number(times[4]),
+      });
+    });
+  });
+}
+
+async function load(
+  server: Server,
+  bodies: string[],
+  seconds = duration,
+  overallRate?: number,
+): Promise<LoadResult> {
+  const serverBefore = cpuSeconds(server);
+  const loopBefore = cpuSeconds(server, true);
+  if (loadGenerator === 'wrk' && overallRate !== undefined) throw new Error('wrk cannot hold a fixed rate');
+  const result =
+    loadGenerator === 'wrk'
+      ? await runWrk(server.port, bodies, seconds)
+      : await runAutocannon(server.port, bodies, seconds, overallRate);
+  const requests = Math.max(1, result.requests);
+  return {
+    rps: result.rps,
+    p99: result.p99,
+    errors: result.errors,
+    non2xx: result.non2xx,
     serverCpu: ((cpuSeconds(server) - serverBefore) * 1e6) / requests,
-    clientCpu: (client.user + client.system) / requests,
+    loopCpu: ((cpuSeconds(server, true) - loopBefore) * 1e6) / requests,
+    clientCpu: (result.cpu * 1e6) / requests,
   };
 }
 
 async function ingestBench(bodies: string[]): Promise<void> {
   console.log(
-    `\n## ingest: ${connections} connections, ${duration}s per round, ${rounds} rounds, ${bodies.length} distinct events`,
+    `\n## ingest: ${connections} connections, ${duration}s per round, ${rounds} rounds, ${bodies.length} distinct events, load generator ${loadGenerator}`,
   );
   const servers: [string, Server][] = [
     ['node:http', await startServer(['bench/baseline-server.mjs', '0'])],
@@ -144,12 +254,16 @@ async function ingestBench(bodies: string[]): Promise<void> {
     // The same server without the journal, offered the durable run's request rate: per-request costs
     // grow as the rate falls (fewer requests per event-loop turn, the load generator on the same
     // cores), so the CPU difference at equal rates is what the journal itself costs per event.
-    const durableRps = mean(results.get(servers[2]![0])!.map((x) => x.rps));
-    const sameRate = await load(servers[1]![1], bodies, duration, Math.round(durableRps));
-    const durableCpu = mean(results.get(servers[2]![0])!.map((x) => x.serverCpu));
-    console.log(
-      `at the durable rate (${durableRps.toFixed(0)} req/s offered): eyrie (no destination) ${sameRate.rps.toFixed(0)} req/s, CPU per request: server ${sameRate.serverCpu.toFixed(1)} µs, load generator ${sameRate.clientCpu.toFixed(1)} µs; the journal costs ${(durableCpu - sameRate.serverCpu).toFixed(1)} µs per event`,
-    );
+    if (loadGenerator === 'autocannon') {
+      const durable = results.get(servers[2]![0])!;
+      const durableRps = mean(durable.map((x) => x.rps));
+      const sameRate = await load(servers[1]![1], bodies, duration, Math.round(durableRps));
+      const durableCpu = mean(durable.map((x) => x.serverCpu));
+      const durableLoop = mean(durable.map((x) => x.loopCpu));
+      console.log(
+        `at the durable rate (${durableRps.toFixed(0)} req/s offered): eyrie (no destination) ${sameRate.rps.toFixed(0)} req/s, CPU per request: server ${sameRate.serverCpu.toFixed(1)} µs (event loop ${sameRate.loopCpu.toFixed(1)}), load generator ${sameRate.clientCpu.toFixed(1)} µs; the journal costs ${(durableCpu - sameRate.serverCpu).toFixed(1)} µs per event (event loop ${(durableLoop - sameRate.loopCpu).toFixed(1)})`,
+      );
+    }
   } finally {
     for (const [, s] of servers) await s.stop();
   }
@@ -157,7 +271,7 @@ async function ingestBench(bodies: string[]): Promise<void> {
   for (const [name, rs] of results) {
     const rps = mean(rs.map((x) => x.rps));
     console.log(
-      `summary ${name}: ${rps.toFixed(0)} req/s, p99 ${mean(rs.map((x) => x.p99)).toFixed(1)} ms, ratio to node:http ${(rps / base).toFixed(3)}; CPU per request: server ${mean(rs.map((x) => x.serverCpu)).toFixed(1)} µs, load generator ${mean(rs.map((x) => x.clientCpu)).toFixed(1)} µs`,
+      `summary ${name}: ${rps.toFixed(0)} req/s, p99 ${mean(rs.map((x) => x.p99)).toFixed(1)} ms, ratio to node:http ${(rps / base).toFixed(3)}; CPU per request: server ${mean(rs.map((x) => x.serverCpu)).toFixed(1)} µs (event loop ${mean(rs.map((x) => x.loopCpu)).toFixed(1)}), load generator ${mean(rs.map((x) => x.clientCpu)).toFixed(1)} µs`,
     );
   }
   console.log('targets: eyrie (no destination) >= 0.85, eyrie (durable) >= 0.80');
