@@ -15,11 +15,14 @@ function run(
   args: string[],
   input?: string,
   env: NodeJS.ProcessEnv = {},
+  /** Killed (SIGTERM) after this long, for a test of something that must not hang. */
+  timeoutMs?: number,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [...eyrieCli, ...args], {
       env: { ...process.env, ...env },
       stdio: ['pipe', 'pipe', 'pipe'],
+      ...(timeoutMs === undefined ? {} : { timeout: timeoutMs }),
     });
     let stdout = '';
     let stderr = '';
@@ -155,6 +158,20 @@ describe('eyrie serve', { timeout: 60_000 }, () => {
     assert.match(
       result.stderr,
       new RegExp(`cannot open the journal ${join(dir, 'data', 'eyrie.db')}: file is not a database`),
+    );
+  });
+
+  it('exits 1 at once on a storage.path under /proc (where a recursive mkdir would loop forever)', async () => {
+    const dir = tempDir();
+    const { file } = writeConfig(
+      `listen: { address: 127.0.0.1, port: 0 }\nstorage:\n  path: /proc/eyrie-no-such/data\ndestinations:\n  - name: archive\n    type: file\n    path: ${join(dir, 'events.ndjson')}\n`,
+      dir,
+    );
+    const result = await run(['serve', '-c', file], undefined, {}, 20_000);
+    assert.equal(result.code, 1, `still running after 20 s, or: ${result.stderr}`);
+    assert.match(
+      result.stderr,
+      /storage\.path \/proc\/eyrie-no-such\/data: cannot create the directory: ENOENT[^\n]*'\/proc\/eyrie-no-such'/,
     );
   });
 

@@ -1,4 +1,4 @@
-import { mkdirSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { openSqlite } from '../store/sqlite.ts';
@@ -6,6 +6,7 @@ import { DataDirLock } from '../store/data-dir-lock.ts';
 import { WalCheckpointer } from '../store/wal-checkpointer.ts';
 import type { FalcoEvent } from '../event/falco-event.ts';
 import { parseJson, stringifyJson } from '../event/json.ts';
+import { makeDirectory } from '../util/directory.ts';
 import type { DeliveryQueue, GiveUp, Prefetcher, QueueDepth, QueueEntry } from './queue.ts';
 
 /** Ingest could not persist: answered 503, never 200. */
@@ -89,7 +90,7 @@ export function openDatabase(dataDir: string): Database.Database {
   const file = join(dataDir, 'eyrie.db');
   let db: Database.Database | undefined;
   try {
-    mkdirSync(dataDir, { recursive: true });
+    makeDirectory(dataDir);
     db = openSqlite(file);
     // exec, not pragma(): pragma() prepares a throw-away statement (see src/store/sqlite.ts).
     db.exec('PRAGMA journal_mode = WAL');

@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { closeSync, constants as fsConstants, fchmodSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { closeSync, constants as fsConstants, fchmodSync, openSync, statSync } from 'node:fs';
 import { open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
@@ -7,6 +7,7 @@ import type { Destination, DestinationType } from './types.ts';
 import { toSidekickJson } from '../event/sidekick-json.ts';
 import { RetryableError } from '../delivery/errors.ts';
 import type { FalcoEvent } from '../event/falco-event.ts';
+import { makeDirectory } from '../util/directory.ts';
 
 export interface FileOptions {
   /** File the events are appended to, one Falcosidekick JSON document per line (NDJSON). */
@@ -100,24 +101,6 @@ function checkWritable(path: string, mode: number, name: string): void {
     if (created) fchmodSync(fd, mode);
   } finally {
     closeSync(fd);
-  }
-}
-
-/**
- * `mkdir -p`, one level at a time: Node 20's `mkdirSync(…, { recursive: true })` loops forever on some
- * paths (e.g. under /proc, where mkdir answers ENOENT).
- */
-function makeDirectory(dir: string): void {
-  const existing = statSync(dir, { throwIfNoEntry: false });
-  if (existing?.isDirectory()) return;
-  if (existing)
-    throw Object.assign(new Error(`ENOTDIR: ${dir} exists and is not a directory`), { code: 'ENOTDIR' });
-  const parent = dirname(dir);
-  if (parent !== dir) makeDirectory(parent);
-  try {
-    mkdirSync(dir);
-  } catch (err) {
-    if (code(err) !== 'EEXIST' || !statSync(dir).isDirectory()) throw err;
   }
 }
 

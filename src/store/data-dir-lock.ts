@@ -1,7 +1,7 @@
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { openSqlite } from './sqlite.ts';
+import { makeDirectory } from '../util/directory.ts';
 
 /** How long a start waits for another process to let go of the directory (a restart that overlaps). */
 const WAIT_MS = 3000;
@@ -21,7 +21,13 @@ export class DataDirLock {
   readonly file: string;
 
   constructor(dataDir: string) {
-    mkdirSync(dataDir, { recursive: true });
+    try {
+      makeDirectory(dataDir);
+    } catch (err) {
+      throw new Error(`storage.path ${dataDir}: cannot create the directory: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
     this.file = join(dataDir, 'eyrie.lock');
     this.db = openSqlite(this.file, { timeout: WAIT_MS });
     try {

@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto';
 import type { BigIntStats } from 'node:fs';
-import { mkdir, open, readFile, rename, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { open, readFile, rename, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { FileSourceConfig } from '../../config/types.ts';
 import { BATCH_LINES, LineBatcher, LineSplitter, type SourceLine } from '../line-batcher.ts';
 import type { EventSource, SourceContext } from '../source.ts';
+import { makeDirectory } from '../../util/directory.ts';
 
 /** Bytes read per call: a few hundred alerts. */
 const READ_CHUNK_BYTES = 256 * 1024;
@@ -381,7 +382,7 @@ export class FileSource implements EventSource {
       fingerprint: tracked.fingerprint,
       saved_at: new Date().toISOString(),
     };
-    await mkdir(dirname(this.stateFile), { recursive: true });
+    makeDirectory(dirname(this.stateFile));
     const temp = `${this.stateFile}.tmp`;
     // Flushed before the rename so a crash leaves the old offset or the new one, never an empty file.
     await writeFile(temp, JSON.stringify(state) + '\n', { flush: true });
