@@ -135,13 +135,15 @@ async function runAutocannon(
   };
 }
 
-/** The bodies file and Lua script wrk posts them with, in turn (written once per run). */
-let wrkScript: string | undefined;
+/** The bodies file and Lua script wrk posts them with, in turn (written once per list of bodies). */
+const wrkScripts = new WeakMap<string[], string>();
 function wrkScriptFor(bodies: string[]): string {
-  if (wrkScript) return wrkScript;
+  const written = wrkScripts.get(bodies);
+  if (written) return written;
   const dir = mkdtempSync(join(tmpdir(), 'eyrie-bench-wrk-'));
   writeFileSync(join(dir, 'bodies.ndjson'), `${bodies.join('\n')}\n`);
-  wrkScript = join(dir, 'post.lua');
+  const wrkScript = join(dir, 'post.lua');
+  wrkScripts.set(bodies, wrkScript);
   writeFileSync(
     wrkScript,
     [
@@ -239,7 +241,8 @@ async function ingestBench(bodies: string[]): Promise<void> {
   ];
   const results = new Map<string, LoadResult[]>(servers.map(([name]) => [name, []]));
   try {
-    for (const [, s] of servers) await load(s, bodies.slice(0, 100), 2); // warm-up
+    const warmupBodies = bodies.slice(0, 100);
+    for (const [, s] of servers) await load(s, warmupBodies, 2); // warm-up
     for (let r = 1; r <= rounds; r++) {
       const line: string[] = [];
       for (const [name, s] of servers) {
