@@ -1,3 +1,5 @@
+import { errorCode } from '../util/error.ts';
+
 /**
  * Errors a destination throws from `send`, and how the delivery engine classifies them.
  * Retryable: network errors, timeouts, 408, 425, 429, 5xx except 501. Permanent: other 4xx, 501,
@@ -95,7 +97,7 @@ export function classify(err: unknown, overrides: StatusOverrides = {}): Classif
       message: error.message,
     };
   }
-  const code = (error as { code?: string }).code ?? (error.cause as { code?: string } | undefined)?.code;
+  const code = errorCode(error) ?? errorCode(error.cause);
   if (code !== undefined && TIMEOUT_CODES.has(code))
     return { retryable: true, reason: 'timeout', message: error.message };
   if (error.name === 'TimeoutError' || error.name === 'AbortError')

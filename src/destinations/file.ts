@@ -8,6 +8,7 @@ import { toSidekickJson } from '../event/sidekick-json.ts';
 import { RetryableError } from '../delivery/errors.ts';
 import type { FalcoEvent } from '../event/falco-event.ts';
 import { makeDirectory } from '../util/directory.ts';
+import { errorCode } from '../util/error.ts';
 
 export interface FileOptions {
   /** File the events are appended to, one Falcosidekick JSON document per line (NDJSON). */
@@ -90,7 +91,7 @@ function checkWritable(path: string, mode: number, name: string): void {
       fd = openSync(path, CREATE_FLAGS, mode);
       created = true;
     } catch (err) {
-      if (code(err) !== 'EEXIST') throw err;
+      if (errorCode(err) !== 'EEXIST') throw err;
       fd = openSync(path, APPEND_FLAGS);
     }
   } catch (err) {
@@ -206,7 +207,7 @@ class FileDestination implements Destination {
   private async current(): Promise<{ file: OpenFile; size: number }> {
     if (this.file) {
       const st = await stat(this.path, { bigint: true }).catch((err: unknown) => {
-        if (code(err) === 'ENOENT') return undefined;
+        if (errorCode(err) === 'ENOENT') return undefined;
         throw err;
       });
       if (st && st.ino === this.file.ino && st.dev === this.file.dev)
@@ -226,7 +227,7 @@ class FileDestination implements Destination {
       handle = await open(this.path, CREATE_FLAGS, this.options.mode);
       created = true;
     } catch (err) {
-      if (code(err) !== 'EEXIST') throw err;
+      if (errorCode(err) !== 'EEXIST') throw err;
       handle = await open(this.path, APPEND_FLAGS);
     }
     try {
@@ -315,12 +316,8 @@ async function ignoreMissing(operation: Promise<void>): Promise<void> {
   try {
     await operation;
   } catch (err) {
-    if (code(err) !== 'ENOENT') throw err;
+    if (errorCode(err) !== 'ENOENT') throw err;
   }
-}
-
-function code(err: unknown): string | undefined {
-  return (err as { code?: string } | null)?.code;
 }
 
 function message(err: unknown): string {

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { openSqlite } from './sqlite.ts';
 import { makeDirectory } from '../util/directory.ts';
+import { errorCode } from '../util/error.ts';
 
 /** How long a start waits for another process to let go of the directory (a restart that overlaps). */
 const WAIT_MS = 3000;
@@ -35,7 +36,7 @@ export class DataDirLock {
       this.db.exec('BEGIN EXCLUSIVE');
     } catch (err) {
       this.db.close();
-      if ((err as { code?: string }).code === 'SQLITE_BUSY') {
+      if (errorCode(err) === 'SQLITE_BUSY') {
         throw new Error(
           `storage.path ${dataDir} is in use by another Eyrie process (it holds ${this.file}): two processes must not share one journal; stop the other one or give each its own storage.path`,
           { cause: err },

@@ -1,5 +1,6 @@
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { errorCode } from './error.ts';
 
 /**
  * `mkdir -p`, one level at a time: Node 20's `mkdirSync(…, { recursive: true })` (and its promise
@@ -16,6 +17,6 @@ export function makeDirectory(dir: string): void {
   try {
     mkdirSync(dir);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || !statSync(dir).isDirectory()) throw err;
+    if (errorCode(err) !== 'EEXIST' || !statSync(dir).isDirectory()) throw err;
   }
 }

@@ -8,6 +8,7 @@ import type { FileSourceConfig } from '../../config/types.ts';
 import { BATCH_LINES, LineBatcher, LineSplitter, type SourceLine } from '../line-batcher.ts';
 import type { EventSource, SourceContext } from '../source.ts';
 import { makeDirectory } from '../../util/directory.ts';
+import { errorCode } from '../../util/error.ts';
 
 /** Bytes read per call: a few hundred alerts. */
 const READ_CHUNK_BYTES = 256 * 1024;
@@ -44,7 +45,7 @@ interface TrackedFile {
 }
 
 function isMissing(err: unknown): boolean {
-  const code = (err as { code?: string }).code;
+  const code = errorCode(err);
   return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
