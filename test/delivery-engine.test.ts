@@ -663,6 +663,117 @@ describe('DeliveryEngine', { timeout: 60_000 }, () => {
       );
     });
 
+    for (const durability of ['disk', 'memory'] as const) {
+      it(`${durability}: an event larger than max_bytes is dropped alone, the queued ones stay (drop_oldest)`, async (t) => {
+        const cfg = config(
+          [
+            dest('capped', {
+              extra: `durability: ${durability}, queue: { concurrency: 1, max_bytes: ${size * 6}, when_full: drop_oldest }`,
+            }),
+          ],
+          'shutdown_timeout: 20ms',
+        );
+        const te = start(t, cfg, { capped: hang });
+        const small = uniformEvents(5);
+        await te.engine.route(small);
+        await waitUntil(
+          () => te.fakes.capped!.inFlight === 1,
+          2000,
+          () => 'first entry in flight',
+        );
+        const huge = { ...uniformEvents(1)[0]!, output: 'x'.repeat(size * 7) };
+        await te.engine.route([huge]);
+        assert.equal(te.engine.health()[0]!.queued, 5, 'the five small events are still queued');
+        if (durability === 'disk') assert.deepEqual(queuedUuids(te.dataDir, 'capped'), uuids(small));
+        const metrics = await te.metrics.text();
+        const dropped = (reason: string) =>
+          metricValue(metrics, 'eyrie_delivery_events_total', {
+            destination: 'capped',
+            outcome: 'dropped',
+            reason,
+          });
+        assert.equal(dropped('queue_full_newest'), 1, 'the oversized event is counted');
+        assert.equal(dropped('queue_full_oldest'), 0, 'nothing else dropped');
+      });
+
+      it(`${durability}: when the entries in flight leave no room, only the new event goes (drop_oldest)`, async (t) => {
+        // In flight: 1 entry of `size`; queued: 1 more. A new event of 2 × size cannot fit beside the
+        // one in flight under a cap of 2.5 × size, so dropping the queued one would not help.
+        const cfg = config(
+          [
+            dest('capped', {
+              extra: `durability: ${durability}, queue: { concurrency: 1, max_bytes: ${Math.floor(size * 2.5)}, when_full: drop_oldest }`,
+            }),
+          ],
+          'shutdown_timeout: 20ms',
+        );
+        const te = start(t, cfg, { capped: hang });
+        const two = uniformEvents(2);
+        await te.engine.route(two);
+        await waitUntil(
+          () => te.fakes.capped!.inFlight === 1,
+          2000,
+          () => 'first entry in flight',
+        );
+        const base = uniformEvents(1)[0]!;
+        const double = { ...base, output: base.output + 'x'.repeat(size) };
+        await te.engine.route([double]);
+        assert.equal(te.engine.health()[0]!.queued, 2, 'both earlier events kept');
+        if (durability === 'disk') assert.deepEqual(queuedUuids(te.dataDir, 'capped'), uuids(two));
+        const metrics = await te.metrics.text();
+        const dropped = (reason: string) =>
+          metricValue(metrics, 'eyrie_delivery_events_total', {
+            destination: 'capped',
+            outcome: 'dropped',
+            reason,
+          });
+        assert.equal(dropped('queue_full_newest'), 1);
+        assert.equal(dropped('queue_full_oldest'), 0);
+      });
+    }
+
+    it('a fallback applies its own cap to what it is handed (durable and memory origins)', async (t) => {
+      const never = 'filter: { rules: ["no rule has this name"] }';
+      const cfg = config(
+        [
+          dest('perm', { extra: 'fallback: spare' }),
+          dest('mem', { extra: 'durability: memory, fallback: spare' }),
+          dest('spare', {
+            extra: `${never}, queue: { concurrency: 1, max_events: 5, when_full: drop_newest }`,
+          }),
+        ],
+        'shutdown_timeout: 20ms',
+      );
+      const te = start(t, cfg, {
+        perm: failWith(() => new PermanentError('no')),
+        mem: failWith(() => new PermanentError('no')),
+        spare: hang,
+      });
+      await te.engine.route(uniformEvents(8));
+      const queued = (name: string) => te.engine.health().find((h) => h.name === name)!.queued;
+      await waitUntil(
+        () => queued('perm') === 0 && queued('mem') === 0,
+        5000,
+        () => `perm ${queued('perm')}, mem ${queued('mem')} still queued`,
+      );
+      assert.equal(queued('spare'), 5, 'spare holds its cap');
+      assert.equal(queuedUuids(te.dataDir, 'spare').length, 5);
+      const metrics = await te.metrics.text();
+      assert.equal(
+        metricValue(metrics, 'eyrie_delivery_events_total', {
+          destination: 'spare',
+          outcome: 'dropped',
+          reason: 'queue_full_newest',
+        }),
+        11,
+      );
+      assert.equal(
+        query<{ n: number }>(te.dataDir, 'SELECT count(*) AS n FROM events')[0]!.n,
+        5,
+        'no event row is left behind for a dropped hand-over',
+      );
+    });
+
     for (const whenFull of ['drop_newest', 'drop_oldest'] as const) {
       it(`durability: memory honours max_events with ${whenFull}`, async (t) => {
         const cfg = config(

@@ -9,13 +9,7 @@ import { HotCounter, type CounterHandle } from '../metrics/hot-counter.ts';
 import { compileFilter } from '../routing/filter.ts';
 import { Deduplicator } from '../routing/dedup.ts';
 import type { DestinationHealth, Router } from '../routing/router.ts';
-import {
-  Journal,
-  JournalUnavailableError,
-  type JournalItem,
-  type JournalTarget,
-  type SqliteQueue,
-} from './journal.ts';
+import { Journal, JournalUnavailableError, type JournalItem, type SqliteQueue } from './journal.ts';
 import { MemoryQueue } from './memory-queue.ts';
 import type { DeliveryQueue } from './queue.ts';
 import { DestinationWorkers, type DeliveryObserver } from './worker.ts';
@@ -31,7 +25,7 @@ interface Route {
   accepts: (event: FalcoEvent) => boolean;
   dedup: Deduplicator | undefined;
   workers: DestinationWorkers;
-  durable: JournalTarget | undefined;
+  durable: SqliteQueue | undefined;
   memory: MemoryQueue | undefined;
 }
 
@@ -141,15 +135,14 @@ export class DeliveryEngine implements Router {
         whenFull: config.queue.when_full,
       };
       let queue: DeliveryQueue;
-      let durable: JournalTarget | undefined;
+      let durable: SqliteQueue | undefined;
       let memory: MemoryQueue | undefined;
       if (config.durability === 'memory') {
         memory = new MemoryQueue(name, caps, onDrop);
         queue = memory;
       } else {
-        const q: SqliteQueue = journal!.queue(name, caps);
-        durable = { queue: q, onDrop };
-        queue = q;
+        durable = journal!.queue(name, caps, onDrop);
+        queue = durable;
       }
       // Handles of the per-event series, made on first use (a series appears once it counts).
       let succeeded: CounterHandle | undefined;
@@ -284,7 +277,7 @@ export class DeliveryEngine implements Router {
     const now = Date.now();
     const touched = new Set<Route>();
     for (const event of events) {
-      const targets: JournalTarget[] = [];
+      const targets: SqliteQueue[] = [];
       for (const route of this.routes) {
         if (!route.accepts(event)) {
           route.decisions.filtered.inc();

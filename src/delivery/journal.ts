@@ -39,15 +39,14 @@ export interface JournalOptions {
 /** What to append: an event and the durable destinations it is routed to. */
 export interface JournalItem {
   event: FalcoEvent;
-  destinations: readonly JournalTarget[];
+  destinations: readonly SqliteQueue[];
 }
 
-/** A durable destination's side of an append: cap handling happens inside the commit. */
-export interface JournalTarget {
-  queue: SqliteQueue;
-  /** Called with the number of entries dropped for the queue cap. */
-  onDrop: (reason: 'queue_full_newest' | 'queue_full_oldest', count: number) => void;
-}
+/** Counts entries a queue cap dropped (the newest refused, or the oldest dropped for it). */
+export type OnQueueDrop = (reason: 'queue_full_newest' | 'queue_full_oldest', count: number) => void;
+
+/** Thrown in the savepoint of SqliteQueue.dropFor to undo drops that could not make room. */
+const NO_ROOM = Symbol('no room');
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS events (
@@ -166,6 +165,7 @@ export class SqliteQueue implements DeliveryQueue {
   readonly maxBytes: number;
   readonly whenFull: 'drop_oldest' | 'drop_newest';
   private readonly journal: Journal;
+  private readonly onDrop: OnQueueDrop;
   /** Cached depth, kept by every write and resynced from the table (the dlq CLI writes too). */
   count = 0;
   bytes = 0;
@@ -175,12 +175,14 @@ export class SqliteQueue implements DeliveryQueue {
     journal: Journal,
     destination: string,
     caps: { maxEvents: number; maxBytes: number; whenFull: 'drop_oldest' | 'drop_newest' },
+    onDrop: OnQueueDrop,
   ) {
     this.journal = journal;
     this.destination = destination;
     this.maxEvents = caps.maxEvents;
     this.maxBytes = caps.maxBytes;
     this.whenFull = caps.whenFull;
+    this.onDrop = onDrop;
     this.resync();
   }
 
@@ -268,10 +270,14 @@ export class SqliteQueue implements DeliveryQueue {
         this.count--;
         this.bytes -= entry.bytes;
         if (fallback instanceof SqliteQueue) {
-          // Same event row, one more delivery row: no copy of the body.
-          s.insertDelivery.run(fallback.destination, row.event_id, entry.bytes, now, now);
-          fallback.count++;
-          fallback.bytes += entry.bytes;
+          // Same event row, one more delivery row: no copy of the body. The fallback's cap applies.
+          if (fallback.makeRoom(entry.bytes)) {
+            s.insertDelivery.run(fallback.destination, row.event_id, entry.bytes, now, now);
+            fallback.count++;
+            fallback.bytes += entry.bytes;
+          } else {
+            this.journal.release(row.event_id);
+          }
         } else if (fallback) {
           fallback.adopt(entry.event, now);
           this.journal.release(row.event_id);
@@ -299,6 +305,7 @@ export class SqliteQueue implements DeliveryQueue {
     const body = stringifyJson(event);
     const bytes = Buffer.byteLength(body);
     this.journal.write(() => {
+      if (!this.makeRoom(bytes)) return;
       const eventId = Number(s.insertEvent.run(event.uuid, body, now, 1).lastInsertRowid);
       this.insert(eventId, bytes, now);
     });
@@ -355,10 +362,18 @@ export class SqliteQueue implements DeliveryQueue {
     return (this.journal.statements.deadCount.get(this.destination) as { n: number }).n;
   }
 
-  /** Inside the append transaction: applies the cap, returns false when the new entry must be dropped. */
-  makeRoom(bytes: number, onDrop: JournalTarget['onDrop']): boolean {
+  /**
+   * Inside a write transaction (an append, or a hand-over to this fallback): applies the cap, and
+   * returns false when the new entry of `bytes` must be dropped. Every drop is counted.
+   */
+  makeRoom(bytes: number): boolean {
     if (!this.full(bytes)) return true;
-    return this.dropFor(bytes, onDrop);
+    // Larger than the whole byte cap: no drop could make room, and none is made.
+    if (this.whenFull === 'drop_newest' || (this.maxBytes > 0 && bytes > this.maxBytes)) {
+      this.onDrop('queue_full_newest', 1);
+      return false;
+    }
+    return this.dropOldestFor(bytes);
   }
 
   /** True when one more entry of `bytes` would exceed a cap. */
@@ -369,12 +384,8 @@ export class SqliteQueue implements DeliveryQueue {
     );
   }
 
-  /** makeRoom when full: applies `when_full`. */
-  private dropFor(bytes: number, onDrop: JournalTarget['onDrop']): boolean {
-    if (this.whenFull === 'drop_newest') {
-      onDrop('queue_full_newest', 1);
-      return false;
-    }
+  /** makeRoom for `drop_oldest`: drops the oldest entries not being sent, or the new one if that is not enough. */
+  private dropOldestFor(bytes: number): boolean {
     const s = this.journal.statements;
     // Entries prefetched or handed over in this commit are leased but not being sent: unlease them so
     // they can be dropped like any other. (Should this transaction roll back, those taken back from
@@ -384,23 +395,31 @@ export class SqliteQueue implements DeliveryQueue {
     this.insertedDue += this.handoffs.length;
     this.handoffs = [];
     this.handoffRoom = 0;
+    const before = { count: this.count, bytes: this.bytes };
     let dropped = 0;
-    while (this.full(bytes) && this.count > 0) {
-      const oldest = s.oldestUnleased.get(this.destination) as
-        { id: number; event_id: number; bytes: number } | undefined;
-      if (!oldest) break;
-      s.deleteDelivery.get(oldest.id);
-      this.count--;
-      this.bytes -= oldest.bytes;
-      this.journal.release(oldest.event_id);
-      dropped++;
-    }
-    if (dropped > 0) onDrop('queue_full_oldest', dropped);
-    if (this.full(bytes)) {
-      // Everything left is in flight: the newest has to go.
-      onDrop('queue_full_newest', 1);
+    try {
+      // A savepoint: when the entries in flight alone leave no room, the new entry is dropped and
+      // the queued ones stay (dropping them would not have helped).
+      this.journal.write(() => {
+        while (this.full(bytes)) {
+          const oldest = s.oldestUnleased.get(this.destination) as
+            { id: number; event_id: number; bytes: number } | undefined;
+          if (!oldest) throw NO_ROOM;
+          s.deleteDelivery.get(oldest.id);
+          this.count--;
+          this.bytes -= oldest.bytes;
+          this.journal.release(oldest.event_id);
+          dropped++;
+        }
+      });
+    } catch (err) {
+      if (err !== NO_ROOM) throw err;
+      this.count = before.count;
+      this.bytes = before.bytes;
+      this.onDrop('queue_full_newest', 1);
       return false;
     }
+    if (dropped > 0) this.onDrop('queue_full_oldest', dropped);
     return true;
   }
 
@@ -524,8 +543,9 @@ export class Journal {
   queue(
     destination: string,
     caps: { maxEvents: number; maxBytes: number; whenFull: 'drop_oldest' | 'drop_newest' },
+    onDrop: OnQueueDrop,
   ): SqliteQueue {
-    const queue = new SqliteQueue(this, destination, caps);
+    const queue = new SqliteQueue(this, destination, caps, onDrop);
     this.queues.push(queue);
     return queue;
   }
@@ -683,10 +703,10 @@ export class Journal {
           for (const { event, destinations } of items) {
             const body = stringifyJson(event);
             const bytes = Buffer.byteLength(body);
-            const accepted = destinations.filter((t) => t.queue.makeRoom(bytes, t.onDrop));
+            const accepted = destinations.filter((q) => q.makeRoom(bytes));
             if (accepted.length === 0) continue;
             const eventId = Number(s.insertEvent.run(event.uuid, body, now, accepted.length).lastInsertRowid);
-            for (const t of accepted) t.queue.insert(eventId, bytes, now, event);
+            for (const q of accepted) q.insert(eventId, bytes, now, event);
           }
         }
       });

@@ -37,30 +37,32 @@ export class MemoryQueue implements DeliveryQueue {
     this.onDrop = onDrop;
   }
 
-  /** Adds a freshly accepted event. */
+  /** Adds a freshly accepted event, applying the caps (every drop counted). */
   push(event: FalcoEvent, now: number): void {
     const bytes = Buffer.byteLength(toSidekickJson(event));
-    const over = () =>
-      (this.maxEvents > 0 && this.slots.length + 1 > this.maxEvents) ||
-      (this.maxBytes > 0 && this.bytes + bytes > this.maxBytes);
-    if (over()) {
-      if (this.whenFull === 'drop_newest') {
+    if (this.full(this.slots.length, this.bytes, bytes)) {
+      // drop_oldest drops only what is not being sent; when the entries in flight alone leave no room
+      // (or the event is larger than the byte cap), the new one goes and the queued ones stay.
+      let inFlight = 0;
+      let inFlightBytes = 0;
+      for (const s of this.slots) {
+        if (this.leased.has(s.id)) {
+          inFlight++;
+          inFlightBytes += s.bytes;
+        }
+      }
+      if (this.whenFull === 'drop_newest' || this.full(inFlight, inFlightBytes, bytes)) {
         this.onDrop('queue_full_newest', 1);
         return;
       }
       let dropped = 0;
-      while (over()) {
+      while (this.full(this.slots.length, this.bytes, bytes)) {
         const index = this.slots.findIndex((s) => !this.leased.has(s.id));
-        if (index < 0) break;
         const [removed] = this.slots.splice(index, 1);
         this.bytes -= removed!.bytes;
         dropped++;
       }
-      if (dropped > 0) this.onDrop('queue_full_oldest', dropped);
-      if (over()) {
-        this.onDrop('queue_full_newest', 1);
-        return;
-      }
+      this.onDrop('queue_full_oldest', dropped);
     }
     this.slots.push({
       id: this.nextId++,
@@ -72,6 +74,14 @@ export class MemoryQueue implements DeliveryQueue {
       dueAt: now,
     });
     this.bytes += bytes;
+  }
+
+  /** True when one more entry of `bytes` would exceed a cap, with `count` entries of `total` bytes queued. */
+  private full(count: number, total: number, bytes: number): boolean {
+    return (
+      (this.maxEvents > 0 && count + 1 > this.maxEvents) ||
+      (this.maxBytes > 0 && total + bytes > this.maxBytes)
+    );
   }
 
   claim(now: number, max: number, maxBytes: number, lease: number): QueueEntry[] {
@@ -113,8 +123,12 @@ export class MemoryQueue implements DeliveryQueue {
   }
 
   giveUp(items: readonly GiveUp[], fallback: DeliveryQueue | undefined, now: number): number {
-    this.remove(items.map((i) => i.entry));
-    if (fallback) for (const { entry } of items) fallback.adopt(entry.event, now);
+    // One at a time, each removed only once its fallback took it: should a hand-over fail (a durable
+    // fallback that cannot write), the rest stay here leased and come back when their lease expires.
+    for (const { entry } of items) {
+      fallback?.adopt(entry.event, now);
+      this.remove([entry]);
+    }
     return 0;
   }
 
