@@ -1255,6 +1255,44 @@ describe('DeliveryEngine', { timeout: 60_000 }, () => {
       assert.deepEqual(queuedUuids(te.dataDir, 'a'), []);
     });
 
+    it('the disk cap counts the data in use: once the backlog drained, ingest is let in again', async (t) => {
+      const cfg = config([dest('a', { extra: 'queue: { concurrency: 1 }' })], 'disk_cap: 1MiB');
+      const te = start(t, cfg, { a: failWith(refused) });
+      const big = (n: number) =>
+        uniformEvents(n).map((e) => ({ ...e, output: `${e.output} ${'x'.repeat(4000)}` }));
+      let accepted = 0;
+      let refusedAt: number | undefined;
+      for (let i = 0; i < 200 && refusedAt === undefined; i++) {
+        try {
+          await te.engine.route(big(50));
+          accepted += 50;
+        } catch (err) {
+          assert.ok(err instanceof JournalUnavailableError && /disk cap/.test(err.message), String(err));
+          refusedAt = i;
+        }
+        await sleep(i % 5 === 0 ? 260 : 0); // let the cap check (every 250 ms) see the growth
+      }
+      assert.ok(refusedAt !== undefined, `refused once over 1 MiB (accepted ${accepted})`);
+      te.fakes.a!.behaviour = succeed;
+      await waitUntil(
+        () => te.fakes.a!.delivered.length >= accepted,
+        15_000,
+        () => `${te.fakes.a!.delivered.length}/${accepted} delivered`,
+      );
+      await waitUntil(
+        () => te.engine.health()[0]!.queued === 0,
+        5000,
+        () => 'acks written',
+      );
+      await sleep(300);
+      await te.engine.route(big(1));
+      assert.equal(
+        te.engine.health()[0]!.queued + te.fakes.a!.delivered.length,
+        accepted + 1,
+        'accepted again',
+      );
+    });
+
     it('route() rejects with JournalUnavailableError when a commit fails, and recovers when it works again', async (t) => {
       const cfg = config(
         [dest('a', { extra: 'queue: { concurrency: 1 }' }), dest('m', { extra: 'durability: memory' })],

@@ -1,4 +1,3 @@
-import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { openSqlite } from '../store/sqlite.ts';
@@ -103,18 +102,6 @@ export function openDatabase(dataDir: string): Database.Database {
     // SQLite's own messages ("file is not a database", "unable to open database file") name no file.
     throw new Error(`cannot open the journal ${file}: ${(err as Error).message}`, { cause: err });
   }
-}
-
-export function databaseBytes(dataDir: string): number {
-  let total = 0;
-  for (const suffix of ['', '-wal', '-shm']) {
-    try {
-      total += statSync(join(dataDir, `eyrie.db${suffix}`)).size;
-    } catch {
-      // not there yet
-    }
-  }
-  return total;
 }
 
 /**
@@ -479,6 +466,9 @@ function prepare(db: Database.Database) {
       'SELECT id, event_id, bytes FROM deliveries WHERE destination = ? AND leased = 0 ORDER BY id LIMIT 1',
     ),
     depth: db.prepare('SELECT count(*) AS count, sum(bytes) AS bytes FROM deliveries WHERE destination = ?'),
+    // Pages of the database as this connection sees it, WAL included, and those of them free.
+    pageCount: db.prepare('PRAGMA page_count').pluck(),
+    freePages: db.prepare('PRAGMA freelist_count').pluck(),
     deadCount: db.prepare('SELECT count(*) AS n FROM dead_letters WHERE destination = ?'),
   };
 }
@@ -519,6 +509,7 @@ export class Journal {
       throw err;
     }
     this.statements = prepare(this.db);
+    this.pageSize = this.db.prepare('PRAGMA page_size').pluck().get() as number;
     this.transaction = this.db.transaction((fn: () => unknown) => fn()) as <T>(fn: () => T) => T;
     // This process is the only consumer: whatever a previous run had leased is due again now.
     this.statements.releaseAll.run();
@@ -663,19 +654,31 @@ export class Journal {
     });
   }
 
-  /** Throws JournalUnavailableError while the database is over its disk cap (checked at most every 250 ms). */
+  /**
+   * Throws JournalUnavailableError while the journal's data is over its disk cap (checked at most
+   * every 250 ms). The data is the pages in use, not the size of the files: SQLite never shrinks
+   * them (pages freed by deliveries are reused), so a cap on file sizes, once crossed by a backlog,
+   * would refuse every event for good even after the backlog drained.
+   */
   checkDiskCap(): void {
     if (this.options.diskCap <= 0) return;
     const now = Date.now();
     if (now - this.lastCapCheck > 250) {
       this.lastCapCheck = now;
-      this.overCapSince =
-        databaseBytes(this.options.dataDir) > this.options.diskCap ? (this.overCapSince ?? now) : undefined;
+      this.overCapSince = this.usedBytes() > this.options.diskCap ? (this.overCapSince ?? now) : undefined;
     }
     if (this.overCapSince !== undefined) {
       throw new JournalUnavailableError(`journal is over its disk cap of ${this.options.diskCap} bytes`);
     }
   }
+
+  /** Bytes of the pages in use (events, queues, dead letters, indexes), wherever they are now. */
+  usedBytes(): number {
+    const s = this.statements;
+    return ((s.pageCount.get() as number) - (s.freePages.get() as number)) * this.pageSize;
+  }
+
+  private readonly pageSize: number;
 
   /** Commits everything pending now. */
   flush(): void {
