@@ -1113,6 +1113,47 @@ describe('DeliveryEngine', { timeout: 60_000 }, () => {
       const metrics = await te.metrics.text();
       assert.equal(metricValue(metrics, 'eyrie_queue_depth', { destination: 'dup' }), 0);
     });
+
+    it('a give-up that cannot be written: no crash, the entries come back when their lease expires', async (t) => {
+      const never = 'filter: { rules: ["no rule has this name"] }';
+      const shortLease = 'request: { timeout: 100ms }, queue: { concurrency: 1, lease: 5200ms }';
+      const cfg = config([
+        dest('p', { extra: shortLease }),
+        dest('mem', { extra: `durability: memory, fallback: spare, ${shortLease}` }),
+        dest('spare', { extra: never }),
+      ]);
+      let permanent = false;
+      const failing = failWith(() => (permanent ? new PermanentError('no') : new RetryableError('later')));
+      const te = start(t, cfg, { p: failing, mem: failing, spare: succeed });
+      const unhandled: unknown[] = [];
+      const onUnhandled = (err: unknown) => unhandled.push(err);
+      process.on('unhandledRejection', onUnhandled);
+      t.after(() => process.off('unhandledRejection', onUnhandled));
+      const events = makeEvents(3, 41);
+      await te.engine.route(events);
+      const db = openSqlite(join(te.dataDir, 'eyrie.db'));
+      t.after(() => db.close());
+      // Dead letters (p) and the fallback's copy of an event (mem → spare) cannot be written.
+      db.exec(`CREATE TRIGGER refuse_dead BEFORE INSERT ON dead_letters BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END;
+               CREATE TRIGGER refuse_events BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END;`);
+      permanent = true;
+      await sleep(500);
+      assert.deepEqual(unhandled, [], 'no unhandled rejection');
+      assert.deepEqual(deadLetterRows(te.dataDir, 'p'), []);
+      assert.deepEqual(queuedUuids(te.dataDir, 'p'), uuids(events), 'p: still queued (leased)');
+      assert.equal(te.engine.health().find((h) => h.name === 'mem')!.queued, 3, 'mem: still queued');
+      db.exec('DROP TRIGGER refuse_dead; DROP TRIGGER refuse_events;');
+      await waitUntil(
+        () => deadLetterRows(te.dataDir, 'p').length === 3 && te.fakes.spare!.delivered.length === 3,
+        9000,
+        () =>
+          `p: ${deadLetterRows(te.dataDir, 'p').length}/3 dead letters, spare: ${te.fakes.spare!.delivered.length}/3`,
+      );
+      assert.deepEqual(sorted(deadLetterRows(te.dataDir, 'p').map((r) => r.uuid)), sorted(uuids(events)));
+      assert.deepEqual(sorted(te.fakes.spare!.delivered), sorted(uuids(events)));
+      assert.equal(te.engine.health().find((h) => h.name === 'mem')!.queued, 0);
+      assert.deepEqual(unhandled, []);
+    });
   });
 
   describe('isolation and shutdown', () => {

@@ -152,7 +152,18 @@ export class DestinationWorkers implements Prefetcher {
         continue;
       }
       if (batch.length === 0) continue;
-      const pause = await this.deliver(batch);
+      let pause: number;
+      try {
+        pause = await this.deliver(batch);
+      } catch (err) {
+        // The outcome could not be recorded (a give-up the journal cannot write): the entries are
+        // still leased, and come back when their lease expires. This worker carries on.
+        this.logger.error(
+          { err, events: batch.length },
+          'cannot record the outcome of a send; these entries come back when their lease expires',
+        );
+        pause = IDLE_POLL_MS;
+      }
       // A failing destination is probed once per backoff, not once per queued entry.
       // New events wake an idle worker, not a pausing one: keep sleeping until the pause is over.
       const resumeAt = Date.now() + pause;
