@@ -279,6 +279,25 @@ describe('DeliveryEngine', { timeout: 60_000 }, () => {
       );
     });
 
+    it('a Retry-After longer than a timer can wait (30 days) is waited out, not turned into a busy loop', async (t) => {
+      const cfg = config([dest('later', { retry: 'max_elapsed_time: 0' })], 'shutdown_timeout: 20ms');
+      const month = 30 * 24 * 3600 * 1000;
+      const te = start(t, cfg, { later: failWith(http(503, month)) });
+      const overflows: Error[] = [];
+      const onWarning = (w: Error) => {
+        if (w.name === 'TimeoutOverflowWarning') overflows.push(w);
+      };
+      process.on('warning', onWarning);
+      t.after(() => process.off('warning', onWarning));
+      const [event] = makeEvents(1, 11);
+      await te.engine.route([event!]);
+      await sleep(500);
+      assert.equal(te.fakes.later!.attemptsOf(event!.uuid), 1, 'one attempt, the next in 30 days');
+      const due = query<{ due_at: number }>(te.dataDir, 'SELECT due_at FROM deliveries')[0]!.due_at;
+      assert.ok(due - Date.now() > month - 60_000, `due in 30 days (${due - Date.now()} ms)`);
+      assert.deepEqual(overflows, [], 'no timer was given more than 2^31 - 1 ms');
+    });
+
     it('sends permanent failures to dead letters at once', async (t) => {
       const cases: { name: string; error: () => Error; reason: string }[] = [
         { name: 'p400', error: http(400), reason: '400' },

@@ -4,6 +4,7 @@ import type { Destination } from '../destinations/types.ts';
 import { backoffDelay, budgetExhausted } from './backoff.ts';
 import { classify, type Classification } from './errors.ts';
 import type { DeliveryQueue, GiveUp, Prefetcher, QueueEntry } from './queue.ts';
+import { timerDelay } from '../util/timer.ts';
 
 /** What a destination's workers report, for metrics and health. */
 export interface DeliveryObserver {
@@ -24,7 +25,7 @@ class Wakeup {
   }
   wait(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(done, Math.max(0, ms));
+      const timer = setTimeout(done, timerDelay(ms));
       const waiters = this.waiters;
       function done() {
         clearTimeout(timer);
@@ -403,7 +404,7 @@ export class DestinationWorkers implements Prefetcher {
         }
         this.watchSends();
       },
-      Math.max(0, oldest.deadline - Date.now()),
+      timerDelay(oldest.deadline - Date.now()),
     );
     // It may outlive the sends it watches (it is not re-armed when one ends): never the reason to stay up.
     this.watchdog.unref();
@@ -424,7 +425,7 @@ export class DestinationWorkers implements Prefetcher {
     const all = Promise.all(this.loops);
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<void>(
-      (resolve) => (timer = setTimeout(resolve, Math.max(0, deadline - Date.now()))),
+      (resolve) => (timer = setTimeout(resolve, timerDelay(deadline - Date.now()))),
     );
     await Promise.race([all, late]);
     clearTimeout(timer);

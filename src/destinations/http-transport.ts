@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { Agent, EnvHttpProxyAgent, ProxyAgent, request as undiciRequest, type Dispatcher } from 'undici';
 import type { RequestConfig } from '../config/types.ts';
 import { HttpStatusError, parseRetryAfter } from '../delivery/errors.ts';
+import { timerDelay } from '../util/timer.ts';
 
 /**
  * The one HTTP client layer every HTTP-based destination uses.
@@ -304,7 +305,7 @@ class Deadline extends EventEmitter {
         this.aborted = true;
         this.reason = err;
         this.emit('abort');
-      }, ms);
+      }, timerDelay(ms));
     }
   }
   clear(): void {
