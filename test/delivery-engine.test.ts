@@ -947,6 +947,68 @@ describe('DeliveryEngine', { timeout: 60_000 }, () => {
       assert.ok(waited < 700, `sent after ${waited} ms`);
       assert.deepEqual(fake.sends[0]!.uuids, [event!.uuid]);
     });
+
+    it('never takes a batch past max_bytes when topping it up, and sends it once the next entry does not fit', async (t) => {
+      const size = Buffer.byteLength(stringifyJson(uniformEvents(1)[0]!));
+      const maxBytes = Math.floor(size * 2.5);
+      const te = start(
+        t,
+        config([
+          dest('batched', {
+            type: 'eyrie',
+            extra: `queue: { concurrency: 1 }, batch: { max_events: 10, max_bytes: ${maxBytes}, timeout: 400ms }`,
+          }),
+        ]),
+        { batched: succeed },
+      );
+      const fake = te.fakes.batched!;
+      const events = uniformEvents(5);
+      await te.engine.route(events.slice(0, 1));
+      await sleep(50); // the worker holds the first event, waiting for the batch to fill
+      const t0 = Date.now();
+      await te.engine.route(events.slice(1));
+      await waitUntil(
+        () => fake.delivered.length === 5,
+        3000,
+        () => `${fake.delivered.length}/5`,
+      );
+      assertExactlyOnce(fake, uuids(events));
+      assert.deepEqual(
+        fake.sends.map((x) => x.uuids),
+        [uuids(events.slice(0, 2)), uuids(events.slice(2, 4)), uuids(events.slice(4))],
+        `batches of at most ${maxBytes} bytes (2 events), in order`,
+      );
+      for (const send of fake.sends.slice(0, 2))
+        assert.ok(
+          send.at - t0 < 300,
+          `a batch the next entry cannot fit in goes at once (${send.at - t0} ms)`,
+        );
+    });
+
+    it('a batch that waited its whole timeout is still leased while it is sent (no second send)', async (t) => {
+      // lease 5.2 s is valid for request.timeout 100 ms, but a batch that waits 5 s and then takes
+      // 600 ms to send outlives it, unless the lease covers the wait.
+      const te = start(
+        t,
+        config([
+          dest('slow', {
+            type: 'eyrie',
+            extra:
+              'request: { timeout: 100ms }, queue: { concurrency: 2, lease: 5200ms }, batch: { max_events: 10, timeout: 5s }',
+          }),
+        ]),
+        { slow: () => sleep(600) },
+      );
+      const [event] = makeEvents(1, 19);
+      await te.engine.route([event!]);
+      await waitUntil(
+        () => te.fakes.slow!.delivered.length === 1,
+        8000,
+        () => 'sent after the batch timeout',
+      );
+      await sleep(1000);
+      assert.equal(te.fakes.slow!.attemptsOf(event!.uuid), 1, 'sent once');
+    });
   });
 
   describe('durability: memory', () => {
@@ -1347,7 +1409,7 @@ describe('DeliveryEngine', { timeout: 60_000 }, () => {
       await sleep(300);
       await te.engine.route(big(1));
       assert.equal(
-        te.engine.health()[0]!.queued + te.fakes.a!.delivered.length,
+        (te.engine.health()[0]!.queued ?? 0) + te.fakes.a!.delivered.length,
         accepted + 1,
         'accepted again',
       );

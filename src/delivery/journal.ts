@@ -182,14 +182,14 @@ export class SqliteQueue implements DeliveryQueue {
     this.bytes = row.bytes ?? 0;
   }
 
-  claim(now: number, max: number, maxBytes: number, lease: number): QueueEntry[] {
+  claim(now: number, max: number, maxBytes: number, lease: number, strictBytes = false): QueueEntry[] {
     const s = this.journal.statements;
     return this.journal.write(() => {
       const rows = s.claimDue.all(this.destination, now, max) as ClaimRow[];
       const entries: QueueEntry[] = [];
       let size = 0;
       for (const row of rows) {
-        if (entries.length > 0 && maxBytes > 0 && size + row.bytes > maxBytes) break;
+        if ((entries.length > 0 || strictBytes) && maxBytes > 0 && size + row.bytes > maxBytes) break;
         size += row.bytes;
         s.lease.run(now + lease, row.id);
         entries.push({

@@ -84,13 +84,13 @@ export class MemoryQueue implements DeliveryQueue {
     );
   }
 
-  claim(now: number, max: number, maxBytes: number, lease: number): QueueEntry[] {
+  claim(now: number, max: number, maxBytes: number, lease: number, strictBytes = false): QueueEntry[] {
     const out: QueueEntry[] = [];
     let size = 0;
     for (const slot of this.slots) {
       if (out.length >= max) break;
       if (slot.dueAt > now) continue;
-      if (out.length > 0 && maxBytes > 0 && size + slot.bytes > maxBytes) break;
+      if ((out.length > 0 || strictBytes) && maxBytes > 0 && size + slot.bytes > maxBytes) break;
       size += slot.bytes;
       slot.dueAt = now + lease;
       this.leased.add(slot.id);

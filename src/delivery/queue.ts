@@ -40,8 +40,11 @@ export interface DeliveryQueue {
   readonly claimsAhead: boolean;
   /** Connects the destination's workers when they claim ahead (durable queues only). */
   setPrefetcher?(prefetcher: Prefetcher): void;
-  /** Leases up to `max` due entries (and at most `maxBytes`, but always at least one). */
-  claim(now: number, max: number, maxBytes: number, lease: number): QueueEntry[];
+  /**
+   * Leases up to `max` due entries, and at most `maxBytes` (0 = no limit) of them, though the first
+   * one always, whatever its size, unless `strictBytes` (a claim that tops up a batch).
+   */
+  claim(now: number, max: number, maxBytes: number, lease: number, strictBytes?: boolean): QueueEntry[];
   /** Delivered: remove (a durable queue writes this a moment later, grouped; see Journal.settle). */
   ack(entries: readonly QueueEntry[]): void;
   /** Failed, to be tried again at `dueAt` (grouped like ack). */

@@ -237,11 +237,16 @@ export class DestinationWorkers implements Prefetcher {
     return this.config.request.timeout + SEND_MARGIN_MS;
   }
 
-  /** Claims a batch: what is due now, waiting up to `batch.timeout` for it to fill. */
+  /**
+   * Claims a batch: what is due now, waiting up to `batch.timeout` for it to fill. The lease covers
+   * that wait as well as the send: a batch that waited its full timeout must not see its first
+   * entries' lease run out (and another worker send them too) while it is being sent.
+   */
   private async collect(): Promise<QueueEntry[]> {
     const { batch: policy, queue: queueConfig } = this.config;
+    const lease = queueConfig.lease + policy.timeout;
     const now = Date.now();
-    const batch = this.queue.claim(now, policy.max_events, policy.max_bytes, queueConfig.lease);
+    const batch = this.queue.claim(now, policy.max_events, policy.max_bytes, lease);
     if (batch.length === 0) {
       const next = this.queue.nextDueAt();
       const wait = next === undefined ? IDLE_POLL_MS : Math.min(IDLE_POLL_MS, next - now);
@@ -256,15 +261,29 @@ export class DestinationWorkers implements Prefetcher {
       policy.timeout > 0 &&
       (policy.max_bytes === 0 || bytes < policy.max_bytes)
     ) {
+      if (policy.max_bytes > 0) {
+        // An entry is due that the last claim left (not for want of count): it did not fit in the
+        // bytes left, so the batch is as full as it gets.
+        const next = this.queue.nextDueAt();
+        if (next !== undefined && next <= Date.now()) break;
+      }
       const remaining = batch[0]!.enqueuedAt + policy.timeout - Date.now();
       if (remaining <= 0) break;
       await this.wakeup.wait(remaining);
-      const more = this.queue.claim(
-        Date.now(),
-        policy.max_events - batch.length,
-        policy.max_bytes > 0 ? policy.max_bytes - bytes : 0,
-        queueConfig.lease,
-      );
+      let more: QueueEntry[];
+      try {
+        // Strict: topping up must not take the batch past max_bytes (a 413 would dead-letter it all).
+        more = this.queue.claim(
+          Date.now(),
+          policy.max_events - batch.length,
+          policy.max_bytes > 0 ? policy.max_bytes - bytes : 0,
+          lease,
+          true,
+        );
+      } catch (err) {
+        this.logger.error({ err }, 'cannot read the queue; sending the batch as it is');
+        break;
+      }
       for (const e of more) {
         this.held.add(e);
         bytes += e.bytes;
