@@ -180,6 +180,35 @@ destinations:
     }
   });
 
+  it('on SIGTERM waits for a send in flight for the whole delivery.shutdown_timeout (31 s), then exits 0', async () => {
+    const sink = await startRecordingServer();
+    sink.respondWith(() => ({ hang: true }));
+    const { file } = writeConfig(`
+listen: { address: 127.0.0.1, port: 0 }
+log: { level: info }
+delivery: { shutdown_timeout: 31s }
+destinations:
+  - { name: stuck, type: webhook, address: ${sink.url}, request: { timeout: 60s } }
+`);
+    const eyrie = await spawnEyrie(file);
+    try {
+      const res = await request(eyrie.url, { method: 'POST', body: generateEvents(1, { seed: 12 })[0]! });
+      assert.equal(res.statusCode, 200);
+      await res.body.dump();
+      await sink.waitFor(1);
+      const t0 = Date.now();
+      eyrie.child.kill('SIGTERM');
+      const code = await eyrie.exited;
+      const took = Date.now() - t0;
+      assert.equal(code, 0, eyrie.output());
+      assert.ok(took >= 30_500, `waited for the send: exited after ${took} ms`);
+      assert.doesNotMatch(eyrie.output(), /shutdown deadline passed/);
+    } finally {
+      eyrie.child.kill('SIGKILL');
+      await sink.close();
+    }
+  });
+
   it('keeps a healthy destination fast while another one is dead', async () => {
     const healthy = await startRecordingServer();
     const dead = await startRecordingServer();

@@ -8,6 +8,7 @@ import { preflight, startEyrie, type RunningEyrie } from '../app.ts';
 import type { LoadedConfig } from '../config/load.ts';
 import { applyExporterFlags, type ExporterFlags } from './exporter-flags.ts';
 import { sendEvents } from './send.ts';
+import { timerDelay } from '../util/timer.ts';
 import { DeadLetters } from '../delivery/dead-letters.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
@@ -53,6 +54,9 @@ program
     await runService(loaded);
   });
 
+/** How long closing may take beyond delivery.shutdown_timeout before the process exits with 1. */
+const SHUTDOWN_MARGIN_MS = 20_000;
+
 /** Starts every role of a loaded config and runs until SIGTERM/SIGINT. */
 async function runService(loaded: LoadedConfig): Promise<void> {
   const logger = createLogger(loaded.config.log, secretValues(loaded.config));
@@ -64,10 +68,15 @@ async function runService(loaded: LoadedConfig): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
-    const deadline = setTimeout(() => {
-      logger.error('shutdown deadline passed, exiting');
-      exitAfterLogs(logger, 1);
-    }, 30_000);
+    // A backstop for a close that hangs: past the sends' own deadline (delivery.shutdown_timeout),
+    // closing the journal and the listeners takes moments, so this margin is never reached otherwise.
+    const deadline = setTimeout(
+      () => {
+        logger.error('shutdown deadline passed, exiting');
+        exitAfterLogs(logger, 1);
+      },
+      timerDelay(loaded.config.delivery.shutdown_timeout + SHUTDOWN_MARGIN_MS),
+    );
     deadline.unref();
     // Signals are handled from the event loop, so `started` (below) is set by the time this runs.
     void started.then(async (eyrie) => {
