@@ -99,6 +99,37 @@ describe('HTTP ingest', () => {
     assert.equal((await post(ingest.url, '[]')).status, 400);
   });
 
+  it(
+    'answers a body of 200,000 bad NDJSON lines promptly, listing the first 100 problems and counting all',
+    { timeout: 30_000 },
+    async (t) => {
+      // Each bad line used to be matched against every error before it: minutes of a blocked event loop.
+      const large = await startIngest(testConfig((c) => (c.listen.body_limit = 1024 * 1024)));
+      t.after(() => large.close());
+      const bad = await post(large.url, 'x\n'.repeat(200_000), { 'content-type': 'application/x-ndjson' });
+      assert.equal(bad.status, 400);
+      const refused = bad.json();
+      assert.equal(refused.rejected, 200_000);
+      const errors = refused.errors as { index: number; message: string }[];
+      assert.equal(errors.length, 100);
+      assert.deepEqual(
+        errors.map((e) => e.index),
+        Array.from({ length: 100 }, (_, i) => i),
+      );
+      assert.match(errors[0]!.message, /line is not valid JSON/);
+      const before = ingest.router.events.length;
+      const mixed = await post(ingest.url, `${event}\n${'{oops\n'.repeat(150)}[1]\n${event}\n`, {
+        'content-type': 'application/x-ndjson',
+      });
+      assert.equal(mixed.status, 200);
+      const body = mixed.json();
+      assert.equal(body.accepted, 2);
+      assert.equal(body.rejected, 151);
+      assert.equal((body.errors as unknown[]).length, 100);
+      assert.equal(ingest.router.events.length, before + 2);
+    },
+  );
+
   it('takes gzip and deflate bodies', async () => {
     const before = ingest.router.events.length;
     const gz = await post(ingest.url, gzipSync(event), {

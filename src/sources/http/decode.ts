@@ -60,10 +60,16 @@ function one(value: JsonValue): FalcoEvent {
   }
 }
 
-function many(values: JsonValue[]): DecodedBody {
+/** `values[i]` is ignored where `unparsed` has a message for i: that item was not JSON. */
+function many(values: JsonValue[], unparsed?: ReadonlyMap<number, string>): DecodedBody {
   const events: FalcoEvent[] = [];
   const errors: { index: number; message: string }[] = [];
   values.forEach((value, index) => {
+    const parseError = unparsed?.get(index);
+    if (parseError !== undefined) {
+      errors.push({ index, message: parseError });
+      return;
+    }
     try {
       events.push(toFalcoEvent(looksLikeUiBody(value) ? unwrapUiBody(value) : value));
     } catch (err) {
@@ -109,7 +115,7 @@ export function decodeBody(
 
   if (type === 'application/x-ndjson' || type === 'application/jsonl' || type === 'application/json-seq') {
     const values: JsonValue[] = [];
-    const errors: { index: number; message: string }[] = [];
+    const unparsed = new Map<number, string>();
     let index = 0;
     for (const line of trimmed.split('\n')) {
       // RFC 7464 JSON text sequences start each record with RS (0x1E).
@@ -118,18 +124,12 @@ export function decodeBody(
       try {
         values.push(parseJson(l));
       } catch (err) {
-        errors.push({ index, message: `line is not valid JSON: ${(err as Error).message}` });
+        unparsed.set(index, `line is not valid JSON: ${(err as Error).message}`);
         values.push(null);
       }
       index++;
     }
-    const decoded = many(values);
-    // Lines that failed to parse were pushed as null; replace their generic message with the parse error.
-    for (const e of errors) {
-      const slot = decoded.errors.find((d) => d.index === e.index);
-      if (slot) slot.message = e.message;
-    }
-    return decoded;
+    return many(values, unparsed);
   }
 
   const value = parseDocument(trimmed, 'request body');

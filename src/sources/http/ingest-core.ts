@@ -81,7 +81,12 @@ export class IngestCore {
       const message = batch
         ? `no valid event in the batch (first problem: event ${first.index}: ${first.message})`
         : first.message;
-      return this.error(400, 'invalid_event', message, batch ? { errors } : {});
+      return this.error(
+        400,
+        'invalid_event',
+        message,
+        batch ? { rejected: errors.length, errors: reported(errors) } : {},
+      );
     }
     const handed = this.pipeline.accept(events, 'http');
     if (handed === undefined) return this.accepted(decoded, shape);
@@ -104,7 +109,17 @@ export class IngestCore {
     return {
       status: 200,
       contentType: 'application/json; charset=utf-8',
-      body: JSON.stringify({ accepted: events.length, rejected: errors.length, errors }),
+      body: JSON.stringify({ accepted: events.length, rejected: errors.length, errors: reported(errors) }),
     };
   }
+}
+
+/**
+ * Problems listed in an answer: the first MAX_REPORTED_ERRORS (`rejected` still counts them all). A
+ * 1 MiB body of half a million bad items would otherwise be answered with tens of megabytes.
+ */
+export const MAX_REPORTED_ERRORS = 100;
+
+function reported<T>(errors: readonly T[]): readonly T[] {
+  return errors.length > MAX_REPORTED_ERRORS ? errors.slice(0, MAX_REPORTED_ERRORS) : errors;
 }
