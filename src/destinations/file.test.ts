@@ -39,7 +39,7 @@ function event(i: number): FalcoEvent {
 
 function line(i: number): string {
   const n = String(i).padStart(4, '0');
-  return `{"uuid":"3f1b0a3c-9f0e-4d4e-8a47-0c5e3f9f${n}","output":"event ${n} \\u003cx\\u003e","priority":"Warning","rule":"r","time":"2026-01-01T00:00:00.123456789Z","output_fields":{"evt.time":1767225600123456789,"n":"${n}"},"source":"syscall","tags":["t"],"hostname":"h"}`;
+  return `{"uuid":"3f1b0a3c-9f0e-4d4e-8a47-0c5e3f9f${n}","output":"event ${n} \\u003cx\\u003e","priority":"Warning","rule":"r","time":"2026-01-01T00:00:00.123456789Z","output_fields":{"evt.time":1767225600123456789,"n":"${n}"},"source":"syscalls","tags":["t"],"hostname":"h"}`;
 }
 
 const LINE_BYTES = Buffer.byteLength(line(0)) + 1;

@@ -38,11 +38,11 @@ describe('Falco event parser', () => {
     assert.deepEqual(e.tags, []);
   });
 
-  it('accepts Falco versions without hostname, source or tags (defaults: syscall, no tags)', () => {
+  it("accepts Falco versions without hostname, source or tags (defaults: Falcosidekick's syscalls, no tags)", () => {
     const e = parseFalcoEvent(
       '{"output":"x","priority":"Error","rule":"R","time":"2019-01-01T00:00:00.5Z","output_fields":{"a":1}}',
     );
-    assert.equal(e.source, 'syscall');
+    assert.equal(e.source, 'syscalls');
     assert.deepEqual(e.tags, []);
     assert.equal(e.hostname, undefined);
   });
@@ -184,7 +184,7 @@ describe('Falco event parser', () => {
       }
       if (!('tags' in raw)) {
         seen.noTags++;
-        assert.equal(e.source, 'syscall');
+        assert.equal(e.source, 'syscalls');
       }
       if (typeof fields['proc.cmdline'] === 'string' && fields['proc.cmdline'].includes('日本語')) {
         seen.unicode++;

@@ -28,8 +28,13 @@ export class EventError extends Error {
   }
 }
 
-/** Falco's default source, used when an event (Falco < 0.30) carries none. */
-export const DEFAULT_SOURCE = 'syscall';
+/** Falco's own name of its syscall source (the gRPC output's default). */
+export const SYSCALL_SOURCE = 'syscall';
+/**
+ * The source of an event that carries none (Falco < 0.30): Falcosidekick sets `syscalls`, with an s,
+ * and every payload and filter downstream sees that.
+ */
+export const SIDEKICK_DEFAULT_SOURCE = 'syscalls';
 /** Falcosidekick's test rule: always source `internal`, bypasses minimum priorities. */
 export const TEST_RULE = 'Test rule';
 
@@ -164,7 +169,7 @@ export function toFalcoEvent(value: unknown): FalcoEvent {
   const output = optionalString(value, 'output') ?? '';
   const hostname = optionalString(value, 'hostname');
   const message = optionalString(value, 'message');
-  let source = optionalString(value, 'source') || DEFAULT_SOURCE;
+  let source = optionalString(value, 'source') || SIDEKICK_DEFAULT_SOURCE;
   if (rule === TEST_RULE) source = 'internal';
 
   const incomingUuid = value.uuid;

@@ -10,7 +10,7 @@ describe("Falcosidekick's JSON layout", () => {
     );
     assert.equal(
       toSidekickJson(e),
-      '{"uuid":"3f1b0a3c-9f0e-4d4e-8a47-0c5e3f9f2a11","output":"o","priority":"Informational","rule":"r","time":"2001-01-01T01:10:00Z","output_fields":{"a":{"b":null,"y":true},"z":1},"source":"syscall"}',
+      '{"uuid":"3f1b0a3c-9f0e-4d4e-8a47-0c5e3f9f2a11","output":"o","priority":"Informational","rule":"r","time":"2001-01-01T01:10:00Z","output_fields":{"a":{"b":null,"y":true},"z":1},"source":"syscalls"}',
     );
   });
 
@@ -20,7 +20,7 @@ describe("Falcosidekick's JSON layout", () => {
     );
     assert.equal(
       toSidekickJson(e),
-      '{"uuid":"3f1b0a3c-9f0e-4d4e-8a47-0c5e3f9f2a11","output":"a\\u003cb\\u003e\\u0026c\\u2028","priority":"Debug","rule":"r","time":"2026-01-01T00:00:00.12Z","output_fields":{"evt.time":1767225600120000000,"f":1.50},"source":"syscall","tags":["b","a"],"hostname":"h"}',
+      '{"uuid":"3f1b0a3c-9f0e-4d4e-8a47-0c5e3f9f2a11","output":"a\\u003cb\\u003e\\u0026c\\u2028","priority":"Debug","rule":"r","time":"2026-01-01T00:00:00.12Z","output_fields":{"evt.time":1767225600120000000,"f":1.50},"source":"syscalls","tags":["b","a"],"hostname":"h"}',
     );
   });
 
@@ -50,7 +50,7 @@ describe("Falcosidekick's JSON layout, unusual values", () => {
     );
     assert.equal(
       toSidekickJson(e),
-      '{"uuid":"3f1b0a3c-9f0e-4d4e-8a47-0c5e3f9f2a11","output":"x\ufffd","priority":"Debug","rule":"r","time":"2026-01-01T00:00:00Z","output_fields":{"10":2,"9":1,"b":{"2":true,"a":[{"y":2,"z":1}]}},"source":"syscall"}',
+      '{"uuid":"3f1b0a3c-9f0e-4d4e-8a47-0c5e3f9f2a11","output":"x\ufffd","priority":"Debug","rule":"r","time":"2026-01-01T00:00:00Z","output_fields":{"10":2,"9":1,"b":{"2":true,"a":[{"y":2,"z":1}]}},"source":"syscalls"}',
     );
   });
 });

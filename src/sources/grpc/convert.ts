@@ -1,4 +1,4 @@
-import { DEFAULT_SOURCE, EventError, toFalcoEvent, type FalcoEvent } from '../../event/falco-event.ts';
+import { SYSCALL_SOURCE, EventError, toFalcoEvent, type FalcoEvent } from '../../event/falco-event.ts';
 import { parseJson, type JsonObject, type JsonValue } from '../../event/json.ts';
 import { PRIORITIES } from '../../event/priority.ts';
 import type { FalcoOutputResponse, ProtoTimestamp } from './falco-proto.ts';
@@ -29,7 +29,7 @@ export function timestampToRfc3339(timestamp: ProtoTimestamp | null | undefined)
 
 function sourceOf(response: FalcoOutputResponse): string {
   if (response.source) return response.source;
-  return DEPRECATED_SOURCES[response.source_deprecated] ?? DEFAULT_SOURCE;
+  return DEPRECATED_SOURCES[response.source_deprecated] ?? SYSCALL_SOURCE;
 }
 
 function outputFieldsOf(fields: Record<string, string> | null | undefined): JsonObject {
