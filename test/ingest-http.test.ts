@@ -266,9 +266,16 @@ describe('HTTP ingest', () => {
     assert.equal(await rejected(), before + 1);
   });
 
-  it('answers 404 for unknown paths and 405 (with Allow) for wrong methods', async () => {
-    const unknown = await post(ingest.url, event, undefined, '/nope');
-    assert.equal(unknown.status, 404);
+  it('takes a POST on any other path as an event, as Falcosidekick does; 404 and 405 (with Allow) otherwise', async () => {
+    const before = ingest.router.events.length;
+    const elsewhere = await post(ingest.url, event, undefined, '/falco/events?x=1');
+    assert.equal(elsewhere.status, 200);
+    assert.equal(ingest.router.events.length, before + 1);
+    const invalid = await post(ingest.url, '{"rule":"x"}', undefined, '/falco');
+    assert.equal(invalid.status, 400, 'validated like POST /');
+    const unknown = await request(`${ingest.url}/nope`);
+    assert.equal(unknown.statusCode, 404);
+    await unknown.body.text();
     const get = await request(ingest.url);
     assert.equal(get.statusCode, 405);
     assert.equal(get.headers.allow, 'POST');

@@ -314,12 +314,15 @@ export function buildIngestApp(options: IngestAppOptions): FastifyInstance {
     );
   });
 
-  app.setNotFoundHandler((request, reply) =>
-    reject(reply, 404, 'not_found', `no route ${request.method} ${request.url}`),
-  );
-
   const ingest = async (request: FastifyRequest, reply: FastifyReply, shape: BodyShape) =>
     answer(reply, await core.ingest(request.body, request.headers['content-type'], shape));
+
+  app.setNotFoundHandler((request, reply) => {
+    // Falcosidekick takes events on Go's "/" pattern, which matches every path no other route has:
+    // a Falco http_output URL with a path (http://sidekick:2801/falco) must keep working.
+    if (request.method === 'POST' && serves('/')) return ingest(request, reply, 'falco');
+    return reject(reply, 404, 'not_found', `no route ${request.method} ${request.url}`);
+  });
 
   const handlers: Record<string, (request: FastifyRequest, reply: FastifyReply) => unknown> = {
     '/': (req, reply) => ingest(req, reply, 'falco'),
