@@ -119,6 +119,10 @@ export function translateOutput(
   }
   if (!enabled) return undefined;
   const isHttp = mapping.requestKeys !== undefined;
+  // Falcosidekick sends one request at a time per HTTP output unless maxconcurrentrequests says
+  // otherwise (defaultMaxConcurrentHttpRequests = 1): a receiver sized for that, and event order, rely on it.
+  if (isHttp && getAt(entry, ['queue', 'concurrency']) === undefined)
+    setAt(entry, ['queue', 'concurrency'], 1);
   if (isHttp && !mutualTls) applyClientCa(entry, destinationPath, context);
   // Falcosidekick verifies the server whenever it presents a client certificate, whatever checkcert says.
   if (mutualTls) setAt(entry, ['request', 'tls', 'verify'], true);

@@ -231,6 +231,18 @@ describe('Falcosidekick outputs with an Eyrie destination type', () => {
     assert.equal(hook?.queue.concurrency, 3);
   });
 
+  it("send one request at a time unless maxconcurrentrequests says otherwise (Falcosidekick's default)", () => {
+    const plain = loadEnv({ WEBHOOK_ADDRESS: 'http://env-receiver/' }, withWebhook).config.destinations[0]!;
+    assert.equal(plain.queue.concurrency, 1);
+    const yaml = load('webhook:\n  address: http://receiver/\n', {}, { destinationTypes: withWebhook });
+    assert.equal(yaml.config.destinations[0]!.queue.concurrency, 1);
+    const overridden = loadEnv(
+      { WEBHOOK_ADDRESS: 'http://env-receiver/', EYRIE_DESTINATIONS__WEBHOOK__QUEUE__CONCURRENCY: '8' },
+      withWebhook,
+    ).config.destinations[0]!;
+    assert.equal(overridden.queue.concurrency, 8, 'an EYRIE_ override still wins');
+  });
+
   it('take the global client certificate with mutualtls, and tlsclient.cacertfile otherwise', () => {
     const yaml = (mutualtls: boolean) => `mutualtlsfilespath: /certs
 mutualtlsclient:
