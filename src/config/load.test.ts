@@ -216,6 +216,29 @@ destinations:
     assert.match(found[0]!, /eyrie\.yaml:\d+:\d+: /);
   });
 
+  it('reports an alias inside its own anchor, and too many aliases, instead of crashing or hanging', () => {
+    const loop = problems(() => load('destinations: &d\n  - *d\n'));
+    assert.ok(
+      loop.some((p) =>
+        /eyrie\.yaml:2:5: destinations\[0\]\[0\]: alias \*d is inside its own anchor &d/.test(p),
+      ),
+      loop.join('\n'),
+    );
+    // Nine levels of ten aliases: 10^9 values if expanded.
+    const levels = ['a0: &a0 [x, x, x, x, x, x, x, x, x, x]'];
+    for (let i = 1; i < 9; i++)
+      levels.push(
+        `a${i}: &a${i} [${Array(10)
+          .fill(`*a${i - 1}`)
+          .join(', ')}]`,
+      );
+    const laughs = problems(() => load(`${levels.join('\n')}\n`));
+    assert.ok(
+      laughs.some((p) => /more than 1000 aliases \(\*name\) expanded/.test(p)),
+      laughs.join('\n'),
+    );
+  });
+
   it('refuses a file that mixes native sections and Falcosidekick keys', () => {
     const found = problems(() => load('listen:\n  port: 2801\nlistenport: 2802\n'));
     assert.equal(found.length, 1);

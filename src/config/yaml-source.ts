@@ -1,5 +1,5 @@
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parse, parseDocument } from 'yaml';
-import type { Document, Node } from 'yaml';
+import type { Alias, Document, Node } from 'yaml';
 import { expandVars } from './interpolate.ts';
 import type { Issues, Origin, Path } from './origins.ts';
 
@@ -21,6 +21,12 @@ export function readYaml(text: string, file: string, env: NodeJS.ProcessEnv, iss
   return doc.contents === null ? undefined : walker.walk(doc.contents, []);
 }
 
+/**
+ * Most aliases a config may expand. Each expands its whole anchor again, so a few nested ones
+ * ("billion laughs") would otherwise make millions of values.
+ */
+const MAX_ALIASES = 1000;
+
 class Walker {
   private readonly doc: Document;
   private readonly env: NodeJS.ProcessEnv;
@@ -34,8 +40,12 @@ class Walker {
     this.at = at;
   }
 
+  /** Nodes being walked through an alias (an alias inside its own anchor would never end). */
+  private readonly resolving = new Set<unknown>();
+  private aliasesResolved = 0;
+
   walk(node: unknown, path: Path): unknown {
-    if (isAlias(node)) return this.walk(node.resolve(this.doc), path);
+    if (isAlias(node)) return this.alias(node, path);
     if (isNodeWithRange(node)) this.issues.origins.setValue(path, this.at(node.range[0]));
     if (isMap(node)) {
       const out: Record<string, unknown> = {};
@@ -54,6 +64,32 @@ class Walker {
     if (isSeq(node)) return node.items.map((item, i) => this.walk(item, [...path, i]));
     if (isScalar(node)) return this.scalar(node.value, node.type === 'PLAIN', path);
     return null;
+  }
+
+  private alias(node: Alias, path: Path): unknown {
+    const origin = this.at(isNodeWithRange(node) ? node.range[0] : 0);
+    if (++this.aliasesResolved > MAX_ALIASES) {
+      // Only the first time: the walk goes on, but every further alias stays unexpanded.
+      if (this.aliasesResolved === MAX_ALIASES + 1)
+        this.issues.add(
+          path,
+          origin,
+          `more than ${MAX_ALIASES} aliases (*name) expanded: a config needs far fewer`,
+        );
+      return null;
+    }
+    const target = node.resolve(this.doc);
+    if (target === undefined) return null; // an unknown anchor: the parser has reported it
+    if (this.resolving.has(target)) {
+      this.issues.add(path, origin, `alias *${node.source} is inside its own anchor &${node.source}`);
+      return null;
+    }
+    this.resolving.add(target);
+    try {
+      return this.walk(target, path);
+    } finally {
+      this.resolving.delete(target);
+    }
   }
 
   private scalar(value: unknown, plain: boolean, path: Path): unknown {
