@@ -53,4 +53,14 @@ describe("Falcosidekick's JSON layout, unusual values", () => {
       '{"uuid":"3f1b0a3c-9f0e-4d4e-8a47-0c5e3f9f2a11","output":"x\ufffd","priority":"Debug","rule":"r","time":"2026-01-01T00:00:00Z","output_fields":{"10":2,"9":1,"b":{"2":true,"a":[{"y":2,"z":1}]}},"source":"syscalls"}',
     );
   });
+
+  it('keeps fields named __proto__ as keys, as Go does', () => {
+    const e = parseFalcoEvent(
+      '{"uuid":"3f1b0a3c-9f0e-4d4e-8a47-0c5e3f9f2a11","output":"x","priority":"Debug","rule":"r","time":"2026-01-01T00:00:00Z","source":"s","output_fields":{"a":1,"__proto__":{"x":1},"n":{"__proto__":"v"}}}',
+    );
+    assert.equal(
+      toSidekickJson(e),
+      '{"uuid":"3f1b0a3c-9f0e-4d4e-8a47-0c5e3f9f2a11","output":"x","priority":"Debug","rule":"r","time":"2026-01-01T00:00:00Z","output_fields":{"__proto__":{"x":1},"a":1,"n":{"__proto__":"v"}},"source":"s"}',
+    );
+  });
 });

@@ -58,7 +58,8 @@ function sortedKeys(value: JsonValue): unknown {
   const keys = Object.keys(value).sort();
   const out: Record<string, unknown> = {};
   for (const k of keys) {
-    if (INDEX_LIKE.test(k)) return UNSORTABLE;
+    // `out.__proto__ = v` would set the prototype, not a key: the slow writer keeps such keys.
+    if (INDEX_LIKE.test(k) || k === '__proto__') return UNSORTABLE;
     const v = sortedKeys(value[k]!);
     if (v === UNSORTABLE) return UNSORTABLE;
     out[k] = v;
