@@ -44,8 +44,8 @@ export interface JournalItem {
 /** Counts entries a queue cap dropped (the newest refused, or the oldest dropped for it). */
 export type OnQueueDrop = (reason: 'queue_full_newest' | 'queue_full_oldest', count: number) => void;
 
-/** Thrown in the savepoint of SqliteQueue.dropFor to undo drops that could not make room. */
-const NO_ROOM = Symbol('no room');
+/** Thrown in the savepoint of SqliteQueue.dropOldestFor to undo drops that could not make room. */
+class NoRoom extends Error {}
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS events (
@@ -391,7 +391,7 @@ export class SqliteQueue implements DeliveryQueue {
         while (this.full(bytes)) {
           const oldest = s.oldestUnleased.get(this.destination) as
             { id: number; event_id: number; bytes: number } | undefined;
-          if (!oldest) throw NO_ROOM;
+          if (!oldest) throw new NoRoom('the entries in flight fill the cap');
           s.deleteDelivery.get(oldest.id);
           this.count--;
           this.bytes -= oldest.bytes;
@@ -400,7 +400,7 @@ export class SqliteQueue implements DeliveryQueue {
         }
       });
     } catch (err) {
-      if (err !== NO_ROOM) throw err;
+      if (!(err instanceof NoRoom)) throw err;
       this.count = before.count;
       this.bytes = before.bytes;
       this.onDrop('queue_full_newest', 1);
