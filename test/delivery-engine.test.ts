@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { pino } from 'pino';
 import { openSqlite } from '../src/store/sqlite.ts';
 import {
   FakeDestination,
@@ -24,11 +25,13 @@ import {
   type TestEngine,
 } from './helpers/delivery.ts';
 import type { EyrieConfig } from '../src/config/types.ts';
+import { DeliveryEngine } from '../src/delivery/engine.ts';
 import { HttpStatusError, PermanentError, RetryableError } from '../src/delivery/errors.ts';
 import { JournalUnavailableError } from '../src/delivery/journal.ts';
 import { testEvent, type FalcoEvent } from '../src/event/falco-event.ts';
 import { stringifyJson } from '../src/event/json.ts';
 import { PRIORITIES } from '../src/event/priority.ts';
+import { Metrics } from '../src/metrics/registry.ts';
 
 /** One destination entry of a native config (flow style); retry is fast by default. */
 function dest(name: string, options: { type?: string; retry?: string; extra?: string } = {}): string {
@@ -863,6 +866,78 @@ describe('DeliveryEngine', { timeout: 60_000 }, () => {
       assert.equal(decision('everything', 'filtered'), 0);
       // One stored body per event, shared by its deliveries.
       assert.equal(query<{ n: number }>(te.dataDir, 'SELECT count(*) AS n FROM events')[0]!.n, 301);
+    });
+
+    it('a CEL error refuses the event, counts as cel_error and warns at most once a minute', async (t) => {
+      const cel = 'event.output_fields["k8s.ns.name"] != "kube-system"';
+      const cfg = config([
+        dest('ns', { extra: `durability: memory, filter: { cel: '${cel}' }` }),
+        dest('all', { extra: 'durability: memory' }),
+      ]);
+      const fakes = { ns: new FakeDestination('ns'), all: new FakeDestination('all') };
+      const warnings: Record<string, unknown>[] = [];
+      const logger = pino(
+        { level: 'warn' },
+        { write: (line: string) => warnings.push(JSON.parse(line) as Record<string, unknown>) },
+      );
+      const metrics = new Metrics({ defaultMetrics: false });
+      const engine = new DeliveryEngine({
+        dataDir: cfg.storage.path,
+        delivery: cfg.delivery,
+        destinations: cfg.destinations.map((c) => ({ config: c, destination: fakes[c.name as 'ns'] })),
+        metrics,
+        logger,
+      });
+      t.after(() => engine.close());
+      const base = makeEvents(1, 17)[0]!;
+      const withFields = (output_fields: Record<string, string>) => ({
+        ...base,
+        uuid: randomUUID(),
+        output_fields,
+      });
+      const missing = [1, 2, 3].map(() => withFields({ 'fd.name': '/etc/shadow' }));
+      const app = withFields({ 'k8s.ns.name': 'shop' });
+      const system = withFields({ 'k8s.ns.name': 'kube-system' });
+      // In the past: events are queued at this time, and workers see the real clock.
+      let now = Date.now() - 3_600_000;
+      t.mock.method(Date, 'now', () => now);
+      await engine.route([missing[0]!, app, system, missing[1]!, missing[2]!]);
+      assert.equal(warnings.length, 1, 'one warning for three errors');
+      const { level, destination, expression, rule, suppressed } = warnings[0]!;
+      assert.deepEqual(
+        { level, destination, expression, rule, suppressed },
+        { level: 40, destination: 'ns', expression: cel, rule: base.rule, suppressed: 0 },
+      );
+      assert.match(String(warnings[0]!.error), /^destinations\.ns\.filter\.cel: No such key: k8s\.ns\.name/);
+      assert.match(String(warnings[0]!.msg), /CEL filter error: the event is not delivered/);
+      now += 59_999;
+      const late = withFields({});
+      await engine.route([late]);
+      assert.equal(warnings.length, 1, 'still within the minute');
+      now += 1;
+      const later = withFields({});
+      await engine.route([later]);
+      assert.equal(warnings.length, 2, 'a minute later');
+      assert.equal(warnings[1]!.suppressed, 3);
+      t.mock.restoreAll();
+      const everything = [...missing, app, system, late, later];
+      await waitUntil(
+        () => fakes.all.delivered.length >= everything.length && fakes.ns.delivered.length >= 1,
+        5000,
+        () => `all got ${fakes.all.delivered.length}, ns ${fakes.ns.delivered.length}`,
+      );
+      await sleep(50);
+      assertExactlyOnce(fakes.ns, [app.uuid]);
+      assertExactlyOnce(fakes.all, uuids(everything));
+      const text = await metrics.text();
+      const decision = (destination: string, d: string) =>
+        metricValue(text, 'eyrie_routing_events_total', { destination, decision: d });
+      assert.equal(decision('ns', 'cel_error'), 5);
+      assert.equal(decision('ns', 'filtered'), 1);
+      assert.equal(decision('ns', 'routed'), 1);
+      assert.equal(decision('all', 'routed'), 7);
+      // No cel_error series for a destination without a CEL expression.
+      assert.doesNotMatch(text, /destination="all",decision="cel_error"/);
     });
 
     it('dedup drops identical events within the window; the test event is never deduplicated', async (t) => {

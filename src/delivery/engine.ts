@@ -21,8 +21,16 @@ export interface EngineDestination {
 
 interface Route {
   config: DestinationConfig;
-  decisions: { routed: CounterHandle; filtered: CounterHandle; deduplicated: CounterHandle };
+  decisions: {
+    routed: CounterHandle;
+    filtered: CounterHandle;
+    deduplicated: CounterHandle;
+    /** Only with a CEL expression: nothing else in a filter can fail at run time. */
+    celError: CounterHandle | undefined;
+  };
   accepts: (event: FalcoEvent) => boolean;
+  /** Set by the filter's onError while accepts() runs: the refusal was a CEL run-time error. */
+  celFailed: boolean;
   dedup: Deduplicator | undefined;
   workers: DestinationWorkers;
   durable: SqliteQueue | undefined;
@@ -67,12 +75,15 @@ function deliveryMetrics(metrics: Metrics) {
     }),
     routing: new HotCounter({
       name: 'eyrie_routing_events_total',
-      help: 'Routing decisions per destination: routed, filtered, deduplicated',
+      help: "Routing decisions per destination: routed, filtered, deduplicated, cel_error (the filter's CEL expression failed on the event: not delivered)",
       labelNames: ['destination', 'decision'] as const,
       registers,
     }),
   };
 }
+
+/** At most one warning per destination per this many ms about its CEL filter failing. */
+const CEL_ERROR_LOG_INTERVAL_MS = 60_000;
 
 /**
  * The durable delivery engine: routes each accepted event through every destination's filter and
@@ -182,19 +193,46 @@ export class DeliveryEngine implements Router {
         observer,
         this.logger.child({ destination: name }),
       );
-      this.routes.push({
+      const expression = config.filter?.cel;
+      const route: Route = {
         config,
         decisions: {
           routed: m.routing.handle({ destination: name, decision: 'routed' }),
           filtered: m.routing.handle({ destination: name, decision: 'filtered' }),
           deduplicated: m.routing.handle({ destination: name, decision: 'deduplicated' }),
+          celError:
+            typeof expression === 'string'
+              ? m.routing.handle({ destination: name, decision: 'cel_error' })
+              : undefined,
         },
-        accepts: compileFilter(config.filter, `destinations.${name}.filter`),
+        accepts: () => true,
+        celFailed: false,
         dedup: config.dedup ? new Deduplicator(config.dedup) : undefined,
         workers,
         durable,
         memory,
+      };
+      // A CEL run-time error (e.g. a missing key) refuses the event, as a non-match would, but it is
+      // counted as cel_error and logged: at most once a minute, with the errors not logged since.
+      let loggedAt = -Infinity;
+      let unlogged = 0;
+      route.accepts = compileFilter(config.filter, `destinations.${name}.filter`, {
+        onError: (err, event) => {
+          route.celFailed = true;
+          const now = Date.now();
+          if (now - loggedAt < CEL_ERROR_LOG_INTERVAL_MS) {
+            unlogged++;
+            return;
+          }
+          this.logger.warn(
+            { destination: name, expression, rule: event.rule, error: err.message, suppressed: unlogged },
+            'CEL filter error: the event is not delivered to this destination (one warning a minute at most; suppressed = errors since the last one)',
+          );
+          loggedAt = now;
+          unlogged = 0;
+        },
       });
+      this.routes.push(route);
     }
     for (const route of this.routes) {
       if (route.config.fallback === undefined) continue;
@@ -280,7 +318,10 @@ export class DeliveryEngine implements Router {
       const targets: SqliteQueue[] = [];
       for (const route of this.routes) {
         if (!route.accepts(event)) {
-          route.decisions.filtered.inc();
+          if (route.celFailed) {
+            route.celFailed = false;
+            route.decisions.celError!.inc();
+          } else route.decisions.filtered.inc();
           continue;
         }
         if (route.dedup !== undefined && event.rule !== TEST_RULE) {

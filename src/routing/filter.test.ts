@@ -748,6 +748,49 @@ describe('compileFilter: CEL', () => {
     assert.equal(errors.length, 1);
   });
 
+  it('a runtime error reaches onError named by its setting, the library error as cause', () => {
+    const errors: Error[] = [];
+    const f = compileFilter({ cel: 'event.output_fields["k8s.ns.name"] != "kube-system"' }, WHERE, {
+      onError: (err) => errors.push(err),
+    });
+    assert.equal(f(fields({ 'fd.name': '/etc/shadow' })), false);
+    assert.equal(errors.length, 1);
+    assert.match(errors[0]!.message, /^destinations\[2\]\.filter\.cel: No such key: k8s\.ns\.name/);
+    assert.ok(errors[0]!.cause instanceof Error);
+    assert.match(errors[0]!.cause.message, /^No such key: k8s\.ns\.name/);
+  });
+
+  it('the guarded forms the docs suggest work on dotted keys without an error', () => {
+    const errors: Error[] = [];
+    const onError = (err: Error) => errors.push(err);
+    const absent = fields({ 'fd.name': '/etc/shadow' });
+    const system = fields({ 'k8s.ns.name': 'kube-system' });
+    for (const cel of [
+      '!("k8s.ns.name" in event.output_fields) || event.output_fields["k8s.ns.name"] != "kube-system"',
+      'event.output_fields[?"k8s.ns.name"].orValue("") != "kube-system"',
+    ]) {
+      const f = compileFilter({ cel }, WHERE, { onError });
+      assert.deepEqual([f(absent), f(event()), f(system)], [true, true, false], cel);
+    }
+    const f = compileFilter(
+      { cel: '!has(event.output_fields.user) || event.output_fields.user != "root"' },
+      WHERE,
+      {
+        onError,
+      },
+    );
+    assert.deepEqual(
+      [f(absent), f(fields({ user: 'bob' })), f(fields({ user: 'root' }))],
+      [true, true, false],
+    );
+    assert.deepEqual(errors, []);
+    // has() takes a field selection only, not an index: dotted names need `in` or `[?…]`.
+    assert.throws(
+      () => compileFilter({ cel: 'has(event.output_fields["k8s.ns.name"])' }, WHERE),
+      /destinations\[2\]\.filter\.cel: invalid CEL expression: has\(\) invalid argument/,
+    );
+  });
+
   it('a throwing onError does not escape', () => {
     const f = compileFilter({ cel: 'event.output_fields.nope == 1' }, WHERE, {
       onError: () => {

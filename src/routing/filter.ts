@@ -32,7 +32,9 @@
  *   other. Reading a missing key is an error: guard with `"k" in event.output_fields`,
  *   `has(event.output_fields.k)` or `event.output_fields.?k.orValue("")`. The expression is parsed and
  *   type-checked at compile time; at run time an error or a non-bool result means "no match" and is
- *   reported to `onError`, never thrown.
+ *   reported to `onError` (as an Error whose message starts with the setting's path, e.g.
+ *   `destinations.hook.filter.cel: No such key: k8s.ns.name`), never thrown. `has()` takes only
+ *   identifier keys: for Falco's dotted field names use `in` or `[?"k8s.ns.name"]`.
  */
 import { asError } from '../util/error.ts';
 import { Environment } from '@marcbachmann/cel-js';
@@ -416,7 +418,8 @@ function compileCel(expression: string, where: string, options: FilterOptions): 
       view.output_fields = celOutputFields(event.output_fields);
       result = program(context);
     } catch (err) {
-      report(asError(err), event);
+      const error = asError(err);
+      report(new Error(`${path}: ${error.message}`, { cause: error }), event);
       return false;
     } finally {
       // Do not keep the last event alive through the reused view.
