@@ -89,7 +89,8 @@ function createDestinations(
 
 /**
  * What the loader's schema cannot see: templates and CEL compile, TLS files read. Run by `eyrie check`
- * and before `serve` starts anything, so both refuse the same configs. Returns every problem.
+ * and before `serve` starts anything, so both refuse the same configs. Returns every problem, each as
+ * `setting.path: detail` (located in the file by locateProblems).
  */
 export function preflight(config: EyrieConfig): string[] {
   const problems: string[] = [];
@@ -101,8 +102,9 @@ export function preflight(config: EyrieConfig): string[] {
     }
   };
   attempt(() => createEnricher(config.enrich));
-  for (const d of config.destinations)
-    attempt(() => compileFilter(d.filter, `destinations.${d.name}.filter`));
+  config.destinations.forEach((d, index) =>
+    attempt(() => compileFilter(d.filter, `destinations[${index}].filter`)),
+  );
   if (config.listen.enabled && config.listen.tls.enabled) attempt(() => readTls(config));
   if (config.exporter.enabled) attempt(() => exporterTlsOptions(config.exporter));
   config.sources.grpc.forEach((grpc, index) => {

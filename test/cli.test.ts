@@ -113,6 +113,36 @@ describe('eyrie check and version', () => {
     assert.match(ok.stdout, /name: hook/);
   });
 
+  it('locates what only compiling finds (CEL, templates, TLS files) at file:line:column, in check and serve alike', async () => {
+    const dir = tempDir();
+    const native = join(dir, 'native.yaml');
+    writeFileSync(
+      native,
+      'enrich:\n  templated_fields:\n    foo: "{{ .bar "\ndestinations:\n  - name: a\n    type: stdout\n  - name: hook\n    type: webhook\n    address: http://x/\n    filter:\n      cel: \'event.rule ==\'\n',
+    );
+    for (const command of ['check', 'serve']) {
+      const res = await run([command, '-c', native]);
+      assert.equal(res.code, 1, res.stderr);
+      assert.match(
+        res.stderr,
+        new RegExp(`${native}:3:10: enrich\\.templated_fields\\.foo: template: foo:1:1: unclosed action`),
+      );
+      assert.match(
+        res.stderr,
+        new RegExp(`${native}:11:12: destinations\\[1\\]\\.filter\\.cel: invalid CEL expression`),
+      );
+    }
+    // A Falcosidekick file: the key as written there.
+    const sidekick = join(dir, 'sidekick.yaml');
+    writeFileSync(sidekick, 'templatedfields:\n  foo: "{{ .bar "\nwebhook:\n  address: http://x/\n');
+    const res = await run(['check', '-c', sidekick]);
+    assert.equal(res.code, 1);
+    assert.match(
+      res.stderr,
+      new RegExp(`${sidekick}:2:8: templatedfields\\.foo: template: foo:1:1: unclosed action`),
+    );
+  });
+
   it('prints its version', async () => {
     const res = await run(['version']);
     assert.equal(res.code, 0);

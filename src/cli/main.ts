@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
-import { loadConfig } from '../config/load.ts';
+import { loadConfig, locateProblems } from '../config/load.ts';
 import { ConfigError } from '../config/errors.ts';
 import { renderConfig, secretValues } from '../config/render.ts';
 import { createLogger, exitAfterLogs } from '../util/logger.ts';
@@ -59,6 +59,12 @@ const SHUTDOWN_MARGIN_MS = 20_000;
 
 /** Starts every role of a loaded config and runs until SIGTERM/SIGINT. */
 async function runService(loaded: LoadedConfig): Promise<void> {
+  // Refused before anything starts, located in the file as `eyrie check` shows it.
+  const problems = preflight(loaded.config);
+  if (problems.length > 0) {
+    for (const p of locateProblems(loaded, problems)) process.stderr.write(`${p}\n`);
+    process.exit(1);
+  }
   const logger = createLogger(loaded.config.log, secretValues(loaded.config));
   for (const warning of loaded.warnings) logger.info({ config: loaded.file }, warning);
   // Handlers first: a SIGTERM that arrives while starting (an orchestrator that gave up waiting) must
@@ -141,7 +147,7 @@ program
     for (const warning of loaded.warnings) process.stderr.write(`note: ${warning}\n`);
     const problems = preflight(loaded.config);
     if (problems.length > 0) {
-      for (const p of problems) process.stderr.write(`${loaded.file ?? 'config'}: ${p}\n`);
+      for (const p of locateProblems(loaded, problems)) process.stderr.write(`${p}\n`);
       process.exit(1);
     }
     process.stdout.write(renderConfig(loaded));

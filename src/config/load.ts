@@ -4,10 +4,10 @@ import type { EyrieConfig } from './types.ts';
 import { entrySchema, typeOfEntry } from './destination-entry.ts';
 import type { DestinationTypes } from './destination-entry.ts';
 import { applyEnvOverrides } from './env-overrides.ts';
-import { ConfigError } from './errors.ts';
+import { ConfigError, formatIssue } from './errors.ts';
 import type { ConfigIssue } from './errors.ts';
 import type { JsonSchema } from './json-schema.ts';
-import { Issues, OriginMap } from './origins.ts';
+import { Issues, OriginMap, parsePath } from './origins.ts';
 import { isPlainObject, removeKey } from './plain.ts';
 import { buildConfig } from './resolve.ts';
 import { nativeSchema, NATIVE_SECTIONS } from './schema.ts';
@@ -34,6 +34,8 @@ export interface LoadedConfig {
   file?: string;
   /** What was translated or ignored (Falcosidekick mode); for the startup log and `eyrie check`. */
   warnings: string[];
+  /** Where each setting came from, to locate problems found after loading (see locateProblems). */
+  origins: OriginMap;
 }
 
 /**
@@ -60,7 +62,7 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   validateInto(nativeSchema as unknown as JsonSchema, data, [], issues);
   const config = buildConfig(data, types, issues);
   if (issues.list.length > 0) throw new ConfigError(sortIssues(issues.list));
-  const loaded: LoadedConfig = { config, format, warnings };
+  const loaded: LoadedConfig = { config, format, warnings, origins: issues.origins };
   if (options.file !== undefined) loaded.file = options.file;
   return loaded;
 }
@@ -120,5 +122,24 @@ function sortIssues(list: ConfigIssue[]): ConfigIssue[] {
   return [...list].sort((a, b) => {
     const rank = (i: ConfigIssue): number => (i.env !== undefined ? 1 : 0);
     return rank(a) - rank(b) || (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0);
+  });
+}
+
+/**
+ * Locates problems found after loading (a CEL expression or template that does not compile, a TLS
+ * file that cannot be read), each written as `setting.path: detail`, as the loader's own are:
+ * `file:line:column: key as the user wrote it: detail`. Others keep the file name alone.
+ */
+export function locateProblems(loaded: LoadedConfig, problems: readonly string[]): string[] {
+  return problems.map((problem) => {
+    const colon = problem.indexOf(': ');
+    const path = colon > 0 ? parsePath(problem.slice(0, colon)) : undefined;
+    const fallback = loaded.file !== undefined ? `${loaded.file}: ${problem}` : problem;
+    if (path === undefined) return fallback;
+    const issues = new Issues(loaded.origins);
+    issues.atValue(path, problem.slice(colon + 2));
+    const issue = issues.list[0]!;
+    if (issue.file === undefined && issue.env === undefined) return fallback;
+    return formatIssue(issue);
   });
 }

@@ -29,6 +29,22 @@ export function formatPath(path: Path): string {
   return out;
 }
 
+/** The reverse of formatPath; undefined when `text` is not a path it could have written. */
+export function parsePath(text: string): Path | undefined {
+  const path: PathSegment[] = [];
+  const segment = /^(?:\.?([A-Za-z0-9_-]+)|\[(\d+)\]|\[("(?:[^"\\]|\\.)*")\])/;
+  let rest = text;
+  while (rest !== '') {
+    const m = segment.exec(rest);
+    if (!m || (path.length === 0 && m[0].startsWith('.'))) return undefined;
+    if (m[1] !== undefined) path.push(m[1]);
+    else if (m[2] !== undefined) path.push(Number(m[2]));
+    else path.push(JSON.parse(m[3]!) as string);
+    rest = rest.slice(m[0].length);
+  }
+  return path.length > 0 ? path : undefined;
+}
+
 const keyOf = (path: Path): string => JSON.stringify(path.map(String));
 
 /**
