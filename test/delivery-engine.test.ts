@@ -1560,6 +1560,38 @@ describe('DeliveryEngine', { timeout: 60_000 }, () => {
       );
     });
 
+    it('a duplicate of an event whose commit is pending shares its fate: refused too when that commit fails', async (t) => {
+      const te = start(
+        t,
+        config([
+          dest('d', { extra: 'dedup: { window: 1m }' }),
+          dest('m', { extra: 'durability: memory, dedup: { window: 1m }' }),
+        ]),
+        { d: succeed, m: succeed },
+      );
+      const [event] = makeEvents(1, 27);
+      const db = openSqlite(join(te.dataDir, 'eyrie.db'));
+      t.after(() => db.close());
+      db.exec(
+        `CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END`,
+      );
+      // Both before the group commit: the second is a duplicate for both destinations.
+      const first = te.engine.route([event!]);
+      const second = te.engine.route([{ ...event!, uuid: randomUUID() }]);
+      assert.ok(second instanceof Promise, 'the duplicate waits for the pending commit');
+      await assert.rejects(async () => first, JournalUnavailableError);
+      await assert.rejects(async () => second, JournalUnavailableError);
+      db.exec('DROP TRIGGER refuse');
+      await te.engine.route([event!]);
+      await waitUntil(
+        () => te.fakes.d!.delivered.length === 1 && te.fakes.m!.delivered.length === 1,
+        2000,
+        () => 'the resent event is delivered by both, not deduplicated',
+      );
+      await sleep(50);
+      assert.equal(te.fakes.m!.delivered.length, 1, 'the refused duplicate was not queued in memory');
+    });
+
     it('route() rejects once the engine is closed (and an idle engine closes at once)', async (t) => {
       const te = start(
         t,

@@ -314,6 +314,7 @@ export class DeliveryEngine implements Router {
     const memory: { queue: MemoryQueue; event: FalcoEvent }[] = [];
     const now = Date.now();
     const touched = new Set<Route>();
+    let deduplicated = false;
     for (const event of events) {
       const targets: SqliteQueue[] = [];
       for (const route of this.routes) {
@@ -327,6 +328,7 @@ export class DeliveryEngine implements Router {
         if (route.dedup !== undefined && event.rule !== TEST_RULE) {
           if (route.dedup.isDuplicate(event)) {
             route.decisions.deduplicated.inc();
+            deduplicated = true;
             continue;
           }
           remembered.push({ dedup: route.dedup, event });
@@ -344,12 +346,19 @@ export class DeliveryEngine implements Router {
       // Workers that claim ahead were handed their entries (or told) by the journal commit itself.
       for (const route of touched) if (route.memory || !route.workers.prefetching) route.workers.notify();
     };
-    if (items.length === 0) {
+    // A duplicate may be of an event whose commit is still pending: should that commit fail, the
+    // first is refused and forgotten, and this one must not have been answered 200 meanwhile.
+    const committed =
+      items.length > 0
+        ? this.journal!.append(items) // items is only filled for durable destinations: there is a journal
+        : deduplicated
+          ? this.journal?.whenPendingCommitted()
+          : undefined;
+    if (committed === undefined) {
       handOver();
       return undefined;
     }
-    // items is only filled for durable destinations, which exist only with a journal.
-    return this.journal!.append(items).then(handOver, (err: unknown) => {
+    return committed.then(handOver, (err: unknown) => {
       for (const r of remembered) r.dedup.forget(r.event);
       throw err;
     });

@@ -655,6 +655,15 @@ export class Journal {
   }
 
   /**
+   * Settles with the commit of what is pending now: resolves once it is on disk, rejects as its
+   * appends do. Undefined when nothing is pending.
+   */
+  whenPendingCommitted(): Promise<void> | undefined {
+    if (this.pending.length === 0) return undefined;
+    return new Promise<void>((resolve, reject) => this.pending.push({ items: [], resolve, reject }));
+  }
+
+  /**
    * Throws JournalUnavailableError while the journal's data is over its disk cap (checked at most
    * every 250 ms). The data is the pages in use, not the size of the files: SQLite never shrinks
    * them (pages freed by deliveries are reused), so a cap on file sizes, once crossed by a backlog,
