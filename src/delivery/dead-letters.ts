@@ -162,13 +162,22 @@ export class DeadLetters {
   ): number {
     const total = this.count(selection);
     const w = where(selection);
+    const and = w.sql.length > 0 ? `${w.sql} AND` : 'WHERE';
+    // Only the dead letters there now: a running Eyrie may add more meanwhile (a replayed event that
+    // fails again), and a replay must not chase them.
+    const last = (
+      this.db.prepare(`SELECT max(d.id) AS id FROM dead_letters d ${w.sql}`).get(...w.params) as {
+        id: number | null;
+      }
+    ).id;
+    if (last === null) return 0;
     const next = this.db.prepare(
-      `SELECT d.id FROM dead_letters d ${w.sql.length > 0 ? `${w.sql} AND` : 'WHERE'} d.id > ? ORDER BY d.id LIMIT ?`,
+      `SELECT d.id FROM dead_letters d ${and} d.id > ? AND d.id <= ? ORDER BY d.id LIMIT ?`,
     );
     let done = 0;
     let after = 0;
     for (;;) {
-      const ids = (next.all(...w.params, after, CHUNK) as { id: number }[]).map((r) => r.id);
+      const ids = (next.all(...w.params, after, last, CHUNK) as { id: number }[]).map((r) => r.id);
       if (ids.length === 0) break;
       this.db.transaction(() => apply(ids))();
       after = ids[ids.length - 1]!;

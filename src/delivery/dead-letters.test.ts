@@ -1,0 +1,51 @@
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DeadLetters } from './dead-letters.ts';
+
+const dirs: string[] = [];
+after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+/** A journal holding `count` dead letters of destination `d`, each with its own event row. */
+function withDeadLetters(count: number): DeadLetters {
+  const dir = mkdtempSync(join(tmpdir(), 'eyrie-dlq-'));
+  dirs.push(dir);
+  const dlq = new DeadLetters(dir);
+  addDeadLetters(dlq, count);
+  return dlq;
+}
+
+function addDeadLetters(dlq: DeadLetters, count: number): void {
+  const event = dlq.db.prepare("INSERT INTO events (uuid, body, received_at, refs) VALUES ('u', '{}', 0, 1)");
+  const dead = dlq.db.prepare(
+    "INSERT INTO dead_letters (destination, event_id, bytes, enqueued_at, failed_at, attempts, reason, error) VALUES ('d', ?, 2, 0, 0, 1, 'permanent_400', 'no')",
+  );
+  dlq.db.transaction(() => {
+    for (let i = 0; i < count; i++) dead.run(event.run().lastInsertRowid);
+  })();
+}
+
+describe('DeadLetters', () => {
+  it('replays the dead letters there when it starts, not those added meanwhile (a running Eyrie re-failing them)', () => {
+    const dlq = withDeadLetters(2500);
+    try {
+      // Each chunk replayed fails again at once and comes back as new dead letters, faster than the
+      // replay moves on: a replay that chased them would never end.
+      const replayed = dlq.replay({ destination: 'd' }, () => addDeadLetters(dlq, 1000));
+      assert.equal(replayed, 2500);
+      assert.equal(
+        dlq.count({ destination: 'd' }),
+        3000,
+        'the three chunks that came back are still dead letters',
+      );
+      const queued = dlq.db.prepare('SELECT count(*) AS n FROM deliveries').get() as { n: number };
+      assert.equal(queued.n, 2500);
+    } finally {
+      dlq.close();
+    }
+  });
+});
