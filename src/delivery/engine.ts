@@ -246,7 +246,14 @@ export class DeliveryEngine implements Router {
     this.registerQueueGauges(options.metrics);
     // The dlq CLI may add or remove rows while we run: keep cached depths honest.
     if (journal) {
-      this.resyncTimer = setInterval(() => journal.resync(), 5000);
+      this.resyncTimer = setInterval(() => {
+        try {
+          journal.resync();
+        } catch (err) {
+          // A read that failed (an I/O error): the cached depths stay as they are until the next one.
+          this.logger.warn({ err }, 'cannot re-read the queue depths from the journal');
+        }
+      }, 5000);
       this.resyncTimer.unref();
     }
     for (const route of this.routes) route.workers.start();
