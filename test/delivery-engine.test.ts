@@ -1542,6 +1542,42 @@ describe('DeliveryEngine', { timeout: 60_000 }, () => {
       assert.equal(metricValue(metrics, 'eyrie_queue_depth', { destination: 'a' }), 3);
     });
 
+    it('a commit that fails counts no queue-cap drop: nothing was dropped, the batch was refused', async (t) => {
+      const cfg = config(
+        [
+          dest('capped', { extra: 'queue: { concurrency: 1, max_events: 1, when_full: drop_newest }' }),
+          dest('b'),
+        ],
+        'shutdown_timeout: 20ms',
+      );
+      const te = start(t, cfg, { capped: hang, b: succeed });
+      const [first, second] = makeEvents(2, 28);
+      await te.engine.route([first!]);
+      const db = openSqlite(join(te.dataDir, 'eyrie.db'));
+      t.after(() => db.close());
+      db.exec(
+        `CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END`,
+      );
+      await assert.rejects(async () => te.engine.route([second!]), JournalUnavailableError);
+      const metrics = await te.metrics.text();
+      assert.equal(
+        metricValue(metrics, 'eyrie_delivery_events_total', { destination: 'capped', outcome: 'dropped' }),
+        0,
+      );
+      db.exec('DROP TRIGGER refuse');
+      await te.engine.route([second!]);
+      const after = await te.metrics.text();
+      assert.equal(
+        metricValue(after, 'eyrie_delivery_events_total', {
+          destination: 'capped',
+          outcome: 'dropped',
+          reason: 'queue_full_newest',
+        }),
+        1,
+        'counted once the commit that drops it succeeds',
+      );
+    });
+
     it('a batch refused by a failed commit leaves no dedup key behind (the sender retries it)', async (t) => {
       const te = start(t, config([dest('d', { extra: 'dedup: { window: 1m }' })]), { d: succeed });
       const [event] = makeEvents(1, 26);

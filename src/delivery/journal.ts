@@ -169,7 +169,8 @@ export class SqliteQueue implements DeliveryQueue {
     this.maxEvents = caps.maxEvents;
     this.maxBytes = caps.maxBytes;
     this.whenFull = caps.whenFull;
-    this.onDrop = onDrop;
+    // Drops happen inside a write transaction: counted once it commits, not if it rolls back.
+    this.onDrop = (reason, count) => journal.afterCommit(() => onDrop(reason, count));
     this.resync();
   }
 
@@ -605,6 +606,7 @@ export class Journal {
         return fn();
       });
     } catch (err) {
+      this.committed = [];
       // Rolled back as a whole: the settles are still to be written.
       if (applied) this.settles = ops.concat(this.settles);
       this.resyncCounts();
@@ -615,8 +617,19 @@ export class Journal {
     // The savepoint rolled back: the cached depths may count deletes that did not happen.
     if (failed) this.resyncCounts();
     this.checkpointer.notify();
+    const committed = this.committed;
+    this.committed = [];
+    for (const fn of committed) fn();
     return result;
   }
+
+  /** Runs `fn` once the current write transaction commits (at once outside one); never after a rollback. */
+  afterCommit(fn: () => void): void {
+    if (this.db.inTransaction) this.committed.push(fn);
+    else fn();
+  }
+
+  private committed: (() => void)[] = [];
 
   private retrySettles(): void {
     this.settleTimer = undefined;
