@@ -133,7 +133,8 @@ export const destinationCommonSchema = Type.Object(
       headers: stringMap(),
       tls: section({
         verify: Type.Boolean({ default: true }),
-        ca_file: Type.String({ default: '' }),
+        // One file or several (Falcosidekick trusts tlsclient's CA and mutualtlsclient's together).
+        ca_file: Type.Union([Type.String(), Type.Array(Type.String())], { default: '' }),
         cert_file: Type.String({ default: '' }),
         key_file: Type.String({ default: '' }),
       }),

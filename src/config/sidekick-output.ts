@@ -123,7 +123,7 @@ export function translateOutput(
   // otherwise (defaultMaxConcurrentHttpRequests = 1): a receiver sized for that, and event order, rely on it.
   if (isHttp && getAt(entry, ['queue', 'concurrency']) === undefined)
     setAt(entry, ['queue', 'concurrency'], 1);
-  if (isHttp && !mutualTls) applyClientCa(entry, destinationPath, context);
+  if (isHttp) applyClientCa(entry, destinationPath, context);
   // Falcosidekick verifies the server whenever it presents a client certificate, whatever checkcert says.
   if (mutualTls) setAt(entry, ['request', 'tls', 'verify'], true);
   issues.origins.copyOne(path, destinationPath);
@@ -175,12 +175,21 @@ function applyMutualTls(
 }
 
 /** tlsclient.cacertfile: Falcosidekick adds it to the trusted CAs of every HTTP output. */
+/**
+ * tlsclient.cacertfile is trusted by every HTTP output; with mutualtls, besides mutualtlsclient's CA
+ * (Falcosidekick appends both to the root pool).
+ */
 function applyClientCa(entry: Record<string, unknown>, destinationPath: Path, context: OutputContext): void {
   const ca = getAt(context.tree, ['tlsclient', 'cacertfile']);
   if (typeof ca !== 'string' || ca === '') return;
+  const target = [...destinationPath, 'request', 'tls', 'ca_file'];
+  const mutualCa = getAt(entry, ['request', 'tls', 'ca_file']);
+  if (typeof mutualCa === 'string' && mutualCa !== '') {
+    setAt(entry, ['request', 'tls', 'ca_file'], [ca, mutualCa]);
+    context.issues.origins.copyOne(target, [...target, 1]);
+    context.issues.origins.copyOne(['tlsclient', 'cacertfile'], [...target, 0]);
+    return;
+  }
   setAt(entry, ['request', 'tls', 'ca_file'], ca);
-  context.issues.origins.copyOne(
-    ['tlsclient', 'cacertfile'],
-    [...destinationPath, 'request', 'tls', 'ca_file'],
-  );
+  context.issues.origins.copyOne(['tlsclient', 'cacertfile'], target);
 }

@@ -243,7 +243,7 @@ describe('Falcosidekick outputs with an Eyrie destination type', () => {
     assert.equal(overridden.queue.concurrency, 8, 'an EYRIE_ override still wins');
   });
 
-  it('take the global client certificate with mutualtls, and tlsclient.cacertfile otherwise', () => {
+  it('take the global client certificate with mutualtls, and tlsclient.cacertfile in every case', () => {
     const yaml = (mutualtls: boolean) => `mutualtlsfilespath: /certs
 mutualtlsclient:
   keyfile: /own/client.key
@@ -259,7 +259,7 @@ webhook:
       verify: true,
       cert_file: '/certs/client.crt',
       key_file: '/own/client.key',
-      ca_file: '/certs/ca.crt',
+      ca_file: ['/ca/extra.crt', '/certs/ca.crt'],
     });
     const plain = load(yaml(false), {}, { destinationTypes: withWebhook });
     assert.deepEqual(plain.config.destinations[0]!.request.tls, {

@@ -234,7 +234,8 @@ export interface RequestConfig {
   tls: {
     /** Verify the server certificate (Falcosidekick `checkcert`). */
     verify: boolean;
-    ca_file: string;
+    /** CA certificates trusted besides Node's roots: a PEM file, or several. */
+    ca_file: string | string[];
     /** Client certificate for mutual TLS (Falcosidekick `mutualtls` + `mutualtlsclient`). */
     cert_file: string;
     key_file: string;

@@ -386,6 +386,22 @@ describe('http transport: TLS', () => {
     assert.equal((await t.send({ body: '{}' })).status, 200);
   });
 
+  it('trusts every CA of a ca_file list, and only those', async () => {
+    const otherCa = join(pki.dir, 'rogue-ca.crt');
+    const both = transport(
+      requestConfig({ tls: { verify: true, ca_file: [otherCa, pki.caCert], cert_file: '', key_file: '' } }),
+      server.url,
+    );
+    assert.equal((await both.send({ body: '{}' })).status, 200);
+    const other = transport(
+      requestConfig({ tls: { verify: true, ca_file: [otherCa], cert_file: '', key_file: '' } }),
+      server.url,
+    );
+    await assert.rejects(other.send({ body: '{}' }), (e: unknown) =>
+      /SELF_SIGNED|UNABLE_TO_VERIFY|CERT/.test(String((e as { code?: string }).code)),
+    );
+  });
+
   it('presents a client certificate for mutual TLS', async () => {
     const t = transport(
       requestConfig({

@@ -132,22 +132,26 @@ interface TlsOptions {
 
 function tlsOptions(name: string, tls: RequestConfig['tls']): TlsOptions {
   const options: TlsOptions = { rejectUnauthorized: tls.verify };
-  if (tls.ca_file) {
-    const ca = readConfigFile(name, 'ca_file', tls.ca_file);
-    // `ca` replaces Node's root store, so keep the roots and add the file's certificates.
-    options.ca = [...rootCertificates, ca];
-    let problem = ca.includes('-----BEGIN CERTIFICATE-----') ? '' : 'no "BEGIN CERTIFICATE" block';
-    if (problem === '') {
-      try {
-        createSecureContext({ ca });
-      } catch (err) {
-        problem = (err as Error).message;
+  const caFiles = (typeof tls.ca_file === 'string' ? [tls.ca_file] : tls.ca_file).filter((f) => f !== '');
+  if (caFiles.length > 0) {
+    // `ca` replaces Node's root store, so keep the roots and add the files' certificates.
+    options.ca = [...rootCertificates];
+    for (const file of caFiles) {
+      const ca = readConfigFile(name, 'ca_file', file);
+      let problem = ca.includes('-----BEGIN CERTIFICATE-----') ? '' : 'no "BEGIN CERTIFICATE" block';
+      if (problem === '') {
+        try {
+          createSecureContext({ ca });
+        } catch (err) {
+          problem = (err as Error).message;
+        }
       }
-    }
-    if (problem !== '') {
-      throw new Error(
-        `destination "${name}": request.tls.ca_file "${tls.ca_file}" holds no usable PEM certificate: ${problem}`,
-      );
+      if (problem !== '') {
+        throw new Error(
+          `destination "${name}": request.tls.ca_file "${file}" holds no usable PEM certificate: ${problem}`,
+        );
+      }
+      options.ca.push(ca);
     }
   }
   if (tls.cert_file || tls.key_file) {
