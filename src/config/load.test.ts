@@ -239,6 +239,27 @@ destinations:
     );
   });
 
+  it("takes YAML merge keys (<<: *anchor, <<: [*a, *b]); the map's own keys override merged ones", () => {
+    const { config } = load(
+      'destinations:\n  - &common\n    name: a\n    type: stdout\n    queue: { concurrency: 2, max_events: 10 }\n  - <<: *common\n    name: b\n  - <<: [*common]\n    name: c\n    queue: { concurrency: 3 }\n',
+    );
+    assert.deepEqual(
+      config.destinations.map((d) => [d.name, d.type, d.queue.concurrency, d.queue.max_events]),
+      [
+        ['a', 'stdout', 2, 10],
+        ['b', 'stdout', 2, 10],
+        ['c', 'stdout', 3, 100_000],
+      ],
+    );
+    const bad = problems(() => load('destinations:\n  - <<: 5\n    name: d\n    type: stdout\n'));
+    assert.ok(
+      bad.some((p) =>
+        /eyrie\.yaml:2:9: destinations\[0\]: a merge key \(<<\) takes a map, or a list of maps/.test(p),
+      ),
+      bad.join('\n'),
+    );
+  });
+
   it('refuses a file that mixes native sections and Falcosidekick keys', () => {
     const found = problems(() => load('listen:\n  port: 2801\nlistenport: 2802\n'));
     assert.equal(found.length, 1);

@@ -1,6 +1,7 @@
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parse, parseDocument } from 'yaml';
 import type { Alias, Document, Node } from 'yaml';
 import { expandVars } from './interpolate.ts';
+import { isPlainObject } from './plain.ts';
 import type { Issues, Origin, Path } from './origins.ts';
 
 /**
@@ -10,7 +11,8 @@ import type { Issues, Origin, Path } from './origins.ts';
  */
 export function readYaml(text: string, file: string, env: NodeJS.ProcessEnv, issues: Issues): unknown {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  // merge: `<<: *anchor` merge keys, which Falcosidekick's reader (viper) takes too.
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true, merge: true });
   const at = (offset: number): Origin => {
     const { line, col } = lineCounter.linePos(offset);
     return { file, line, column: col };
@@ -49,7 +51,26 @@ class Walker {
     if (isNodeWithRange(node)) this.issues.origins.setValue(path, this.at(node.range[0]));
     if (isMap(node)) {
       const out: Record<string, unknown> = {};
+      // Merged keys first, each from the first map that has it; the map's own keys then override them.
       for (const pair of node.items) {
+        if (!isMergeKey(pair.key)) continue;
+        const sources: unknown[] = isSeq(pair.value) ? pair.value.items : [pair.value];
+        for (const source of sources) {
+          const merged = this.walk(source, path);
+          if (isPlainObject(merged)) {
+            for (const [k, v] of Object.entries(merged)) if (!Object.hasOwn(out, k)) out[k] = v;
+          } else if (isNodeWithRange(source)) {
+            this.issues.add(
+              path,
+              this.at(source.range[0]),
+              'a merge key (<<) takes a map, or a list of maps',
+            );
+          }
+        }
+      }
+      if (isNodeWithRange(node)) this.issues.origins.setValue(path, this.at(node.range[0]));
+      for (const pair of node.items) {
+        if (isMergeKey(pair.key)) continue;
         const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
         const keyPath = [...path, key];
         if (isNodeWithRange(pair.key)) this.issues.origins.setKey(keyPath, this.at(pair.key.range[0]));
@@ -114,6 +135,11 @@ function safeParseScalar(text: string): unknown {
   } catch {
     return text;
   }
+}
+
+/** The key of `<<: *anchor` (parsed with `merge: true`, its value is a symbol). */
+function isMergeKey(key: unknown): boolean {
+  return isScalar(key) && typeof key.value === 'symbol';
 }
 
 function isNodeWithRange(node: unknown): node is Node & { range: [number, number, number] } {
