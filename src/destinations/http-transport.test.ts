@@ -1,6 +1,9 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import type { RequestConfig } from '../config/types.ts';
 import { classify, HttpStatusError } from '../delivery/errors.ts';
@@ -580,6 +583,69 @@ describe('http transport: proxy', () => {
       }
       await proxy.close();
       await server.close();
+    }
+  });
+
+  it('follows Go NO_PROXY rules: CIDR entries and all of 127/8 go direct, other hosts via the proxy', async (t) => {
+    const external = Object.values(networkInterfaces())
+      .flat()
+      .find((a) => a?.family === 'IPv4' && !a.internal)?.address;
+    if (external === undefined || process.platform !== 'linux') {
+      t.skip('needs a non-loopback IPv4 address, and 127.0.0.2 on lo (Linux)');
+      return;
+    }
+    const direct: string[] = [];
+    const listen = (host: string) =>
+      new Promise<Server>((resolve, reject) => {
+        const s = createServer((req, res) => {
+          direct.push(`${host}${req.url}`);
+          res.end('direct');
+        });
+        s.once('error', reject);
+        s.listen(0, host, () => resolve(s));
+      });
+    const servers = [await listen(external), await listen('127.0.0.2')];
+    const [externalUrl, loopbackUrl] = servers.map((s, i) => {
+      const { port } = s.address() as AddressInfo;
+      return `http://${i === 0 ? external : '127.0.0.2'}:${port}/hook`;
+    }) as [string, string];
+    const proxy = await startTestProxy();
+    const names = ['HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy', 'NO_PROXY', 'no_proxy'];
+    const saved = names.map((k) => [k, process.env[k]] as const);
+    for (const k of names) Reflect.deleteProperty(process.env, k);
+    try {
+      // The uppercase variables win, as in Go (undici would take the lowercase ones).
+      process.env.HTTP_PROXY = proxy.url;
+      process.env.http_proxy = 'http://127.0.0.1:1';
+      process.env.NO_PROXY = `example.com, ${external.split('.').slice(0, 3).join('.')}.0/24`;
+      process.env.no_proxy = '*';
+      assert.equal((await transport(requestConfig(), externalUrl).send({ body: '{}' })).body, 'direct');
+      assert.equal((await transport(requestConfig(), loopbackUrl).send({ body: '{}' })).body, 'direct');
+      await assert.rejects(
+        transport(requestConfig(), 'http://eyrie-proxy-test.invalid/hook').send({ body: '{}' }),
+        (e: unknown) => e instanceof HttpStatusError && e.status === 502,
+      );
+      assert.deepEqual(
+        proxy.requests.map((r) => r.url),
+        ['http://eyrie-proxy-test.invalid/hook'],
+      );
+      assert.equal(direct.length, 2);
+
+      // Without the CIDR entry the same address goes through the proxy.
+      process.env.NO_PROXY = 'example.com';
+      await transport(requestConfig(), externalUrl).send({ body: '{}' });
+      assert.equal(proxy.requests.at(-1)?.url, externalUrl);
+      assert.equal(direct.length, 3);
+    } finally {
+      for (const [k, v] of saved) {
+        if (v === undefined) Reflect.deleteProperty(process.env, k);
+        else process.env[k] = v;
+      }
+      await proxy.close();
+      for (const s of servers) {
+        s.closeAllConnections();
+        s.close();
+      }
     }
   });
 });

@@ -3,10 +3,11 @@ import { readFileSync } from 'node:fs';
 import { createSecureContext, rootCertificates } from 'node:tls';
 import { gzip as gzipCallback, gunzip as gunzipCallback } from 'node:zlib';
 import { promisify } from 'node:util';
-import { Agent, EnvHttpProxyAgent, ProxyAgent, request as undiciRequest, type Dispatcher } from 'undici';
+import { Agent, ProxyAgent, request as undiciRequest, type Dispatcher } from 'undici';
 import type { RequestConfig } from '../config/types.ts';
 import { HttpStatusError, parseRetryAfter } from '../delivery/errors.ts';
 import { timerDelay } from '../util/timer.ts';
+import { proxyFromEnvironment, type ProxyFunc } from './proxy-from-env.ts';
 
 /**
  * The one HTTP client layer every HTTP-based destination uses.
@@ -17,10 +18,9 @@ import { timerDelay } from '../util/timer.ts';
  * - TLS: `tls.verify: false` accepts any server certificate; `tls.ca_file` is trusted in addition to
  *   Node's root store; `tls.cert_file` + `tls.key_file` are presented as a client certificate (mTLS).
  *   Files are read, and the certificate/key checked, when the transport is created.
- * - Proxy: `request.proxy` if set; otherwise HTTP_PROXY / HTTPS_PROXY / NO_PROXY (either case) when
- *   one of the proxy variables exists. As in Go's ProxyFromEnvironment (Falcosidekick), localhost and
- *   loopback addresses never go through an environment proxy. Plain-http targets are sent to an http
- *   proxy in absolute form (as Go does); https targets go through a CONNECT tunnel.
+ * - Proxy: `request.proxy` if set; otherwise HTTP_PROXY / HTTPS_PROXY / NO_PROXY with the rules of
+ *   Go's ProxyFromEnvironment (Falcosidekick's), see proxy-from-env.ts. Plain-http targets are sent to
+ *   an http proxy in absolute form (as Go does); https targets go through a CONNECT tunnel.
  * - Credentials in the base URL (`https://user:pass@host/`) are sent as basic auth when `request.auth`
  *   sets none, as Go's client does.
  * - Headers, later ones winning (names compared case-insensitively, sent in Go's canonical form
@@ -174,55 +174,59 @@ function tlsOptions(name: string, tls: RequestConfig['tls']): TlsOptions {
   return options;
 }
 
-function envProxyConfigured(env: NodeJS.ProcessEnv): boolean {
-  return ['http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY'].some((k) => (env[k] ?? '') !== '');
+const PROXY_PROTOCOLS = ['http:', 'https:', 'socks5:', 'socks:'];
+
+interface DispatcherOptions {
+  connect: TlsOptions & { timeout: number };
+  connections?: number;
+  headersTimeout: number;
+  bodyTimeout: number;
 }
 
-/** NO_PROXY plus the hosts Go never proxies from the environment (localhost and loopback). */
-function envNoProxy(env: NodeJS.ProcessEnv): string {
-  const value = (env.no_proxy ?? env.NO_PROXY ?? '').trim();
-  if (value === '*') return value;
-  return [value, 'localhost', '127.0.0.1', '[::1]'].filter((v) => v !== '').join(',');
-}
-
-function buildDispatcher(name: string, request: RequestConfig, connections: number | undefined): Dispatcher {
-  const tls = tlsOptions(name, request.tls);
-  const connect = { ...tls, timeout: request.connect_timeout };
-  const common = {
-    connect,
+function dispatcherOptions(
+  name: string,
+  request: RequestConfig,
+  connections: number | undefined,
+): DispatcherOptions {
+  return {
+    connect: { ...tlsOptions(name, request.tls), timeout: request.connect_timeout },
     ...(connections !== undefined ? { connections } : {}),
     // Backstops behind the whole-request deadline (0 disables them).
     headersTimeout: request.timeout,
     bodyTimeout: request.timeout,
   };
-  if (request.proxy) {
-    let proxyUrl: URL;
-    try {
-      proxyUrl = new URL(request.proxy);
-    } catch {
-      throw new Error(`destination "${name}": request.proxy "${request.proxy}" is not a URL`);
-    }
-    if (!['http:', 'https:', 'socks5:', 'socks:'].includes(proxyUrl.protocol)) {
-      throw new Error(`destination "${name}": request.proxy must be an http://, https:// or socks5:// URL`);
-    }
-    return new ProxyAgent({
-      ...common,
-      uri: proxyUrl.href,
-      requestTls: connect,
-      proxyTls: { timeout: request.connect_timeout },
-      proxyTunnel: false,
-    });
+}
+
+/** The proxy for each request URL: `request.proxy` for all when set, else Go's environment rules. */
+function proxyChooser(name: string, configured: string): ProxyFunc {
+  if (configured === '') return proxyFromEnvironment(process.env);
+  let proxyUrl: URL;
+  try {
+    proxyUrl = new URL(configured);
+  } catch {
+    throw new Error(`destination "${name}": request.proxy "${configured}" is not a URL`);
   }
-  if (envProxyConfigured(process.env)) {
-    return new EnvHttpProxyAgent({
-      ...common,
-      requestTls: connect,
-      proxyTls: { timeout: request.connect_timeout },
-      proxyTunnel: false,
-      noProxy: envNoProxy(process.env),
-    });
+  return () => proxyUrl;
+}
+
+function buildDispatcher(
+  name: string,
+  options: DispatcherOptions,
+  proxy: URL | undefined,
+  fromEnv: boolean,
+): Dispatcher {
+  if (proxy === undefined) return new Agent(options);
+  if (!PROXY_PROTOCOLS.includes(proxy.protocol)) {
+    const what = fromEnv ? `proxy "${proxy.protocol}//${proxy.host}" from the environment` : 'request.proxy';
+    throw new Error(`destination "${name}": ${what} must be an http://, https:// or socks5:// URL`);
   }
-  return new Agent(common);
+  return new ProxyAgent({
+    ...options,
+    uri: proxy.href,
+    requestTls: options.connect,
+    proxyTls: { timeout: options.connect.timeout },
+    proxyTunnel: false,
+  });
 }
 
 function resolveUrl(base: URL, path: string | undefined): URL {
@@ -347,7 +351,21 @@ export function createHttpTransport(request: RequestConfig, options: HttpTranspo
   baseUrl.username = '';
   baseUrl.password = '';
 
-  const dispatcher = buildDispatcher(name, request, options.connections);
+  const dispatcherOpts = dispatcherOptions(name, request, options.connections);
+  const proxyFor = proxyChooser(name, request.proxy);
+  // One dispatcher per proxy ('' = direct): the base URL's, and any an absolute `path` needs.
+  const dispatchers = new Map<string, Dispatcher>();
+  const dispatcherFor = (url: URL): Dispatcher => {
+    const proxy = proxyFor(url);
+    const key = proxy?.href ?? '';
+    let dispatcher = dispatchers.get(key);
+    if (dispatcher === undefined) {
+      dispatcher = buildDispatcher(name, dispatcherOpts, proxy, request.proxy === '');
+      dispatchers.set(key, dispatcher);
+    }
+    return dispatcher;
+  };
+  const dispatcher = dispatcherFor(baseUrl);
   const userAgent = options.userAgent ?? 'Eyrie';
   let closed = false;
 
@@ -373,7 +391,10 @@ export function createHttpTransport(request: RequestConfig, options: HttpTranspo
       const deadline = new Deadline(request.timeout, `${method} ${url.origin}`);
       try {
         const res = await undiciRequest(url, {
-          dispatcher,
+          dispatcher:
+            url === baseUrl || (url.host === baseUrl.host && url.protocol === baseUrl.protocol)
+              ? dispatcher
+              : dispatcherFor(url),
           method,
           headers: headers.toObject(),
           body,
@@ -407,7 +428,7 @@ export function createHttpTransport(request: RequestConfig, options: HttpTranspo
     async close() {
       if (closed) return;
       closed = true;
-      await dispatcher.destroy();
+      await Promise.all([...dispatchers.values()].map((d) => d.destroy()));
     },
   };
 }
