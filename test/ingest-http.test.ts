@@ -249,6 +249,36 @@ describe('HTTP ingest', () => {
     assert.match(metrics, /eyrie_ingest_events_total\{source="http",outcome="accepted"\} \d+/);
   });
 
+  it('counts every refused body as a rejected request, whichever path served it (fast path, gzip, auth)', async (t) => {
+    const rejected = async (ing: TestIngest) =>
+      Number(
+        /falcosecurity_falcosidekick_inputs_total\{source="requests",status="rejected"\} (\d+)/.exec(
+          await ing.metrics.text(),
+        )?.[1] ?? 0,
+      );
+    const big = event.replace('"output":"', `"output":"${'x'.repeat(500)}`);
+    const small = await startIngest(testConfig((c) => (c.listen.body_limit = 300)));
+    t.after(() => small.close());
+    assert.equal((await post(small.url, big)).status, 413, 'fast path');
+    assert.equal(
+      (await post(small.url, gzipSync(big + ' '.repeat(5000)), { 'content-encoding': 'gzip' })).status,
+      413,
+      'gzip, over the limit once inflated',
+    );
+    assert.equal((await post(small.url, 'not gzip', { 'content-encoding': 'gzip' })).status, 400, 'bad gzip');
+    assert.equal((await post(small.url, '{}', { 'content-encoding': 'br' })).status, 415, 'unknown encoding');
+    assert.equal(await rejected(small), 4);
+    const authed = await startIngest(
+      testConfig((c) => {
+        c.listen.body_limit = 300;
+        c.auth.tokens = ['s3cret'];
+      }),
+    );
+    t.after(() => authed.close());
+    assert.equal((await post(authed.url, big, { authorization: 'Bearer s3cret' })).status, 413);
+    assert.equal(await rejected(authed), 1);
+  });
+
   it('answers 503 when the journal cannot persist, counting the request as rejected', async () => {
     const rejected = () =>
       ingest.metrics.sidekickInputs.metric

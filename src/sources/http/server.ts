@@ -289,7 +289,10 @@ export function buildIngestApp(options: IngestAppOptions): FastifyInstance {
     done();
   });
 
-  app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, _request, reply) => {
+  app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
+    // A body refused before it reached IngestCore (too large, bad encoding): a rejected request, as
+    // Falcosidekick counts every one it refuses (the fast path counts its own 413).
+    if (request.method === 'POST') core.requestsRejected.inc();
     if (error instanceof IngestError || error instanceof JournalUnavailableError)
       return answer(reply, core.failure(error));
     if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
