@@ -79,6 +79,21 @@ describe('EventCounters', () => {
     assert.equal(await exposition(together.metrics), expected);
   });
 
+  it('keeps series apart whose label values differ only by where a NUL falls', async () => {
+    const { metrics, both } = counters(0);
+    both.count(event({ 'k8s.ns.name': 'a\u0000b', 'k8s.pod.name': 'c' }));
+    both.count(event({ 'k8s.ns.name': 'a', 'k8s.pod.name': 'b\u0000c' }));
+    const text = await exposition(metrics);
+    for (const name of ['falco_events', 'falcosecurity_falcosidekick_falco_events_total']) {
+      const series = text.split('\n').filter((l) => l.startsWith(`${name}{`));
+      assert.equal(series.length, 2, `${name}: two series\n${series.join('\n')}`);
+      assert.ok(
+        series.every((l) => l.endsWith(' 1')),
+        series.join('\n'),
+      );
+    }
+  });
+
   it('keeps counting the overflow of a combination past a series cap on every event', async () => {
     const alone = counters(3);
     const together = counters(3);

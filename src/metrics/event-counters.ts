@@ -1,13 +1,8 @@
 import type { FalcoEvent } from '../event/falco-event.ts';
 import { stringifyJson } from '../event/json.ts';
-import type { CounterHandle } from './hot-counter.ts';
+import { keyPart as part, type CounterHandle } from './hot-counter.ts';
 import type { FalcoEventsCounter } from './falco-events.ts';
 import type { SidekickEventCounter } from './sidekick-events.ts';
-
-/** Appends a value to a key, length-prefixed so that no two value lists give the same key. */
-function part(key: string, value: string): string {
-  return `${key}${value.length}:${value}`;
-}
 
 /** An output field as a key part; its type matters (falco_events shows null as `<NA>`). */
 function fieldPart(key: string, value: unknown): string {

@@ -11,6 +11,14 @@ interface Series<L extends string> extends CounterHandle {
 }
 
 /**
+ * Appends a value to a series key, length-prefixed so that no two lists of values give the same key
+ * (a separator could occur in a value: a NUL in a Falco field would merge two series).
+ */
+export function keyPart(key: string, value: string): string {
+  return `${key}${value.length}:${value}`;
+}
+
+/**
  * A prom-client Counter for hot paths: increments are plain additions on a per-series handle, and
  * prom-client only sees them at scrape time (its `inc` hashes the label object on every call, which
  * cost more than parsing an event). Series appear at 0 as soon as a handle exists.
@@ -52,7 +60,7 @@ export class HotCounter<L extends string> {
 
   private key(labels: Record<L, string>): string {
     let key = '';
-    for (const name of this.labelNames) key += labels[name] + '\u0000';
+    for (const name of this.labelNames) key = keyPart(key, labels[name]);
     return key;
   }
 
