@@ -92,4 +92,22 @@ describe('eyrie send - (program_output)', { timeout: 60_000 }, () => {
     assert.match(send.stdout(), /sent 2, accepted 0, rejected 1, failed 1/);
     server.respondWith(() => ({}));
   });
+
+  it('sends a later line that starts with "[" as a line: the events after it still go at once', async () => {
+    server.reset();
+    server.respondWith((req) => (req.text.startsWith('[') ? { status: 400, body: 'not an event' } : {}));
+    const lines = eventLines(3, 303);
+    const send = spawnSend(['--url', server.url, '--no-progress', '--batch', '1']);
+    send.child.stdin.write(`${lines[0]}\n[garbage\n${lines[1]}\n${lines[2]}\n`);
+    // stdin stays open (program_output with keep_alive): the lines after the bad one are posted anyway.
+    await server.waitFor(4, 10_000);
+    assert.deepEqual(
+      server.requests.map((r) => r.text.trim()),
+      [lines[0], '[garbage', lines[1], lines[2]],
+    );
+    send.child.stdin.end();
+    assert.equal(await send.exited, 1, 'one line was rejected');
+    assert.match(send.stdout(), /sent 4, accepted 3, rejected 1/);
+    server.respondWith(() => ({}));
+  });
 });

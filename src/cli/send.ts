@@ -63,10 +63,15 @@ async function nextOrIdle<T>(next: Promise<T>, ms: number): Promise<T | typeof I
   }
 }
 
-/** Lines of NDJSON, or the elements of a JSON array file, as raw JSON texts. */
+/**
+ * Lines of NDJSON, or the elements of a JSON array file, as raw JSON texts. Only an input whose first
+ * line opens an array is one: a later line starting with `[` is a line like any other (the receiver
+ * rejects it), not the start of an array that would swallow the rest of a stream.
+ */
 async function* readEvents(input: Readable): AsyncGenerator<string> {
   const lines = createInterface({ input, crlfDelay: Infinity });
   let arrayText: string[] | undefined;
+  let first = true;
   for await (const raw of lines) {
     const line = raw.trim();
     if (arrayText) {
@@ -74,10 +79,11 @@ async function* readEvents(input: Readable): AsyncGenerator<string> {
       continue;
     }
     if (line === '') continue;
-    if (line.startsWith('[')) {
+    if (first && line.startsWith('[')) {
       arrayText = [raw];
       continue;
     }
+    first = false;
     yield line;
   }
   if (arrayText) {
