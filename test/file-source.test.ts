@@ -218,6 +218,40 @@ describe('file source', { timeout: 30_000 }, () => {
     assert.deepEqual(received(h.router), lines.map(uuidOf));
   });
 
+  it('copytruncate while a long read waits for the journal: the new file is read once, from its start', async () => {
+    const h = harness();
+    const before = eventLines(3000, 501);
+    const after = eventLines(3000, 502);
+    writeFileSync(h.path, before.join('\n') + '\n');
+    let open!: () => void;
+    h.router.gate = new Promise((resolve) => (open = resolve));
+    h.source();
+    await waitUntil(
+      () => h.router.calls >= 1,
+      5000,
+      () => 'the first batch is waiting',
+    );
+    // While the first batch waits: logrotate copytruncate, then Falco writes past the old read position.
+    truncateSync(h.path, 0);
+    appendFileSync(h.path, after.join('\n') + '\n');
+    h.router.gate = undefined;
+    open();
+    const wanted = new Set(after.map(uuidOf));
+    const newOnes = () => received(h.router).filter((u) => wanted.has(u));
+    await waitUntil(
+      () => newOnes().length >= after.length,
+      10_000,
+      () => `${newOnes().length} of ${after.length} new lines`,
+    );
+    await settle();
+    assert.deepEqual(newOnes(), after.map(uuidOf), 'each new line once, in order');
+    assert.equal(
+      await accepted(h.metrics, 'rejected'),
+      0,
+      'no line made of the old file joined to the new one',
+    );
+  });
+
   it('resumes exactly at the saved offset after a restart', async () => {
     const h = harness();
     const lines = eventLines(40, 107);

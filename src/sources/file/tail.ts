@@ -242,15 +242,19 @@ export class FileSource implements EventSource {
     await this.persist(true);
   }
 
-  /** Copytruncate (same inode, shorter, or a different beginning): read again from the start. */
-  private async followTruncation(): Promise<void> {
+  /**
+   * Copytruncate (same inode, shorter, or a different beginning): read again from the start. Between
+   * polls a file whose size did not change is taken as unchanged; `always` checks anyway (in the
+   * middle of a read, where the size says nothing). Returns whether the file was truncated.
+   */
+  private async followTruncation(always = false): Promise<boolean> {
     const handle = this.handle!;
     const stats = await handle.stat({ bigint: true });
     const changed = stats.size !== this.lastSize;
     this.lastSize = stats.size;
-    if (!changed) return;
+    if (!changed && !always) return false;
     const shorter = stats.size < BigInt(this.readPosition);
-    if (!shorter && (await sameBeginning(handle, this.tracked!.fingerprint))) return;
+    if (!shorter && (await sameBeginning(handle, this.tracked!.fingerprint))) return false;
     this.logger.info(
       { previousOffset: this.offset, size: Number(stats.size) },
       'file truncated (copytruncate): reading it again from the start',
@@ -261,6 +265,7 @@ export class FileSource implements EventSource {
     this.tracked!.fingerprint = { length: 0, sha256: '' };
     await this.extendFingerprint(Number(stats.size));
     await this.persist(true);
+    return true;
   }
 
   /** Reads and hands over every complete line up to the end of the file. */
@@ -280,6 +285,9 @@ export class FileSource implements EventSource {
         linesRead += pending.length;
         if (!(await this.ingest(pending))) return;
         pending = [];
+        // Truncated (copytruncate) while this batch waited or while catching up: what follows the
+        // read position now is the new file's, and is read from its start, not from here.
+        if (await this.followTruncation(true)) continue;
         await this.persist(false); // a long catch-up keeps its progress too
       }
       if (Date.now() - lastProgressAt >= PROGRESS_LOG_INTERVAL_MS) {
@@ -291,6 +299,7 @@ export class FileSource implements EventSource {
     if (pending.length > 0) {
       linesRead += pending.length;
       if (!(await this.ingest(pending))) return;
+      if (await this.followTruncation(true)) return; // the next poll reads the new file
     }
     if (lastProgressAt !== startedAt) {
       this.logger.info(
