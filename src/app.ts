@@ -16,6 +16,7 @@ import { EventCounters } from './metrics/event-counters.ts';
 import { buildExporterMetricsApp, buildProbesApp, exporterTlsOptions } from './metrics/exporter-server.ts';
 import { createSources, type SourceOptions } from './sources/create.ts';
 import type { EventSource } from './sources/source.ts';
+import { errorCode } from './util/error.ts';
 
 /** A running Eyrie: every role the config enables, in one process. */
 export interface RunningEyrie {
@@ -132,8 +133,23 @@ export function preflight(config: EyrieConfig): string[] {
   return problems;
 }
 
+/**
+ * `""` is every address, IPv6 and IPv4 (`::`, dual-stack), as Go's `:port` listens in Falcosidekick
+ * and falco-exporter: an IPv6-only cluster's probes reach the pod's IPv6 address. Where the machine
+ * has no IPv6, IPv4's `0.0.0.0`.
+ */
 async function listen(app: FastifyInstance, host: string, port: number, scheme: string): Promise<string> {
-  const address = await app.listen({ host: host === '' ? '0.0.0.0' : host, port });
+  let address: string;
+  if (host !== '') address = await app.listen({ host, port });
+  else {
+    try {
+      address = await app.listen({ host: '::', port });
+    } catch (err) {
+      const code = errorCode(err);
+      if (code !== 'EAFNOSUPPORT' && code !== 'EADDRNOTAVAIL') throw err;
+      address = await app.listen({ host: '0.0.0.0', port });
+    }
+  }
   return address.replace(/^https?/, scheme);
 }
 

@@ -85,6 +85,34 @@ describe('falco-exporter listeners', () => {
   });
 });
 
+describe('listeners on address ""', () => {
+  it('answer on IPv6 and IPv4 alike, as Go listens on :port (probes of an IPv6-only cluster)', async () => {
+    const eyrie = await startEyrie(
+      exporterConfig((c) => {
+        c.listen.address = '';
+        c.exporter.address = '';
+        c.exporter.probes.address = '';
+      }),
+      silentLogger,
+    );
+    try {
+      for (const [role, path] of [
+        ['ingest', '/ping'],
+        ['exporter', '/metrics'],
+        ['probes', '/liveness'],
+      ] as const) {
+        const port = new URL(eyrie.addresses[role]!).port;
+        for (const host of ['127.0.0.1', '[::1]']) {
+          const { status } = await get(`http://${host}:${port}${path}`);
+          assert.ok(status === 200 || status === 204, `${role} on ${host}: ${status}`);
+        }
+      }
+    } finally {
+      await eyrie.close();
+    }
+  });
+});
+
 describe('falco-exporter listeners with TLS and client certificates', () => {
   let pki: TestPki;
   let eyrie: RunningEyrie;
