@@ -22,6 +22,8 @@ export class MemoryQueue implements DeliveryQueue {
   /** In enqueue order; small enough in practice that linear scans are fine (capped by max_events). */
   private slots: Slot[] = [];
   private leased = new Set<number>();
+  /** Bytes of the leased entries (being sent), kept with `leased`. */
+  private leasedBytes = 0;
   private nextId = 1;
   private bytes = 0;
 
@@ -43,15 +45,7 @@ export class MemoryQueue implements DeliveryQueue {
     if (this.full(this.slots.length, this.bytes, bytes)) {
       // drop_oldest drops only what is not being sent; when the entries in flight alone leave no room
       // (or the event is larger than the byte cap), the new one goes and the queued ones stay.
-      let inFlight = 0;
-      let inFlightBytes = 0;
-      for (const s of this.slots) {
-        if (this.leased.has(s.id)) {
-          inFlight++;
-          inFlightBytes += s.bytes;
-        }
-      }
-      if (this.whenFull === 'drop_newest' || this.full(inFlight, inFlightBytes, bytes)) {
+      if (this.whenFull === 'drop_newest' || this.full(this.leased.size, this.leasedBytes, bytes)) {
         this.onDrop('queue_full_newest', 1);
         return;
       }
@@ -93,18 +87,29 @@ export class MemoryQueue implements DeliveryQueue {
       if ((out.length > 0 || strictBytes) && maxBytes > 0 && size + slot.bytes > maxBytes) break;
       size += slot.bytes;
       slot.dueAt = now + lease;
-      this.leased.add(slot.id);
+      this.lease(slot);
       out.push(slot);
     }
     return out;
   }
 
+  private lease(entry: QueueEntry): void {
+    if (this.leased.has(entry.id)) return; // a lease that expired, claimed again
+    this.leased.add(entry.id);
+    this.leasedBytes += entry.bytes;
+  }
+
+  private unlease(entry: QueueEntry): void {
+    if (this.leased.delete(entry.id)) this.leasedBytes -= entry.bytes;
+  }
+
   private remove(entries: readonly QueueEntry[]): void {
+    if (entries.length === 0) return;
     const ids = new Set(entries.map((e) => e.id));
     this.slots = this.slots.filter((s) => {
       if (!ids.has(s.id)) return true;
       this.bytes -= s.bytes;
-      this.leased.delete(s.id);
+      this.unlease(s);
       return false;
     });
   }
@@ -118,16 +123,21 @@ export class MemoryQueue implements DeliveryQueue {
       const slot = e as Slot;
       slot.dueAt = dueAt;
       slot.firstAttemptAt ??= now;
-      this.leased.delete(slot.id);
+      this.unlease(slot);
     }
   }
 
   giveUp(items: readonly GiveUp[], fallback: DeliveryQueue | undefined, now: number): number {
-    // One at a time, each removed only once its fallback took it: should a hand-over fail (a durable
-    // fallback that cannot write), the rest stay here leased and come back when their lease expires.
-    for (const { entry } of items) {
-      fallback?.adopt(entry.event, now);
-      this.remove([entry]);
+    // Removed only once its fallback took it: should a hand-over fail (a durable fallback that
+    // cannot write), the rest stay here leased and come back when their lease expires.
+    const handed: QueueEntry[] = [];
+    try {
+      for (const { entry } of items) {
+        fallback?.adopt(entry.event, now);
+        handed.push(entry);
+      }
+    } finally {
+      this.remove(handed);
     }
     return 0;
   }
@@ -139,7 +149,7 @@ export class MemoryQueue implements DeliveryQueue {
   release(entries: readonly QueueEntry[]): void {
     for (const e of entries) {
       (e as Slot).dueAt = 0;
-      this.leased.delete(e.id);
+      this.unlease(e);
     }
   }
 
