@@ -174,7 +174,6 @@ function applyMutualTls(
   }
 }
 
-/** tlsclient.cacertfile: Falcosidekick adds it to the trusted CAs of every HTTP output. */
 /**
  * tlsclient.cacertfile is trusted by every HTTP output; with mutualtls, besides mutualtlsclient's CA
  * (Falcosidekick appends both to the root pool).

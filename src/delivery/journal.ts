@@ -655,7 +655,12 @@ export class Journal {
   append(items: JournalItem[]): Promise<void> {
     if (this.closed) return Promise.reject(new JournalUnavailableError('journal is closed (shutting down)'));
     if (items.length === 0) return Promise.resolve();
-    this.checkDiskCap();
+    try {
+      this.checkDiskCap();
+    } catch (err) {
+      // A rejection, not a throw: the caller undoes what it did for these events (dedup keys) on one.
+      return Promise.reject(err as Error);
+    }
     return new Promise<void>((resolve, reject) => {
       this.pending.push({ items, resolve, reject });
       this.pendingCount += items.length;
