@@ -6,6 +6,7 @@ import { WalCheckpointer } from '../store/wal-checkpointer.ts';
 import type { FalcoEvent } from '../event/falco-event.ts';
 import { parseJson, stringifyJson } from '../event/json.ts';
 import { makeDirectory } from '../util/directory.ts';
+import { asError } from '../util/error.ts';
 import type { DeliveryQueue, GiveUp, Prefetcher, QueueDepth, QueueEntry } from './queue.ts';
 
 /** Ingest could not persist: answered 503, never 200. */
@@ -659,7 +660,7 @@ export class Journal {
       this.checkDiskCap();
     } catch (err) {
       // A rejection, not a throw: the caller undoes what it did for these events (dedup keys) on one.
-      return Promise.reject(err as Error);
+      return Promise.reject(asError(err));
     }
     return new Promise<void>((resolve, reject) => {
       this.pending.push({ items, resolve, reject });
