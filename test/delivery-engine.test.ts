@@ -685,72 +685,61 @@ describe('DeliveryEngine', { timeout: 60_000 }, () => {
       );
     });
 
+    /** A drop_oldest queue capped at `maxBytes`, holding `queued` with the first of them in flight. */
+    async function cappedWithOneInFlight(
+      t: TestContext,
+      durability: 'disk' | 'memory',
+      maxBytes: number,
+      queued: FalcoEvent[],
+    ): Promise<{ te: TestEngine; dropped: (reason: string) => Promise<number> }> {
+      const cfg = config(
+        [
+          dest('capped', {
+            extra: `durability: ${durability}, queue: { concurrency: 1, max_bytes: ${maxBytes}, when_full: drop_oldest }`,
+          }),
+        ],
+        'shutdown_timeout: 20ms',
+      );
+      const te = start(t, cfg, { capped: hang });
+      await te.engine.route(queued);
+      await waitUntil(
+        () => te.fakes.capped!.inFlight === 1,
+        2000,
+        () => 'first entry in flight',
+      );
+      const dropped = async (reason: string) =>
+        metricValue(await te.metrics.text(), 'eyrie_delivery_events_total', {
+          destination: 'capped',
+          outcome: 'dropped',
+          reason,
+        });
+      return { te, dropped };
+    }
+
     for (const durability of ['disk', 'memory'] as const) {
       it(`${durability}: an event larger than max_bytes is dropped alone, the queued ones stay (drop_oldest)`, async (t) => {
-        const cfg = config(
-          [
-            dest('capped', {
-              extra: `durability: ${durability}, queue: { concurrency: 1, max_bytes: ${size * 6}, when_full: drop_oldest }`,
-            }),
-          ],
-          'shutdown_timeout: 20ms',
-        );
-        const te = start(t, cfg, { capped: hang });
         const small = uniformEvents(5);
-        await te.engine.route(small);
-        await waitUntil(
-          () => te.fakes.capped!.inFlight === 1,
-          2000,
-          () => 'first entry in flight',
-        );
+        const { te, dropped } = await cappedWithOneInFlight(t, durability, size * 6, small);
         const huge = { ...uniformEvents(1)[0]!, output: 'x'.repeat(size * 7) };
         await te.engine.route([huge]);
         assert.equal(te.engine.health()[0]!.queued, 5, 'the five small events are still queued');
         if (durability === 'disk') assert.deepEqual(queuedUuids(te.dataDir, 'capped'), uuids(small));
-        const metrics = await te.metrics.text();
-        const dropped = (reason: string) =>
-          metricValue(metrics, 'eyrie_delivery_events_total', {
-            destination: 'capped',
-            outcome: 'dropped',
-            reason,
-          });
-        assert.equal(dropped('queue_full_newest'), 1, 'the oversized event is counted');
-        assert.equal(dropped('queue_full_oldest'), 0, 'nothing else dropped');
+        assert.equal(await dropped('queue_full_newest'), 1, 'the oversized event is counted');
+        assert.equal(await dropped('queue_full_oldest'), 0, 'nothing else dropped');
       });
 
       it(`${durability}: when the entries in flight leave no room, only the new event goes (drop_oldest)`, async (t) => {
         // In flight: 1 entry of `size`; queued: 1 more. A new event of 2 × size cannot fit beside the
         // one in flight under a cap of 2.5 × size, so dropping the queued one would not help.
-        const cfg = config(
-          [
-            dest('capped', {
-              extra: `durability: ${durability}, queue: { concurrency: 1, max_bytes: ${Math.floor(size * 2.5)}, when_full: drop_oldest }`,
-            }),
-          ],
-          'shutdown_timeout: 20ms',
-        );
-        const te = start(t, cfg, { capped: hang });
         const two = uniformEvents(2);
-        await te.engine.route(two);
-        await waitUntil(
-          () => te.fakes.capped!.inFlight === 1,
-          2000,
-          () => 'first entry in flight',
-        );
+        const { te, dropped } = await cappedWithOneInFlight(t, durability, Math.floor(size * 2.5), two);
         const base = uniformEvents(1)[0]!;
         const double = { ...base, output: base.output + 'x'.repeat(size) };
         await te.engine.route([double]);
         assert.equal(te.engine.health()[0]!.queued, 2, 'both earlier events kept');
         if (durability === 'disk') assert.deepEqual(queuedUuids(te.dataDir, 'capped'), uuids(two));
-        const metrics = await te.metrics.text();
-        const dropped = (reason: string) =>
-          metricValue(metrics, 'eyrie_delivery_events_total', {
-            destination: 'capped',
-            outcome: 'dropped',
-            reason,
-          });
-        assert.equal(dropped('queue_full_newest'), 1);
-        assert.equal(dropped('queue_full_oldest'), 0);
+        assert.equal(await dropped('queue_full_newest'), 1);
+        assert.equal(await dropped('queue_full_oldest'), 0);
       });
     }
 
