@@ -85,6 +85,44 @@ describe('falco-exporter listeners', () => {
   });
 });
 
+describe('metric labels of an enriched event', () => {
+  it('read the fields before bracket replacement and truncation, as Falcosidekick counts them', async () => {
+    const eyrie = await startEyrie(
+      exporterConfig((c) => {
+        c.enrich.bracket_replacer = '_';
+        c.metrics.extra_labels = ['proc.cmdline', 'proc.aname_2'];
+      }),
+      silentLogger,
+    );
+    try {
+      const cmdline = 'c'.repeat(4200);
+      const body = JSON.stringify({
+        output: 'long',
+        priority: 'Warning',
+        rule: 'Long',
+        time: '2026-11-28T10:00:00Z',
+        output_fields: { 'proc.cmdline': cmdline, 'proc.aname[2]': 'init' },
+      });
+      const res = await request(eyrie.addresses.ingest! + '/', { method: 'POST', body });
+      assert.equal(res.statusCode, 200);
+      await res.body.text();
+      const text = (await get(eyrie.addresses.exporter! + '/metrics')).body;
+      const sidekick = text
+        .split('\n')
+        .filter((l) => l.startsWith('falcosecurity_falcosidekick_falco_events_total{'));
+      assert.equal(sidekick.length, 1);
+      // The whole 4,200 bytes, not the 507 + "[...]" the destinations get; the renamed key is not read.
+      assert.ok(sidekick[0]!.includes(`proc_cmdline="${cmdline}"`), sidekick[0]!.slice(0, 300));
+      assert.ok(sidekick[0]!.includes('proc_aname_2=""'), sidekick[0]!.slice(0, 300));
+      const exporter = falcoEvents(text);
+      assert.equal(exporter.length, 1);
+      assert.ok(exporter[0]!.includes(`proc_cmdline="${cmdline}"`), exporter[0]!.slice(0, 300));
+    } finally {
+      await eyrie.close();
+    }
+  });
+});
+
 describe('listeners on address ""', () => {
   it('answer on IPv6 and IPv4 alike, as Go listens on :port (probes of an IPv6-only cluster)', async () => {
     const eyrie = await startEyrie(

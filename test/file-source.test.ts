@@ -56,7 +56,11 @@ function harness(): Harness {
     router,
     metrics,
     source(options = {}, sourceRouter = router) {
-      const pipeline = new Pipeline((event) => ({ event, warnings: [] }), sourceRouter, silentLogger);
+      const pipeline = new Pipeline(
+        (event) => ({ event, warnings: [], counted: event }),
+        sourceRouter,
+        silentLogger,
+      );
       const source = new FileSource(
         { path, start_at: 'beginning', poll_interval: POLL_MS, ...options },
         { pipeline, metrics, logger: silentLogger, dataDir },

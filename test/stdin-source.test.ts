@@ -10,7 +10,7 @@ import { CaptureRouter, silentLogger } from './helpers/ingest.ts';
 function setup(router = new CaptureRouter()) {
   const input = new PassThrough();
   const metrics = new Metrics({ defaultMetrics: false });
-  const pipeline = new Pipeline((event) => ({ event, warnings: [] }), router, silentLogger);
+  const pipeline = new Pipeline((event) => ({ event, warnings: [], counted: event }), router, silentLogger);
   let ended = 0;
   const source = new StdinSource(
     { pipeline, metrics, logger: silentLogger, dataDir: '/nonexistent' },

@@ -45,7 +45,7 @@ describe('enrich: empty config', () => {
     assert.equal(result.event, e);
     assert.equal(result.event.output_fields, e.output_fields);
     assert.deepEqual(result.warnings, []);
-    assert.deepEqual(result.labels, { custom: {}, templated: {} });
+    assert.equal(result.counted, e);
     assert.equal(JSON.stringify(e), before);
   });
 
@@ -68,7 +68,7 @@ describe('enrich: custom fields and tags', () => {
     assert.equal(e.output_fields.env, 'old');
     assert.equal(e.output_fields.cluster, undefined);
     assert.notEqual(result.event, e);
-    assert.deepEqual(result.labels.custom, { env: 'prod', cluster: 'eu-1' });
+    assert.equal(result.counted, result.event);
   });
 
   it('creates output_fields entries even when the event has none', () => {
@@ -118,10 +118,7 @@ describe('enrich: templated fields', () => {
     assert.equal(result.event.output_fields.owner, 'sec-prod');
     assert.equal(result.event.output_fields.pod, 'none');
     assert.equal(result.event.output_fields.time, '1744000000123456789');
-    assert.deepEqual(result.labels, {
-      custom: { team: 'sec' },
-      templated: { owner: 'sec-prod', pod: 'none', time: '1744000000123456789' },
-    });
+    assert.equal(result.counted, result.event);
     assert.deepEqual(result.warnings, []);
   });
 
@@ -149,7 +146,7 @@ describe('enrich: templated fields', () => {
       result.warnings[0]!,
       /^templated field "broken": template: broken:1:35: executing "broken" .*cannot index string/,
     );
-    assert.equal(result.labels.templated.broken, 'ns=prod ');
+    assert.equal(result.counted.output_fields.broken, 'ns=prod ');
   });
 
   it('a template that does not compile is a startup error naming the field', () => {
@@ -213,6 +210,9 @@ describe('enrich: bracket replacer', () => {
     )(e);
     assert.equal(result.event.output_fields.parent, 'init');
     assert.equal(result.event.output_fields['proc.aname_2'], 'init');
+    // Falcosidekick counts its metrics before the replacement.
+    assert.deepEqual(result.counted.output_fields, { 'proc.aname[2]': 'init', parent: 'init' });
+    assert.equal(e.output_fields['proc.aname_2'], undefined);
   });
 });
 
@@ -291,6 +291,18 @@ describe('enrich: truncation', () => {
     assert.equal(result.event.output_fields.exact512, 'y'.repeat(512));
     assert.equal(result.event.output_fields.n, 7);
     assert.equal(e.output_fields.long, long);
+    // Metric labels read the whole value, as Falcosidekick's do (it counts before truncating).
+    assert.equal(result.counted, e);
+  });
+
+  it('counted keeps the full values when custom fields gave the enricher its own copy', () => {
+    const long = 'x'.repeat(600);
+    const e = sized(4200, { long });
+    const result = createEnricher(config({ custom_fields: { env: 'prod' } }))(e);
+    assert.equal(result.event.output_fields.long, 'x'.repeat(507) + '[...]');
+    assert.equal(result.counted.output_fields.long, long);
+    assert.equal(result.counted.output_fields.env, 'prod');
+    assert.equal(e.output_fields.env, undefined);
   });
 
   it('does nothing at exactly 4096 bytes', () => {
@@ -339,6 +351,6 @@ describe('enrich: truncation', () => {
     const e = sized(4000, { a: 'a' });
     const result = createEnricher(config({ custom_fields: { big: 'b'.repeat(700) } }))(e);
     assert.equal(result.event.output_fields.big, 'b'.repeat(507) + '[...]');
-    assert.deepEqual(result.labels.custom, { big: 'b'.repeat(700) });
+    assert.equal(result.counted.output_fields.big, 'b'.repeat(700));
   });
 });

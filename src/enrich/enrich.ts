@@ -7,7 +7,8 @@
  *    data, so they see the custom fields; each result is stored as a string. An execution error keeps
  *    the partial output, as Falcosidekick does, and is reported in `warnings`.
  * 4. `tags` are sorted (plain code-unit order), when there are any.
- *    (Falcosidekick counts its metrics here: `labels` carries the custom and templated values.)
+ *    Falcosidekick counts its metrics here, so `counted` is the event at this point: its labels carry
+ *    the full values and the keys as sent, before steps 5 and 7 rename or cut them.
  * 5. `bracket_replacer`: in every key containing `[`, `]` is removed and `[` replaced
  *    (`proc.aname[2]` → `proc.aname_2` with `_`). A renamed key overwrites an existing key of that name.
  * 6. `output_field_format`, only when `output` has Falco's `<time>: <Priority> <text>` form:
@@ -36,18 +37,12 @@ import type { JsonObject, JsonValue } from '../event/json.ts';
 import { toSidekickJson } from '../event/sidekick-json.ts';
 import { compileTemplate, TemplateError, type Template } from './go-template.ts';
 
-export interface EnrichLabels {
-  /** `custom_fields` as configured (Falcosidekick adds them as Prometheus labels). */
-  custom: Record<string, string>;
-  /** Each templated field's value for this event (before bracket replacement and truncation). */
-  templated: Record<string, string>;
-}
-
 export interface EnrichResult {
   event: FalcoEvent;
   /** Templated fields that failed while running (their partial output was kept). */
   warnings: string[];
-  labels: EnrichLabels;
+  /** The event after step 4, which the metric counters read (often `event` itself). */
+  counted: FalcoEvent;
 }
 
 export type Enricher = (event: FalcoEvent) => EnrichResult;
@@ -170,8 +165,6 @@ export function createEnricher(config: EnrichConfig): Enricher {
   const format = config.output_field_format;
   // Falcosidekick's `customFields` string: "k=v k2=v2" (trailing space trimmed).
   const customFieldsText = customFields.map(([k, v]) => `${k}=${v}`).join(' ');
-  const customLabels: Record<string, string> = Object.freeze(Object.fromEntries(customFields));
-  const staticLabels: EnrichLabels = Object.freeze({ custom: customLabels, templated: Object.freeze({}) });
   const noConfig =
     customFields.length === 0 &&
     customTags.length === 0 &&
@@ -181,11 +174,10 @@ export function createEnricher(config: EnrichConfig): Enricher {
 
   return function enrich(event: FalcoEvent): EnrichResult {
     if (noConfig && isSorted(event.tags) && !hasLongString(event.output_fields)) {
-      return { event, warnings: [], labels: staticLabels };
+      return { event, warnings: [], counted: event };
     }
 
     const warnings: string[] = [];
-    let labels = staticLabels;
     let fields = event.output_fields;
     let ownFields = false;
     let tags = event.tags;
@@ -208,7 +200,6 @@ export function createEnricher(config: EnrichConfig): Enricher {
         fields = copyFields(fields);
         ownFields = true;
       }
-      const templated: Record<string, string> = {};
       const parts: string[] = [];
       for (const [key, template] of templates) {
         let value: string;
@@ -220,11 +211,9 @@ export function createEnricher(config: EnrichConfig): Enricher {
           warnings.push(`templated field "${key}": ${err.message}`);
         }
         put(fields, key, value);
-        put(templated, key, value);
         parts.push(`${key}=${value}`);
       }
       templatedText = parts.join(' ');
-      labels = { custom: customLabels, templated };
     }
 
     // 4. sorted tags
@@ -232,6 +221,7 @@ export function createEnricher(config: EnrichConfig): Enricher {
       if (tags === event.tags) tags = tags.slice();
       tags.sort();
     }
+    const countedFields = fields;
 
     // 5. bracket replacer
     if (replacer !== '') {
@@ -270,7 +260,7 @@ export function createEnricher(config: EnrichConfig): Enricher {
     if (hasLongString(fields)) {
       const candidate: FalcoEvent = { ...event, output, output_fields: fields, tags };
       if (Buffer.byteLength(toSidekickJson(candidate), 'utf8') > TRUNCATE_EVENT_BYTES) {
-        if (!ownFields) fields = copyFields(fields);
+        if (!ownFields || fields === countedFields) fields = copyFields(fields);
         for (const key of Object.keys(fields)) {
           const value = fields[key];
           if (typeof value === 'string' && Buffer.byteLength(value, 'utf8') > TRUNCATE_FIELD_BYTES) {
@@ -283,8 +273,14 @@ export function createEnricher(config: EnrichConfig): Enricher {
     }
 
     if (fields === event.output_fields && tags === event.tags && output === event.output) {
-      return { event, warnings, labels };
+      return { event, warnings, counted: event };
     }
-    return { event: { ...event, output, output_fields: fields, tags }, warnings, labels };
+    const enriched: FalcoEvent = { ...event, output, output_fields: fields, tags };
+    let counted = enriched;
+    if (fields !== countedFields) {
+      const unchanged = countedFields === event.output_fields && tags === event.tags;
+      counted = unchanged ? event : { ...event, output_fields: countedFields, tags };
+    }
+    return { event: enriched, warnings, counted };
   };
 }

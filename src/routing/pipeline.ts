@@ -4,7 +4,12 @@ import type { Router, DestinationHealth } from './router.ts';
 import type { Logger } from 'pino';
 
 /** One enrichment step: Falcosidekick's order, compiled from the config (src/enrich). */
-export type Enricher = (event: FalcoEvent) => { event: FalcoEvent; warnings: string[] };
+export type Enricher = (event: FalcoEvent) => {
+  event: FalcoEvent;
+  warnings: string[];
+  /** What the metric counters read (Falcosidekick counts before renaming and truncating fields). */
+  counted: FalcoEvent;
+};
 
 /**
  * What every source calls with validated events: enrich, count, then hand to the router. Sources
@@ -33,24 +38,26 @@ export class Pipeline {
    * that settles once they are; a refusal is always a rejected promise.
    */
   accept(events: readonly FalcoEvent[], source: string): Promise<void> | undefined {
-    let enriched: FalcoEvent[];
+    const enriched: FalcoEvent[] = [];
+    const counted: FalcoEvent[] = [];
     let routed: Promise<void> | undefined;
     try {
-      enriched = events.map((e) => {
+      for (const e of events) {
         const result = this.enrich(e);
         if (result.warnings.length > 0)
           this.logger.warn({ source, uuid: e.uuid, warnings: result.warnings }, 'enrichment');
-        return result.event;
-      });
+        enriched.push(result.event);
+        counted.push(result.counted);
+      }
       routed = this.router.route(enriched);
     } catch (err) {
       return Promise.reject(asError(err));
     }
     if (routed === undefined) {
-      this.accepted(enriched);
+      this.accepted(counted);
       return undefined;
     }
-    return routed.then(() => this.accepted(enriched));
+    return routed.then(() => this.accepted(counted));
   }
 
   private accepted(events: readonly FalcoEvent[]): void {

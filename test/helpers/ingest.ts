@@ -79,7 +79,7 @@ export async function startIngest(
 ): Promise<TestIngest> {
   const router = new CaptureRouter();
   const metrics = new Metrics({ defaultMetrics: false });
-  const pipeline = new Pipeline((event) => ({ event, warnings: [] }), router, silentLogger);
+  const pipeline = new Pipeline((event) => ({ event, warnings: [], counted: event }), router, silentLogger);
   const app = buildIngestApp({ config, pipeline, metrics, logger: silentLogger, ...extra });
   const url = await app.listen({ host: '127.0.0.1', port: 0 });
   return { app, url, router, metrics, close: () => app.close() };
