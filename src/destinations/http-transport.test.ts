@@ -545,6 +545,55 @@ describe('http transport: proxy', () => {
     }
   });
 
+  it("an https proxy gets the destination's TLS settings, as Go's transport gives them (CA, client cert, checkcert)", async () => {
+    const pki = pkiOnce();
+    const server = await startRecordingServer();
+    // The proxy's certificate is signed by the test CA and it demands a client certificate.
+    const proxy = await startTestProxy({
+      tls: {
+        cert: pki.read(pki.serverCert),
+        key: pki.read(pki.serverKey),
+        ca: pki.read(pki.caCert),
+        requestCert: true,
+      },
+    });
+    try {
+      const mutual = transport(
+        requestConfig({
+          proxy: proxy.url,
+          tls: { verify: true, ca_file: pki.caCert, cert_file: pki.clientCert, key_file: pki.clientKey },
+        }),
+        `${server.url}hook`,
+      );
+      assert.equal((await mutual.send({ body: '{}' })).status, 200);
+      // undici tunnels even http targets through an https proxy (Go would send the absolute form).
+      const viaProxy = () => proxy.requests.length + proxy.tunnels.length;
+      assert.equal(viaProxy(), 1);
+      // Without the CA (and without checkcert off) the proxy's certificate is refused.
+      const untrusted = transport(
+        requestConfig({
+          proxy: proxy.url,
+          tls: { verify: true, ca_file: '', cert_file: pki.clientCert, key_file: pki.clientKey },
+        }),
+        `${server.url}hook`,
+      );
+      await assert.rejects(untrusted.send({ body: '{}' }));
+      const unchecked = transport(
+        requestConfig({
+          proxy: proxy.url,
+          tls: { verify: false, ca_file: '', cert_file: pki.clientCert, key_file: pki.clientKey },
+        }),
+        `${server.url}hook`,
+      );
+      assert.equal((await unchecked.send({ body: '{}' })).status, 200);
+      assert.equal(viaProxy(), 2);
+      assert.equal(server.requests.length, 2);
+    } finally {
+      await proxy.close();
+      await server.close();
+    }
+  });
+
   it('refuses a proxy that is not a URL', () => {
     assert.throws(
       () =>

@@ -20,7 +20,8 @@ import { proxyFromEnvironment, type ProxyFunc } from './proxy-from-env.ts';
  *   Files are read, and the certificate/key checked, when the transport is created.
  * - Proxy: `request.proxy` if set; otherwise HTTP_PROXY / HTTPS_PROXY / NO_PROXY with the rules of
  *   Go's ProxyFromEnvironment (Falcosidekick's), see proxy-from-env.ts. Plain-http targets are sent to
- *   an http proxy in absolute form (as Go does); https targets go through a CONNECT tunnel.
+ *   an http proxy in absolute form (as Go does); https targets go through a CONNECT tunnel. An https
+ *   proxy is verified with the destination's TLS settings, as Go's transport does.
  * - Credentials in the base URL (`https://user:pass@host/`) are sent as basic auth when `request.auth`
  *   sets none, as Go's client does.
  * - Headers, later ones winning (names compared case-insensitively, sent in Go's canonical form
@@ -224,7 +225,8 @@ function buildDispatcher(
     ...options,
     uri: proxy.href,
     requestTls: options.connect,
-    proxyTls: { timeout: options.connect.timeout },
+    // Go's transport uses its TLS config for an https proxy too: same CA, client cert and checkcert.
+    proxyTls: options.connect,
     proxyTunnel: false,
   });
 }

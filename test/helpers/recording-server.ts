@@ -263,13 +263,15 @@ export interface TestProxy {
 
 /**
  * A minimal forward proxy: plain-http requests in absolute form are re-sent to their target, CONNECT
- * opens a TCP tunnel. Records both.
+ * opens a TCP tunnel. Records both. With `tls` it is an HTTPS proxy (TLS between client and proxy).
  */
-export async function startTestProxy(): Promise<TestProxy> {
+export async function startTestProxy(
+  options: { tls?: { cert: Buffer; key: Buffer; ca?: Buffer; requestCert?: boolean } } = {},
+): Promise<TestProxy> {
   const requests: TestProxy['requests'] = [];
   const tunnels: string[] = [];
   const sockets = new Set<Socket>();
-  const server = createHttpServer((req, res) => {
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
     requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
     let target: URL;
     try {
@@ -300,7 +302,14 @@ export async function startTestProxy(): Promise<TestProxy> {
       res.end();
     });
     req.pipe(upstream);
-  });
+  };
+  const tls = options.tls;
+  const server = tls
+    ? createHttpsServer(
+        { cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: tls.requestCert ?? false },
+        handler,
+      )
+    : createHttpServer(handler);
   server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     tunnels.push(req.url ?? '');
     const [host, port] = (req.url ?? '').split(':');
@@ -320,7 +329,7 @@ export async function startTestProxy(): Promise<TestProxy> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     requests,
     tunnels,
     close: () =>
