@@ -1,16 +1,9 @@
 import { describe, it, before, after } from 'node:test';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import assert from 'node:assert/strict';
 import { Agent, request } from 'undici';
 import { startIngest, testConfig, type TestIngest } from './helpers/ingest.ts';
 import { generateEvents } from './helpers/events.ts';
-
-/** A full garbage collection, without starting node with --expose-gc. */
-function exposeGc(): () => void {
-  setFlagsFromString('--expose-gc');
-  return runInNewContext('gc') as () => void;
-}
+import { exposeGc } from './helpers/gc.ts';
 
 /** Deterministic PRNG so a failure can be replayed. */
 function prng(seed: number): () => number {

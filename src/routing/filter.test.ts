@@ -4,6 +4,7 @@ import type { DestinationFilterConfig } from '../config/types.ts';
 import { parseFalcoEvent, testEvent, TEST_RULE, type FalcoEvent } from '../event/falco-event.ts';
 import { ExactNumber, type JsonObject } from '../event/json.ts';
 import type { Priority } from '../event/priority.ts';
+import { exposeGc } from '../../test/helpers/gc.ts';
 import {
   celOutputFields,
   compileFilter,
@@ -814,10 +815,31 @@ describe('compileFilter: CEL', () => {
     assert.match(errors[0]!.message, /destinations\[2\]\.filter\.cel: .*string.*not a bool/);
   });
 
-  it('does not keep the last event reachable and works across many events', () => {
+  it('works across many events', () => {
     const f = compileFilter({ cel: 'event.output_fields["proc.pid"] % 2 == 0' }, WHERE);
     const results = [1, 2, 3, 4].map((pid) => f(fields({ 'proc.pid': pid })));
     assert.deepEqual(results, [false, true, false, true]);
+  });
+
+  it('does not keep the last event reachable through its reused view', async () => {
+    const collect = exposeGc();
+    const f = compileFilter(
+      { cel: '"shell" in event.tags && event.output_fields["proc.name"] == "bash" && event.output != ""' },
+      WHERE,
+    );
+    // String-only fields: the view holds the event's own output_fields object, not a converted copy.
+    const refs = ((): WeakRef<object>[] => {
+      const e = event({ output_fields: { 'proc.name': 'bash' }, tags: ['shell'], output: 'o'.repeat(64) });
+      assert.equal(f(e), true);
+      return [new WeakRef(e.tags), new WeakRef(e.output_fields)];
+    })();
+    // WeakRef targets stay alive until the current job ends.
+    await new Promise((resolve) => setImmediate(resolve));
+    collect();
+    assert.deepEqual(
+      refs.map((r) => r.deref()),
+      [undefined, undefined],
+    );
   });
 
   it('a "__proto__" output field is an ordinary key', () => {
@@ -992,7 +1014,7 @@ describe('describeFilter', () => {
 });
 
 describe('compileFilter: hot path', () => {
-  it('evaluates a full filter quickly', () => {
+  it('evaluates a full filter 20,000 times with the same answer (reused view)', () => {
     const f = compileFilter(
       {
         minimum_priority: 'Notice',
@@ -1005,12 +1027,9 @@ describe('compileFilter: hot path', () => {
     );
     const e = event();
     const n = 20_000;
-    const start = process.hrtime.bigint();
     let passed = 0;
     for (let i = 0; i < n; i++) if (f(e)) passed++;
-    const perEventNs = Number(process.hrtime.bigint() - start) / n;
+    // Its speed is measured by `npm run bench` (the ingest path); here, that the reused view stays right.
     assert.equal(passed, n);
-    // Generous bound (CI machines vary): well under 50 µs per event.
-    assert.ok(perEventNs < 50_000, `${perEventNs} ns per event`);
   });
 });

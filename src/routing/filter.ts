@@ -425,6 +425,7 @@ function compileCel(expression: string, where: string, options: FilterOptions): 
       // Do not keep the last event alive through the reused view.
       view.tags = EMPTY_TAGS;
       view.output_fields = EMPTY_FIELDS;
+      view.output = '';
     }
     if (typeof result === 'boolean') return result;
     report(new Error(`${path}: the expression returned ${describeCelValue(result)}, not a bool`), event);
