@@ -1614,7 +1614,9 @@ describe('DeliveryEngine', { timeout: 60_000 }, () => {
         () => 'the resent event is delivered by both, not deduplicated',
       );
       await sleep(50);
-      assert.equal(te.fakes.m!.delivered.length, 1, 'the refused duplicate was not queued in memory');
+      // Only the resent event: the refused duplicate (another uuid) was not queued in memory.
+      assert.deepEqual(te.fakes.m!.delivered, [event!.uuid]);
+      assert.deepEqual(te.fakes.d!.delivered, [event!.uuid]);
     });
 
     it('route() rejects once the engine is closed (and an idle engine closes at once)', async (t) => {

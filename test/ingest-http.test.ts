@@ -6,6 +6,8 @@ import { request, Agent } from 'undici';
 import { startIngest, testConfig, type TestIngest } from './helpers/ingest.ts';
 import { generateEvents } from './helpers/events.ts';
 import type { ExactNumber } from '../src/event/json.ts';
+import { parseFalcoEvent, type FalcoEvent } from '../src/event/falco-event.ts';
+import { toSidekickJson } from '../src/event/sidekick-json.ts';
 
 const event =
   '{"hostname":"node-a","output":"09:00:01.000000123: Notice A shell","output_fields":{"evt.time":1767258001000000123,"proc.name":"sh"},"priority":"Notice","rule":"Terminal shell in container","source":"syscall","tags":["container"],"time":"2026-01-01T09:00:01.000000123Z"}';
@@ -335,6 +337,11 @@ describe('HTTP ingest', () => {
       // Lines over the 64 KiB test limit do not exist in the corpus: every event must be accepted.
       assert.deepEqual([...new Set(statuses)], [200]);
       assert.equal(ingest.router.events.length, before + lines.length);
+      // Each line exactly once (a duplicate could not hide a missing one), whole.
+      const key = (e: FalcoEvent) => toSidekickJson({ ...e, uuid: '' });
+      const got = ingest.router.events.slice(before).map(key).sort();
+      const expected = lines.map((l) => key(parseFalcoEvent(l))).sort();
+      assert.deepEqual(got, expected);
     } finally {
       await agent.close();
     }

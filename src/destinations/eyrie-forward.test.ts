@@ -197,6 +197,7 @@ describe('eyrie forward destination: wire format and answers', () => {
   });
 
   it('gives up splitting at one event', async () => {
+    server.reset();
     server.respondWith(() => ({ status: 413, body: 'too large' }));
     const { context } = capture();
     const dest = eyrieForwardDestination.create(options({ url: server.url }), context);
@@ -208,6 +209,9 @@ describe('eyrie forward destination: wire format and answers', () => {
     } finally {
       await dest.close();
     }
+    // Both, then the first half alone, refused: no request of zero events, no second half.
+    const sizes = server.requests.map((r) => r.text.split('\n').filter((l) => l !== '').length);
+    assert.deepEqual(sizes, [2, 1]);
   });
 
   it('declares its batch policy, secrets and schema defaults', () => {

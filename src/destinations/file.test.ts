@@ -294,7 +294,7 @@ describe('file destination', () => {
     },
   );
 
-  it('fails create() clearly when the path is not writable even for root', () => {
+  it('fails create() clearly when the directory cannot be made even by root', () => {
     assert.throws(
       () =>
         fileDestination.create(
@@ -308,7 +308,26 @@ describe('file destination', () => {
           },
           context,
         ),
-      /file destination "file-test": cannot (create directory|open)/,
+      /file destination "file-test": cannot create directory \/proc\/eyrie-test: /,
+    );
+  });
+
+  it('fails create() clearly when the file cannot be opened even by root', () => {
+    // /proc exists, but no file can be created in it, whoever runs the tests (CI runs as root).
+    assert.throws(
+      () =>
+        fileDestination.create(
+          {
+            path: '/proc/eyrie-test.ndjson',
+            max_size: 0,
+            rotate_every: 0,
+            max_files: 5,
+            mode: 0o640,
+            fsync: true,
+          },
+          context,
+        ),
+      /file destination "file-test": cannot open \/proc\/eyrie-test\.ndjson for writing: /,
     );
   });
 });

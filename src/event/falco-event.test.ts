@@ -190,13 +190,23 @@ describe('Falco event parser', () => {
         seen.unicode++;
         assert.equal(e.output_fields['proc.cmdline'], fields['proc.cmdline']);
       }
-      if (typeof fields['fd.name'] === 'string' && fields['fd.name'].length > 5000) seen.large++;
-      if (fields['k8s.pod.name'] === null) seen.nullPod++;
+      if (typeof fields['fd.name'] === 'string' && fields['fd.name'].length > 5000) {
+        seen.large++;
+        assert.equal(e.output_fields['fd.name'], fields['fd.name']);
+      }
+      if (fields['k8s.pod.name'] === null) {
+        seen.nullPod++;
+        assert.equal(e.output_fields['k8s.pod.name'], null);
+        assert.ok('k8s.pod.name' in e.output_fields);
+      }
       if ('proc.aname[2]' in fields) {
         seen.bracket++;
         assert.deepEqual(e.output_fields['proc.aname[3]'], fields['proc.aname[3]']);
       }
-      if (raw.output === '') seen.emptyOutput++;
+      if (raw.output === '') {
+        seen.emptyOutput++;
+        assert.equal(e.output, '');
+      }
     }
     for (const [kind, n] of Object.entries(seen)) assert.ok(n > 0, `edge case ${kind} not exercised`);
   });

@@ -101,7 +101,7 @@ describe('Deduplicator', () => {
     assert.equal(new Set(keys).size, keys.length);
   });
 
-  it('long keys are hashed yet stay distinct', () => {
+  it('long keys (stored as hashes) are recognized and stay distinct', () => {
     const d = new Deduplicator({ window: 60_000, fields: [] }, new FakeClock().now);
     const long = 'x'.repeat(10_000);
     assert.equal(d.isDuplicate(event('r', {}, long)), false);
