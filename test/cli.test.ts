@@ -33,7 +33,7 @@ function run(
   });
 }
 
-describe('eyrie send', { timeout: 60_000 }, () => {
+describe('eyrie send', { timeout: 120_000 }, () => {
   let ingest: TestIngest;
   before(async () => {
     ingest = await startIngest();
@@ -159,7 +159,7 @@ function durableConfig(): { file: string; dir: string } {
   );
 }
 
-describe('eyrie serve', { timeout: 60_000 }, () => {
+describe('eyrie serve', { timeout: 120_000 }, () => {
   it('refuses to start on a storage.path whose journal another process has open', async () => {
     const { file, dir } = durableConfig();
     const first = await spawnEyrie(file);

@@ -87,7 +87,7 @@ function uniformEvents(count: number): FalcoEvent[] {
   return Array.from({ length: count }, () => ({ ...base, uuid: randomUUID() }));
 }
 
-describe('DeliveryEngine', { timeout: 60_000 }, () => {
+describe('DeliveryEngine', { timeout: 240_000 }, () => {
   after(removeConfigDirs);
 
   describe('journal and delivery', () => {

@@ -68,7 +68,7 @@ const evtTime = (line: string) => /"evt\.time":(\d+)/.exec(line)![1]!;
 const sorted = (xs: readonly string[]) => [...xs].sort();
 const bad400 = () => new HttpStatusError(400, 'bad request');
 
-describe('eyrie dlq', { timeout: 60_000 }, () => {
+describe('eyrie dlq', { timeout: 180_000 }, () => {
   const cfg = config();
   const dataDir = cfg.storage.path;
   const { lines, events } = syscallEvents(5, 31);

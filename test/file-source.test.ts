@@ -102,7 +102,7 @@ async function accepted(metrics: Metrics, outcome: 'accepted' | 'rejected'): Pro
   return metricValue(await metrics.text(), 'eyrie_ingest_events_total', { source: 'file', outcome });
 }
 
-describe('file source', { timeout: 30_000 }, () => {
+describe('file source', { timeout: 90_000 }, () => {
   it('reads lines appended over time, each once, in order', async () => {
     const h = harness();
     const lines = eventLines(60, 101);

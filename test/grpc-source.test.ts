@@ -120,7 +120,7 @@ describe('grpcTarget', () => {
   });
 });
 
-describe('GrpcSource', { timeout: 30_000 }, () => {
+describe('GrpcSource', { timeout: 90_000 }, () => {
   it('streams alerts over a unix socket with every field converted, and logs the Falco version', async () => {
     const socket = join(tempDir(), 'falco.sock');
     const falco = await fakeFalco({ socket });

@@ -34,7 +34,7 @@ function uuidOf(line: string): string {
   return (JSON.parse(line) as { uuid: string }).uuid;
 }
 
-describe('eyrie send - (program_output)', { timeout: 60_000 }, () => {
+describe('eyrie send - (program_output)', { timeout: 120_000 }, () => {
   let server: RecordingServer;
   before(async () => {
     server = await startRecordingServer();

@@ -34,7 +34,7 @@ function uuidOf(line: string): string {
   return (JSON.parse(line) as { uuid: string }).uuid;
 }
 
-describe('stdin source', { timeout: 20_000 }, () => {
+describe('stdin source', { timeout: 60_000 }, () => {
   it('reads JSON lines as they come, and a last line without newline at the end of input', async () => {
     const t = setup();
     const lines = eventLines(5, 201);
