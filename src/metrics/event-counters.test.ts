@@ -79,6 +79,32 @@ describe('EventCounters', () => {
     assert.equal(await exposition(together.metrics), expected);
   });
 
+  it('writes the labels of both counters in name order, as client_golang does', async () => {
+    const { metrics, both } = counters(0);
+    both.count(event({ 'k8s.ns.name': 'shop', 'k8s.pod.name': 'web-0', 'proc.pid': '7' }));
+    const text = await exposition(metrics);
+    assert.match(
+      text,
+      /^falcosecurity_falcosidekick_falco_events_total\{container_image_repository="",env="prod",hostname="node-1",k8s_ns_name="shop",k8s_pod_name="web-0",priority="4",priority_raw="warning",proc_pid="7",rule="Terminal shell in container",source="syscall",team=""\} 1$/m,
+    );
+    assert.match(
+      text,
+      /^falco_events\{container_image_repository="",hostname="node-1",k8s_ns_name="shop",k8s_pod_name="web-0",priority="4",proc_pid="7",rule="Terminal shell in container",source="syscall",tags=",container,shell,"\} 1$/m,
+    );
+  });
+
+  it("prints the Go tools' empty HELP lines", async () => {
+    const { metrics } = counters(0);
+    const text = await metrics.registry.metrics();
+    for (const name of [
+      'falco_events',
+      'falcosecurity_falcosidekick_falco_events_total',
+      'falcosecurity_falcosidekick_inputs_total',
+      'falcosecurity_falcosidekick_outputs_total',
+    ])
+      assert.match(text, new RegExp(`^# HELP ${name} \n# TYPE ${name} counter$`, 'm'));
+  });
+
   it('keeps series apart whose label values differ only by where a NUL falls', async () => {
     const { metrics, both } = counters(0);
     both.count(event({ 'k8s.ns.name': 'a\u0000b', 'k8s.pod.name': 'c' }));

@@ -50,13 +50,10 @@ export class FalcoEventsCounter {
     this.labelNames = [...taken].sort();
     this.counter = new HotCounter({
       name: NAME,
-      help: NAME,
+      help: '', // falco-exporter registers it without help text
       labelNames: this.labelNames,
       registers: [metrics.registry],
     });
-    // falco-exporter registers it without help text; prom-client insists on one at construction
-    // only, so it is cleared afterwards to print the same `# HELP falco_events ` line.
-    (this.counter.metric as unknown as { help: string }).help = '';
   }
 
   /** Output fields the labels read, besides k8s.ns.name and k8s.pod.name (see EventCounters). */

@@ -30,6 +30,7 @@ export class HotCounter<L extends string> {
 
   constructor(config: {
     name: string;
+    /** '' prints an empty HELP line, as the Go tools' counters have. */
     help: string;
     labelNames: readonly L[];
     registers: NonNullable<ConstructorParameters<typeof Counter>[0]['registers']>;
@@ -38,6 +39,7 @@ export class HotCounter<L extends string> {
     this.labelNames = config.labelNames;
     this.metric = new Counter<L>({
       ...config,
+      help: config.help === '' ? config.name : config.help,
       collect() {
         for (const s of series.values()) {
           if (s.value !== s.reported) {
@@ -47,6 +49,9 @@ export class HotCounter<L extends string> {
         }
       },
     });
+    // The Go tools register these counters without help text ('# HELP name '); prom-client insists
+    // on one at construction only, so it is cleared afterwards.
+    if (config.help === '') (this.metric as unknown as { help: string }).help = '';
   }
 
   /** Number of label series. */

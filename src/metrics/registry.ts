@@ -12,7 +12,7 @@ export class Metrics {
   /** Falcosidekick's `falcosecurity_falcosidekick_inputs_total{source="requests",status}`. */
   readonly sidekickInputs = new HotCounter({
     name: 'falcosecurity_falcosidekick_inputs_total',
-    help: 'Number of received requests (Falcosidekick compatible)',
+    help: '', // as Falcosidekick registers it
     labelNames: ['source', 'status'] as const,
     registers: [this.registry],
   });
@@ -20,7 +20,7 @@ export class Metrics {
   /** Falcosidekick's `falcosecurity_falcosidekick_outputs_total{destination,status}`. */
   readonly sidekickOutputs = new HotCounter({
     name: 'falcosecurity_falcosidekick_outputs_total',
-    help: 'Number of delivery attempts per destination (Falcosidekick compatible)',
+    help: '',
     labelNames: ['destination', 'status'] as const,
     registers: [this.registry],
   });

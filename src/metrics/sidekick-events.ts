@@ -28,6 +28,7 @@ export class SidekickEventCounter {
 
   private readonly maxSeries: number;
   private readonly overflow: Counter;
+  private readonly labelNames: string[];
 
   constructor(metrics: Metrics, enrich: EnrichConfig, extraLabels: readonly string[], maxSeries: number) {
     this.maxSeries = maxSeries;
@@ -55,10 +56,12 @@ export class SidekickEventCounter {
       const name = label(k);
       return name ? [[name, k] as [string, string]] : [];
     });
+    // client_golang writes labels in name order; the exposition follows the label object's order.
+    this.labelNames = [...taken].sort();
     this.counter = new HotCounter({
       name: 'falcosecurity_falcosidekick_falco_events_total',
-      help: 'Number of accepted Falco events (Falcosidekick compatible)',
-      labelNames: [...taken],
+      help: '', // as Falcosidekick registers it
+      labelNames: this.labelNames,
       registers: [metrics.registry],
     });
   }
@@ -74,7 +77,7 @@ export class SidekickEventCounter {
 
   /** The event's series, or undefined (counted as overflow) when it is new past `max_series`. */
   handleFor(event: FalcoEvent): CounterHandle | undefined {
-    const labels: Record<string, string> = {
+    const values: Record<string, string> = {
       hostname: event.hostname || 'unknown',
       rule: event.rule,
       priority: String(sidekickPriorityNumber(event.priority)),
@@ -83,9 +86,11 @@ export class SidekickEventCounter {
       k8s_ns_name: stringField(event, 'k8s.ns.name'),
       k8s_pod_name: stringField(event, 'k8s.pod.name'),
     };
-    for (const [name, value] of this.custom) labels[name] = value;
-    for (const [name, key] of this.templated) labels[name] = stringField(event, key);
-    for (const [name, key] of this.extra) labels[name] = stringField(event, key);
+    for (const [name, value] of this.custom) values[name] = value;
+    for (const [name, key] of this.templated) values[name] = stringField(event, key);
+    for (const [name, key] of this.extra) values[name] = stringField(event, key);
+    const labels: Record<string, string> = {};
+    for (const name of this.labelNames) labels[name] = values[name]!;
     if (this.maxSeries > 0 && this.counter.size >= this.maxSeries && !this.counter.has(labels)) {
       this.overflow.inc({ metric: 'falcosecurity_falcosidekick_falco_events_total' });
       return undefined;
