@@ -89,6 +89,23 @@ describe('Falcosidekick config.yaml', () => {
     assert.ok(loaded.warnings.includes('falcosidekick: outputFieldFormat → enrich.output_field_format'));
   });
 
+  it('trims comma-separated strings from the file, and says Falcosidekick keeps the spaces', () => {
+    const loaded = load(`customtags: zeta, alpha
+tlsserver:
+  notlspaths: /ping,/metrics
+prometheus:
+  extralabels: "proc.name, user.name"
+`);
+    assert.deepEqual(loaded.config.enrich.custom_tags, ['zeta', 'alpha']);
+    assert.deepEqual(loaded.config.listen.tls.plain_paths, ['/ping', '/metrics']);
+    assert.deepEqual(loaded.config.metrics.extra_labels, ['proc.name', 'user.name']);
+    const notes = loaded.warnings.filter((w) => w.includes('keeps the spaces'));
+    // Falcosidekick removes the spaces of extralabels itself: only customtags differs.
+    assert.deepEqual(notes, [
+      'falcosidekick: customtags "zeta, alpha": Falcosidekick keeps the spaces around commas (" alpha"); Eyrie trims them. Write a YAML list to get the same values from both',
+    ]);
+  });
+
   it('translates settings, reading keys in any case', () => {
     const { config, format } = load(`ListenAddress: 127.0.0.1
 LISTENPORT: "2802"

@@ -242,7 +242,7 @@ class Translator {
         return this.typed(value, setting, path);
       case 'list':
       case 'tags':
-        return this.list(value, path, setting.kind === 'tags');
+        return this.list(value, path, setting);
       case 'map':
         return this.map(value, path, setting.key === 'customfields');
     }
@@ -264,13 +264,22 @@ class Translator {
     return converted;
   }
 
-  private list(value: unknown, path: PathSegment[], removeSpaces: boolean): unknown {
+  private list(value: unknown, path: PathSegment[], setting: SidekickSetting): unknown {
+    const removeSpaces = setting.kind === 'tags';
     const clean = (s: string): string => (removeSpaces ? s.replace(/\s+/g, '') : s.trim());
-    if (typeof value === 'string')
-      return value
-        .split(',')
-        .map(clean)
-        .filter((s) => s !== '');
+    if (typeof value === 'string') {
+      const pieces = value.split(',');
+      // Falcosidekick removes spaces from CUSTOMTAGS and extralabels, but viper splits a string in
+      // the file without trimming: `customtags: a, b` gives it the tag " b". Eyrie trims; say so.
+      const fromEnv = this.issues.origins.value(path)?.env !== undefined;
+      const untrimmed = pieces.filter((p) => p !== p.trim());
+      if (!fromEnv && setting.key !== 'prometheus.extralabels' && untrimmed.length > 0) {
+        this.context.warnings.push(
+          `falcosidekick: ${setting.key} "${value}": Falcosidekick keeps the spaces around commas (${untrimmed.map((p) => JSON.stringify(p)).join(', ')}); Eyrie trims them. Write a YAML list to get the same values from both`,
+        );
+      }
+      return pieces.map(clean).filter((s) => s !== '');
+    }
     if (!Array.isArray(value)) return this.invalid(path, 'must be a list, or a comma-separated string');
     const items: string[] = [];
     value.forEach((item, i) => {
