@@ -1,15 +1,8 @@
 import { asError } from '../util/error.ts';
 import type { FalcoEvent } from '../event/falco-event.ts';
+import type { Enricher } from '../enrich/enrich.ts';
 import type { Router, DestinationHealth } from './router.ts';
 import type { Logger } from 'pino';
-
-/** One enrichment step: Falcosidekick's order, compiled from the config (src/enrich). */
-export type Enricher = (event: FalcoEvent) => {
-  event: FalcoEvent;
-  warnings: string[];
-  /** What the metric counters read (Falcosidekick counts before renaming and truncating fields). */
-  counted: FalcoEvent;
-};
 
 /**
  * What every source calls with validated events: enrich, count, then hand to the router. Sources
