@@ -74,8 +74,15 @@ describe('falco-exporter listeners', () => {
         /^falco_events\{hostname="[^"]*",k8s_ns_name="[^"]*",k8s_pod_name="[^"]*",priority="[0-7]",rule="(?:[^"\\]|\\.)*",source="[^"]+",tags=",[^"]*"\} \d+$/,
       );
     }
-    // The 404 of anything else, as falco-exporter's mux answers.
-    assert.equal((await get(eyrie.addresses.exporter! + '/')).status, 404);
+    // The 404 of anything else, as falco-exporter's Go mux answers it.
+    assert.deepEqual(await get(eyrie.addresses.exporter! + '/'), {
+      status: 404,
+      body: '404 page not found\n',
+    });
+    assert.deepEqual(await get(eyrie.addresses.probes! + '/nope'), {
+      status: 404,
+      body: '404 page not found\n',
+    });
   });
 
   it('answers the probes: liveness 204, readiness 204 while the ingest listener is up', async () => {
@@ -254,7 +261,8 @@ describe('eyrie exporter: falco-exporter’s command line, from its image path',
 
   it('is live at once, and ready only once Falco’s stream is open', async () => {
     assert.equal((await get(probesUrl + '/liveness')).status, 204);
-    assert.equal((await get(probesUrl + '/readiness')).status, 404);
+    // Before the stream opens falco-exporter has no /readiness route: its mux's not found.
+    assert.deepEqual(await get(probesUrl + '/readiness'), { status: 404, body: '404 page not found\n' });
     assert.doesNotMatch(log, /"ingest"/, 'no HTTP ingest listener, as falco-exporter has none');
     falco = await startFakeFalco({ socket });
     await waitFor(

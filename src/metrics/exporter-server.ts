@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 import type { ExporterConfig } from '../config/types.ts';
 import type { Metrics } from './registry.ts';
@@ -32,11 +32,21 @@ export function exporterTlsOptions(config: ExporterConfig): object | undefined {
   return options;
 }
 
+/** Go's http.NotFound, which falco-exporter's muxes answer for any other path. */
+function goNotFound(reply: FastifyReply): FastifyReply {
+  return reply
+    .code(404)
+    .header('x-content-type-options', 'nosniff')
+    .type('text/plain; charset=utf-8')
+    .send('404 page not found\n');
+}
+
 /** falco-exporter's metrics listener (:9376): GET /metrics, the whole registry in text format. */
 export function buildExporterMetricsApp(config: ExporterConfig, metrics: Metrics): FastifyInstance {
   const https = exporterTlsOptions(config);
   const app = Fastify({ logger: false, ...(https ? { https } : {}) });
   app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.text()));
+  app.setNotFoundHandler((_req, reply) => goNotFound(reply));
   return app;
 }
 
@@ -52,7 +62,9 @@ export function buildProbesApp(ready: () => boolean, logger: Logger): FastifyIns
     const now = ready();
     if (now !== wasReady) logger.info({ ready: now }, 'readiness changed');
     wasReady = now;
-    return reply.code(now ? 204 : 404).send();
+    // Not ready: falco-exporter has not registered the route yet, so its mux answers not found.
+    return now ? reply.code(204).send() : goNotFound(reply);
   });
+  app.setNotFoundHandler((_req, reply) => goNotFound(reply));
   return app;
 }
