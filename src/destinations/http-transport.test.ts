@@ -16,6 +16,7 @@ import {
 import {
   startRecordingServer,
   startTestProxy,
+  startTestSocks5,
   type RecordingServer,
 } from '../../test/helpers/recording-server.ts';
 import { makePki, type TestPki } from '../../test/helpers/certs.ts';
@@ -590,6 +591,27 @@ describe('http transport: proxy', () => {
       assert.equal(server.requests.length, 2);
     } finally {
       await proxy.close();
+      await server.close();
+    }
+  });
+
+  it('sends through a socks5:// proxy (plain TCP to the proxy, whatever the destination TLS settings)', async () => {
+    const pki = pkiOnce();
+    const server = await startRecordingServer();
+    const socks = await startTestSocks5();
+    try {
+      const t = transport(
+        requestConfig({
+          proxy: socks.url,
+          tls: { verify: true, ca_file: pki.caCert, cert_file: pki.clientCert, key_file: pki.clientKey },
+        }),
+        `${server.url}hook`,
+      );
+      assert.equal((await t.send({ body: '{"a":1}' })).status, 200);
+      assert.deepEqual(socks.connects, [`127.0.0.1:${server.port}`]);
+      assert.equal(server.requests[0]!.text, '{"a":1}');
+    } finally {
+      await socks.close();
       await server.close();
     }
   });

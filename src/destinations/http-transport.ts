@@ -21,7 +21,8 @@ import { proxyFromEnvironment, type ProxyFunc } from './proxy-from-env.ts';
  * - Proxy: `request.proxy` if set; otherwise HTTP_PROXY / HTTPS_PROXY / NO_PROXY with the rules of
  *   Go's ProxyFromEnvironment (Falcosidekick's), see proxy-from-env.ts. Plain-http targets are sent to
  *   an http proxy in absolute form (as Go does); https targets go through a CONNECT tunnel. An https
- *   proxy is verified with the destination's TLS settings, as Go's transport does.
+ *   proxy is verified with the destination's TLS settings, as Go's transport does; undici tunnels
+ *   even plain-http targets through it (Go sends those in absolute form).
  * - Credentials in the base URL (`https://user:pass@host/`) are sent as basic auth when `request.auth`
  *   sets none, as Go's client does.
  * - Headers, later ones winning (names compared case-insensitively, sent in Go's canonical form
@@ -221,12 +222,15 @@ function buildDispatcher(
     const what = fromEnv ? `proxy "${proxy.protocol}//${proxy.host}" from the environment` : 'request.proxy';
     throw new Error(`destination "${name}": ${what} must be an http://, https:// or socks5:// URL`);
   }
+  const isSocks = proxy.protocol === 'socks5:' || proxy.protocol === 'socks:';
+  const timeout = options.connect.timeout;
   return new ProxyAgent({
     ...options,
     uri: proxy.href,
     requestTls: options.connect,
     // Go's transport uses its TLS config for an https proxy too: same CA, client cert and checkcert.
-    proxyTls: options.connect,
+    // undici speaks TLS to a SOCKS proxy whenever proxyTls is set, so a socks5:// proxy gets none.
+    proxyTls: proxy.protocol === 'https:' ? options.connect : isSocks ? undefined : { timeout },
     proxyTunnel: false,
   });
 }

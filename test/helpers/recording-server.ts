@@ -7,7 +7,12 @@ import {
   type ServerResponse,
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { connect as netConnect, type AddressInfo, type Socket } from 'node:net';
+import {
+  connect as netConnect,
+  createServer as createNetServer,
+  type AddressInfo,
+  type Socket,
+} from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { gunzipSync, inflateSync } from 'node:zlib';
 
@@ -332,6 +337,75 @@ export async function startTestProxy(
     url: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     requests,
     tunnels,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const s of sockets) s.destroy();
+      }),
+  };
+}
+
+export interface TestSocks5 {
+  url: string;
+  /** `host:port` targets of CONNECT requests. */
+  readonly connects: string[];
+  close(): Promise<void>;
+}
+
+/**
+ * A minimal SOCKS5 proxy (RFC 1928: no authentication, CONNECT only) that records its targets.
+ * Written here because a proxy server library would be a dependency for one test.
+ */
+export async function startTestSocks5(): Promise<TestSocks5> {
+  const connects: string[] = [];
+  const sockets = new Set<Socket>();
+  const server = createNetServer((client) => {
+    sockets.add(client);
+    client.on('close', () => sockets.delete(client));
+    client.on('error', () => client.destroy());
+    let buffered = Buffer.alloc(0);
+    let greeted = false;
+    const onData = (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      if (!greeted) {
+        if (buffered.length < 2 || buffered.length < 2 + buffered[1]!) return;
+        buffered = buffered.subarray(2 + buffered[1]!);
+        greeted = true;
+        client.write(Buffer.from([5, 0])); // version 5, no authentication
+      }
+      if (buffered.length < 5) return;
+      const type = buffered[3]!;
+      const addressLength = type === 1 ? 4 : type === 4 ? 16 : 1 + buffered[4]!;
+      if (buffered.length < 4 + addressLength + 2) return;
+      const address = buffered.subarray(4, 4 + addressLength);
+      const host =
+        type === 1
+          ? [...address].join('.')
+          : type === 4
+            ? (address.toString('hex').match(/.{4}/g) ?? []).join(':')
+            : address.subarray(1).toString();
+      const port = buffered.readUInt16BE(4 + addressLength);
+      const rest = buffered.subarray(4 + addressLength + 2);
+      client.off('data', onData);
+      connects.push(`${host}:${port}`);
+      const upstream = netConnect(port, host, () => {
+        client.write(Buffer.from([5, 0, 0, 1, 0, 0, 0, 0, 0, 0]));
+        if (rest.length > 0) upstream.write(rest);
+        upstream.pipe(client);
+        client.pipe(upstream);
+      });
+      upstream.on('error', () => {
+        client.end(Buffer.from([5, 5, 0, 1, 0, 0, 0, 0, 0, 0])); // connection refused
+      });
+      client.on('close', () => upstream.destroy());
+    };
+    client.on('data', onData);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `socks5://127.0.0.1:${port}`,
+    connects,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
