@@ -23,7 +23,7 @@ import { FileSource } from '../src/sources/file/tail.ts';
 import { MAX_LINE_BYTES } from '../src/sources/line-batcher.ts';
 import { tempDir } from './helpers/config-file.ts';
 import { eventLines, metricValue, sleep, waitUntil } from './helpers/delivery.ts';
-import { CaptureRouter, refusingRouter, silentLogger } from './helpers/ingest.ts';
+import { CaptureRouter, refusingRouter, silentLogger, identityEnricher } from './helpers/ingest.ts';
 
 const POLL_MS = 20;
 
@@ -56,11 +56,7 @@ function harness(): Harness {
     router,
     metrics,
     source(options = {}, sourceRouter = router) {
-      const pipeline = new Pipeline(
-        (event) => ({ event, warnings: [], counted: event }),
-        sourceRouter,
-        silentLogger,
-      );
+      const pipeline = new Pipeline(identityEnricher, sourceRouter, silentLogger);
       const source = new FileSource(
         { path, start_at: 'beginning', poll_interval: POLL_MS, ...options },
         { pipeline, metrics, logger: silentLogger, dataDir },

@@ -21,7 +21,7 @@ import {
   startFakeFalco,
   type FakeFalco,
 } from './helpers/fake-falco.ts';
-import { CaptureRouter, refusingRouter, silentLogger } from './helpers/ingest.ts';
+import { CaptureRouter, refusingRouter, silentLogger, identityEnricher } from './helpers/ingest.ts';
 
 type LogLine = Record<string, unknown> & { level: number; msg: string };
 
@@ -69,7 +69,7 @@ function startSource(config: GrpcSourceConfig, router: CaptureRouter = new Captu
     { write: (line: string) => logs.push(JSON.parse(line) as LogLine) },
   );
   const metrics = new Metrics({ defaultMetrics: false });
-  const pipeline = new Pipeline((event) => ({ event, warnings: [], counted: event }), router, silentLogger);
+  const pipeline = new Pipeline(identityEnricher, router, silentLogger);
   const source = new GrpcSource(config, { pipeline, metrics, logger, dataDir: tempDir() });
   source.start();
   cleanups.push(() => source.close());

@@ -5,12 +5,12 @@ import { Metrics } from '../src/metrics/registry.ts';
 import { Pipeline } from '../src/routing/pipeline.ts';
 import { StdinSource } from '../src/sources/stdin.ts';
 import { eventLines, metricValue, sleep, waitUntil } from './helpers/delivery.ts';
-import { CaptureRouter, silentLogger } from './helpers/ingest.ts';
+import { CaptureRouter, silentLogger, identityEnricher } from './helpers/ingest.ts';
 
 function setup(router = new CaptureRouter()) {
   const input = new PassThrough();
   const metrics = new Metrics({ defaultMetrics: false });
-  const pipeline = new Pipeline((event) => ({ event, warnings: [], counted: event }), router, silentLogger);
+  const pipeline = new Pipeline(identityEnricher, router, silentLogger);
   let ended = 0;
   const source = new StdinSource(
     { pipeline, metrics, logger: silentLogger, dataDir: '/nonexistent' },

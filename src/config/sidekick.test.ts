@@ -106,6 +106,14 @@ prometheus:
     ]);
   });
 
+  it('keeps the inner spaces of customtags, as Falcosidekick does (CUSTOMTAGS from env aside)', () => {
+    assert.deepEqual(load(`customtags: ["my tag", x]\n`).config.enrich.custom_tags, ['my tag', 'x']);
+    const inFile = load(`customtags: my tag, x\n`);
+    assert.deepEqual(inFile.config.enrich.custom_tags, ['my tag', 'x']);
+    assert.ok(inFile.warnings.some((w) => w.includes('(" x")')));
+    assert.deepEqual(loadEnv({ CUSTOMTAGS: 'my tag, x' }).config.enrich.custom_tags, ['mytag', 'x']);
+  });
+
   it('translates settings, reading keys in any case', () => {
     const { config, format } = load(`ListenAddress: 127.0.0.1
 LISTENPORT: "2802"

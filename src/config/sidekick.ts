@@ -265,17 +265,18 @@ class Translator {
   }
 
   private list(value: unknown, path: PathSegment[], setting: SidekickSetting): unknown {
-    const removeSpaces = setting.kind === 'tags';
+    // Falcosidekick removes the spaces of prometheus.extralabels and of the CUSTOMTAGS env var; other
+    // values keep theirs (viper splits a string from the file without trimming).
+    const fromEnv = this.issues.origins.value(path)?.env !== undefined;
+    const removeSpaces = setting.key === 'prometheus.extralabels' || (setting.kind === 'tags' && fromEnv);
     const clean = (s: string): string => (removeSpaces ? s.replace(/\s+/g, '') : s.trim());
     if (typeof value === 'string') {
       const pieces = value.split(',');
-      // Falcosidekick removes spaces from CUSTOMTAGS and extralabels, but viper splits a string in
-      // the file without trimming: `customtags: a, b` gives it the tag " b". Eyrie trims; say so.
-      const fromEnv = this.issues.origins.value(path)?.env !== undefined;
-      const untrimmed = pieces.filter((p) => p !== p.trim());
-      if (!fromEnv && setting.key !== 'prometheus.extralabels' && untrimmed.length > 0) {
+      // `customtags: a, b` gives Falcosidekick the tag " b"; Eyrie trims it, and says so.
+      const changed = removeSpaces || fromEnv ? [] : pieces.filter((p) => p !== clean(p));
+      if (changed.length > 0) {
         this.context.warnings.push(
-          `falcosidekick: ${setting.key} "${value}": Falcosidekick keeps the spaces around commas (${untrimmed.map((p) => JSON.stringify(p)).join(', ')}); Eyrie trims them. Write a YAML list to get the same values from both`,
+          `falcosidekick: ${setting.key} "${value}": Falcosidekick keeps the spaces around commas (${changed.map((p) => JSON.stringify(p)).join(', ')}); Eyrie trims them. Write a YAML list to get the same values from both`,
         );
       }
       return pieces.map(clean).filter((s) => s !== '');

@@ -41,7 +41,8 @@ export interface EnrichResult {
   event: FalcoEvent;
   /** Templated fields that failed while running (their partial output was kept). */
   warnings: string[];
-  /** The event after step 4, which the metric counters read (often `event` itself). */
+  /** The event after step 4, which the metric counters read (often `event` itself, whose `output`
+   * may be step 6's: the counters do not read it). */
   counted: FalcoEvent;
 }
 

@@ -828,6 +828,7 @@ describe('compileFilter: CEL', () => {
       WHERE,
     );
     // String-only fields: the view holds the event's own output_fields object, not a converted copy.
+    // (The view's `output` is cleared too, but a string cannot be watched with a WeakRef.)
     const refs = ((): WeakRef<object>[] => {
       const e = event({ output_fields: { 'proc.name': 'bash' }, tags: ['shell'], output: 'o'.repeat(64) });
       assert.equal(f(e), true);

@@ -5,7 +5,7 @@ import type { Router, DestinationHealth } from './router.ts';
 import type { Logger } from 'pino';
 
 /**
- * What every source calls with validated events: enrich, count, then hand to the router. Sources
+ * What every source calls with validated events: enrich, hand to the router, then count. Sources
  * answer their sender only after `accept` resolves (for the durable router: after the commit).
  */
 export class Pipeline {

@@ -1,4 +1,5 @@
 import { pino } from 'pino';
+import type { Enricher } from '../../src/enrich/enrich.ts';
 import type { FastifyInstance } from 'fastify';
 import { loadConfig } from '../../src/config/load.ts';
 import type { EyrieConfig } from '../../src/config/types.ts';
@@ -64,6 +65,9 @@ export function testConfig(mutate: (c: EyrieConfig) => void = () => {}): EyrieCo
 
 export const silentLogger = pino({ level: 'silent' });
 
+/** No enrichment: each event is passed on (and counted) as it came. */
+export const identityEnricher: Enricher = (event) => ({ event, warnings: [], counted: event });
+
 export interface TestIngest {
   app: FastifyInstance;
   url: string;
@@ -79,7 +83,7 @@ export async function startIngest(
 ): Promise<TestIngest> {
   const router = new CaptureRouter();
   const metrics = new Metrics({ defaultMetrics: false });
-  const pipeline = new Pipeline((event) => ({ event, warnings: [], counted: event }), router, silentLogger);
+  const pipeline = new Pipeline(identityEnricher, router, silentLogger);
   const app = buildIngestApp({ config, pipeline, metrics, logger: silentLogger, ...extra });
   const url = await app.listen({ host: '127.0.0.1', port: 0 });
   return { app, url, router, metrics, close: () => app.close() };
