@@ -112,10 +112,13 @@ destinations:
     const sink = await startRecordingServer();
     t.after(() => sink.close());
     const received = new Map<string, number>();
+    let killedAt = 0;
     sink.respondWith((req) => {
       const uuid = uuidOf(req);
       received.set(uuid, (received.get(uuid) ?? 0) + 1);
-      return { status: 200 };
+      // Slow until the kill, so that however fast the machine, some acked events are still queued
+      // when the process dies and the restart has them to deliver.
+      return killedAt === 0 ? { status: 200, delayMs: 20 } : { status: 200 };
     });
     const { file } = writeConfig(`
 listen: { address: 127.0.0.1, port: 0 }
@@ -158,6 +161,7 @@ destinations:
       );
       eyrie.child.kill('SIGKILL');
       killed = true;
+      killedAt = Date.now();
       await eyrie.exited;
       await load;
       const atKill = new Set(received.keys());
