@@ -296,18 +296,7 @@ describe('file destination', () => {
 
   it('fails create() clearly when the directory cannot be made even by root', () => {
     assert.throws(
-      () =>
-        fileDestination.create(
-          {
-            path: '/proc/eyrie-test/events.ndjson',
-            max_size: 0,
-            rotate_every: 0,
-            max_files: 5,
-            mode: 0o640,
-            fsync: true,
-          },
-          context,
-        ),
+      () => create({ path: '/proc/eyrie-test/events.ndjson', max_size: 0 }),
       /file destination "file-test": cannot create directory \/proc\/eyrie-test: /,
     );
   });
@@ -315,18 +304,7 @@ describe('file destination', () => {
   it('fails create() clearly when the file cannot be opened even by root', () => {
     // /proc exists, but no file can be created in it, whoever runs the tests (CI runs as root).
     assert.throws(
-      () =>
-        fileDestination.create(
-          {
-            path: '/proc/eyrie-test.ndjson',
-            max_size: 0,
-            rotate_every: 0,
-            max_files: 5,
-            mode: 0o640,
-            fsync: true,
-          },
-          context,
-        ),
+      () => create({ path: '/proc/eyrie-test.ndjson', max_size: 0 }),
       /file destination "file-test": cannot open \/proc\/eyrie-test\.ndjson for writing: /,
     );
   });

@@ -504,6 +504,19 @@ describe('http transport: TLS', () => {
   });
 });
 
+/** A transport to `server`/hook through `proxyUrl`, presenting the test client certificate. */
+function viaProxyWithClientCert(
+  proxyUrl: string,
+  server: RecordingServer,
+  tls: { verify: boolean; ca_file: string },
+): HttpTransport {
+  const pki = pkiOnce();
+  return transport(
+    requestConfig({ proxy: proxyUrl, tls: { ...tls, cert_file: pki.clientCert, key_file: pki.clientKey } }),
+    `${server.url}hook`,
+  );
+}
+
 describe('http transport: proxy', () => {
   it('sends through request.proxy (absolute form for http targets)', async () => {
     const server = await startRecordingServer();
@@ -559,33 +572,15 @@ describe('http transport: proxy', () => {
       },
     });
     try {
-      const mutual = transport(
-        requestConfig({
-          proxy: proxy.url,
-          tls: { verify: true, ca_file: pki.caCert, cert_file: pki.clientCert, key_file: pki.clientKey },
-        }),
-        `${server.url}hook`,
-      );
+      const mutual = viaProxyWithClientCert(proxy.url, server, { verify: true, ca_file: pki.caCert });
       assert.equal((await mutual.send({ body: '{}' })).status, 200);
       // undici tunnels even http targets through an https proxy (Go would send the absolute form).
       const viaProxy = () => proxy.requests.length + proxy.tunnels.length;
       assert.equal(viaProxy(), 1);
       // Without the CA (and without checkcert off) the proxy's certificate is refused.
-      const untrusted = transport(
-        requestConfig({
-          proxy: proxy.url,
-          tls: { verify: true, ca_file: '', cert_file: pki.clientCert, key_file: pki.clientKey },
-        }),
-        `${server.url}hook`,
-      );
+      const untrusted = viaProxyWithClientCert(proxy.url, server, { verify: true, ca_file: '' });
       await assert.rejects(untrusted.send({ body: '{}' }));
-      const unchecked = transport(
-        requestConfig({
-          proxy: proxy.url,
-          tls: { verify: false, ca_file: '', cert_file: pki.clientCert, key_file: pki.clientKey },
-        }),
-        `${server.url}hook`,
-      );
+      const unchecked = viaProxyWithClientCert(proxy.url, server, { verify: false, ca_file: '' });
       assert.equal((await unchecked.send({ body: '{}' })).status, 200);
       assert.equal(viaProxy(), 2);
       assert.equal(server.requests.length, 2);
@@ -600,13 +595,7 @@ describe('http transport: proxy', () => {
     const server = await startRecordingServer();
     const socks = await startTestSocks5();
     try {
-      const t = transport(
-        requestConfig({
-          proxy: socks.url,
-          tls: { verify: true, ca_file: pki.caCert, cert_file: pki.clientCert, key_file: pki.clientKey },
-        }),
-        `${server.url}hook`,
-      );
+      const t = viaProxyWithClientCert(socks.url, server, { verify: true, ca_file: pki.caCert });
       assert.equal((await t.send({ body: '{"a":1}' })).status, 200);
       assert.deepEqual(socks.connects, [`127.0.0.1:${server.port}`]);
       assert.equal(server.requests[0]!.text, '{"a":1}');
