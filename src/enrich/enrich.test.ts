@@ -56,6 +56,11 @@ describe('enrich: empty config', () => {
     assert.deepEqual(e.tags, ['shell', 'T1059', 'container']);
     assert.equal(result.event.output_fields, e.output_fields);
   });
+
+  it('sorts tags by UTF-8 bytes as Go does, also when they are in UTF-16 order already', () => {
+    const e = event({ tags: ['\u{1F600}', '\uE000'] });
+    assert.deepEqual(createEnricher(config())(e).event.tags, ['\uE000', '\u{1F600}']);
+  });
 });
 
 describe('enrich: custom fields and tags', () => {

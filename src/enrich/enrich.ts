@@ -35,6 +35,7 @@ import type { EnrichConfig } from '../config/types.ts';
 import type { FalcoEvent } from '../event/falco-event.ts';
 import type { JsonObject, JsonValue } from '../event/json.ts';
 import { toSidekickJson } from '../event/sidekick-json.ts';
+import { compareUtf8, sortUtf8 } from '../event/utf8-order.ts';
 import { compileTemplate, TemplateError, type Template } from './go-template.ts';
 
 export interface EnrichResult {
@@ -95,7 +96,7 @@ function trimSuffix(s: string, suffix: string): string {
 }
 
 function isSorted(tags: readonly string[]): boolean {
-  for (let i = 1; i < tags.length; i++) if (tags[i - 1]! > tags[i]!) return false;
+  for (let i = 1; i < tags.length; i++) if (compareUtf8(tags[i - 1]!, tags[i]!) > 0) return false;
   return true;
 }
 
@@ -220,7 +221,7 @@ export function createEnricher(config: EnrichConfig): Enricher {
     // 4. sorted tags
     if (tags.length > 1 && !isSorted(tags)) {
       if (tags === event.tags) tags = tags.slice();
-      tags.sort();
+      sortUtf8(tags);
     }
     const countedFields = fields;
 

@@ -16,6 +16,7 @@
  * numbers with %v/%s/%q as their JSON text for the same reason.
  */
 import { ExactNumber } from '../event/json.ts';
+import { sortUtf8 } from '../event/utf8-order.ts';
 
 /** A Go `map[string]interface{}`: a plain (JSON-like) object. */
 export function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -28,9 +29,9 @@ export function isNumeric(v: unknown): v is number | ExactNumber {
   return typeof v === 'number' || v instanceof ExactNumber;
 }
 
-/** Map keys in the order Go's fmt and `range` use (sorted; plain code-unit order). */
+/** Map keys in the order Go's fmt and `range` use (sorted by UTF-8 bytes). */
 export function sortedKeys(obj: Record<string, unknown>): string[] {
-  return Object.keys(obj).sort();
+  return sortUtf8(Object.keys(obj));
 }
 
 /** The Go type name used in `%!verb(type=value)` and error messages. */

@@ -171,6 +171,9 @@ describe('go-template: functions', () => {
       'true true true true false',
     );
     assert.equal(run('{{ lt "abc" "abd" }} {{ gt "b" "a" }}'), 'true true');
+    // By UTF-8 bytes as Go: U+E000 (EE 80 80) before U+1F600 (F0 9F 98 80), the reverse of UTF-16.
+    assert.equal(run('{{ lt "\uE000" "\u{1F600}" }} {{ gt "\u{1F600}" "\uFFFF" }}'), 'true true');
+    assert.equal(run('{{ . }}', { '\u{1F600}': 1, '\uE000': 2 }), 'map[\uE000:2 \u{1F600}:1]');
     assert.equal(run('{{ if gt (index . "proc.pid") 1000 }}high{{ end }}'), 'high');
   });
 

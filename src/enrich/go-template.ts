@@ -49,12 +49,11 @@
  *   Truthiness differs for a data value 0 (`json.Number("0")` is a non-empty string, true in Go).
  * - A float literal prints as its JSON text (`{{ 1e6 }}` → `1000000`, Go `1e+06`); `%g` is Go's.
  * - Int and float literals are not distinguished, so `eq 1 1.0` is true (Go: incompatible types).
- * - Strings are sorted and compared by UTF-16 code units (Go: bytes), which only differs between
- *   astral characters and U+E000–U+FFFF.
  * - Argument-count errors are runtime errors as in Go; assigning an undeclared variable and using a
  *   variable outside its scope are compile errors (Go reports some of these only when executed).
  */
 import { ExactNumber } from '../event/json.ts';
+import { compareUtf8 } from '../event/utf8-order.ts';
 import {
   formatValue,
   htmlEscape,
@@ -896,7 +895,7 @@ function ordered(a: unknown, b: unknown): number {
   }
   if (ka !== kb) throw new FuncError('incompatible types for comparison');
   if (ka === 'number') return compareNumbers(a as number | ExactNumber, b as number | ExactNumber);
-  return (a as string) < (b as string) ? -1 : (a as string) > (b as string) ? 1 : 0;
+  return Math.sign(compareUtf8(a as string, b as string));
 }
 
 function utf8Length(s: string): number {

@@ -64,3 +64,15 @@ describe("Falcosidekick's JSON layout, unusual values", () => {
     );
   });
 });
+
+describe("Falcosidekick's JSON layout: key order beyond the BMP", () => {
+  it('sorts keys by UTF-8 bytes as encoding/json does', () => {
+    const e = parseFalcoEvent(
+      '{"uuid":"3f1b0a3c-9f0e-4d4e-8a47-0c5e3f9f2a11","output":"o","priority":"info","rule":"r","time":"2001-01-01T01:10:00Z","output_fields":{"\\ud83d\\ude00":1,"\\ue000":{"\\ud83d\\ude00":2,"\\ue000":3}}}',
+    );
+    assert.equal(
+      toSidekickJson(e),
+      '{"uuid":"3f1b0a3c-9f0e-4d4e-8a47-0c5e3f9f2a11","output":"o","priority":"Informational","rule":"r","time":"2001-01-01T01:10:00Z","output_fields":{"\ue000":{"\ue000":3,"\u{1F600}":2},"\u{1F600}":1},"source":"syscalls"}',
+    );
+  });
+});

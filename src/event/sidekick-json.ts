@@ -1,5 +1,6 @@
 import type { FalcoEvent } from './falco-event.ts';
 import { ExactNumber, stringifyJson, type JsonValue } from './json.ts';
+import { sortUtf8 } from './utf8-order.ts';
 
 /**
  * Serializes an event exactly as Falcosidekick's `json.Marshal(FalcoPayload)` does, so webhook-style
@@ -55,7 +56,7 @@ function sortedKeys(value: JsonValue): unknown {
     const items = value.map(sortedKeys);
     return items.includes(UNSORTABLE) ? UNSORTABLE : items;
   }
-  const keys = Object.keys(value).sort();
+  const keys = sortUtf8(Object.keys(value));
   const out: Record<string, unknown> = {};
   for (const k of keys) {
     // `out.__proto__ = v` would set the prototype, not a key: the slow writer keeps such keys.
@@ -93,7 +94,7 @@ function write(v: JsonValue): string {
   if (typeof v === 'number' || typeof v === 'boolean') return JSON.stringify(v);
   if (v instanceof ExactNumber) return v.text;
   if (Array.isArray(v)) return `[${v.map(write).join(',')}]`;
-  const keys = Object.keys(v).sort();
+  const keys = sortUtf8(Object.keys(v));
   return `{${keys.map((k) => `${str(k)}:${write(v[k]!)}`).join(',')}}`;
 }
 
