@@ -574,16 +574,40 @@ describe('http transport: proxy', () => {
     try {
       const mutual = viaProxyWithClientCert(proxy.url, server, { verify: true, ca_file: pki.caCert });
       assert.equal((await mutual.send({ body: '{}' })).status, 200);
-      // undici tunnels even http targets through an https proxy (Go would send the absolute form).
-      const viaProxy = () => proxy.requests.length + proxy.tunnels.length;
-      assert.equal(viaProxy(), 1);
+      // A plain-http target goes to the https proxy in absolute form, as in Go (no CONNECT tunnel).
+      assert.deepEqual(
+        proxy.requests.map((r) => [r.url, r.headers.host]),
+        [[`${server.url}hook`, `127.0.0.1:${server.port}`]],
+      );
       // Without the CA (and without checkcert off) the proxy's certificate is refused.
       const untrusted = viaProxyWithClientCert(proxy.url, server, { verify: true, ca_file: '' });
       await assert.rejects(untrusted.send({ body: '{}' }));
       const unchecked = viaProxyWithClientCert(proxy.url, server, { verify: false, ca_file: '' });
       assert.equal((await unchecked.send({ body: '{}' })).status, 200);
-      assert.equal(viaProxy(), 2);
+      assert.equal(proxy.requests.length, 2);
+      assert.deepEqual(proxy.tunnels, []);
       assert.equal(server.requests.length, 2);
+
+      // The proxy's certificate is checked against the proxy's name, not the target's, and the
+      // proxy's credentials go to the proxy. A target name that does not resolve: the proxy answers 502.
+      const withCredentials = transport(
+        requestConfig({
+          proxy: proxy.url.replace('https://', 'https://ops:p%40ss@'),
+          tls: { verify: true, ca_file: pki.caCert, cert_file: pki.clientCert, key_file: pki.clientKey },
+        }),
+        'http://eyrie-proxy-test.invalid/hook',
+      );
+      await assert.rejects(
+        withCredentials.send({ body: '{}' }),
+        (e: unknown) => e instanceof HttpStatusError && e.status === 502,
+      );
+      const last = proxy.requests.at(-1)!;
+      assert.equal(last.url, 'http://eyrie-proxy-test.invalid/hook');
+      assert.equal(last.headers.host, 'eyrie-proxy-test.invalid');
+      assert.equal(
+        last.headers['proxy-authorization'],
+        `Basic ${Buffer.from('ops:p@ss').toString('base64')}`,
+      );
     } finally {
       await proxy.close();
       await server.close();

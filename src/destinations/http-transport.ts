@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { createSecureContext, rootCertificates } from 'node:tls';
 import { gzip as gzipCallback, gunzip as gunzipCallback } from 'node:zlib';
 import { promisify } from 'node:util';
-import { Agent, ProxyAgent, request as undiciRequest, type Dispatcher } from 'undici';
+import { Agent, buildConnector, Dispatcher, Pool, ProxyAgent, request as undiciRequest } from 'undici';
 import type { RequestConfig } from '../config/types.ts';
 import { HttpStatusError, parseRetryAfter } from '../delivery/errors.ts';
 import { timerDelay } from '../util/timer.ts';
@@ -19,10 +19,9 @@ import { proxyFromEnvironment, type ProxyFunc } from './proxy-from-env.ts';
  *   Node's root store; `tls.cert_file` + `tls.key_file` are presented as a client certificate (mTLS).
  *   Files are read, and the certificate/key checked, when the transport is created.
  * - Proxy: `request.proxy` if set; otherwise HTTP_PROXY / HTTPS_PROXY / NO_PROXY with the rules of
- *   Go's ProxyFromEnvironment (Falcosidekick's), see proxy-from-env.ts. Plain-http targets are sent to
- *   an http proxy in absolute form (as Go does); https targets go through a CONNECT tunnel. An https
- *   proxy is verified with the destination's TLS settings, as Go's transport does; undici tunnels
- *   even plain-http targets through it (Go sends those in absolute form).
+ *   Go's ProxyFromEnvironment (Falcosidekick's), see proxy-from-env.ts. As in Go, plain-http targets
+ *   are sent to an http(s) proxy in absolute form, https targets go through a CONNECT tunnel, and an
+ *   https proxy is verified with the destination's TLS settings.
  * - Credentials in the base URL (`https://user:pass@host/`) are sent as basic auth when `request.auth`
  *   sets none, as Go's client does.
  * - Headers, later ones winning (names compared case-insensitively, sent in Go's canonical form
@@ -223,16 +222,71 @@ function buildDispatcher(
     throw new Error(`destination "${name}": ${what} must be an http://, https:// or socks5:// URL`);
   }
   const isSocks = proxy.protocol === 'socks5:' || proxy.protocol === 'socks:';
-  const timeout = options.connect.timeout;
-  return new ProxyAgent({
+  // Go's transport uses its TLS config for an https proxy too: same CA, client cert and checkcert.
+  // undici speaks TLS to a SOCKS proxy whenever proxyTls is set, so a socks5:// proxy gets none.
+  const proxyTls = proxy.protocol === 'https:' ? options.connect : { timeout: options.connect.timeout };
+  const tunnel = new ProxyAgent({
     ...options,
     uri: proxy.href,
     requestTls: options.connect,
-    // Go's transport uses its TLS config for an https proxy too: same CA, client cert and checkcert.
-    // undici speaks TLS to a SOCKS proxy whenever proxyTls is set, so a socks5:// proxy gets none.
-    proxyTls: proxy.protocol === 'https:' ? options.connect : isSocks ? undefined : { timeout },
-    proxyTunnel: false,
+    ...(isSocks ? {} : { proxyTls }),
   });
+  if (isSocks) return tunnel;
+  // undici derives a request's TLS server name from its Host header, which in absolute form names the
+  // target; the connection is to the proxy, so its own name is used (the connector's default).
+  const connector = buildConnector(proxyTls);
+  const pool = new Pool(proxy.origin, {
+    ...options,
+    connect: (opts, callback) => connector({ ...opts, servername: undefined }, callback),
+  });
+  return new AbsoluteFormProxy(proxy, pool, tunnel);
+}
+
+/**
+ * Sends plain-http requests to an http(s) proxy in absolute form (`POST http://host/path`), as Go's
+ * transport does, and the rest through `tunnel` (CONNECT). undici's ProxyAgent does the former only
+ * for an http:// proxy and tunnels them through an https:// one, which proxies that allow CONNECT
+ * only to port 443 refuse. A 407 from the proxy is an ordinary answer here, as in Go.
+ */
+class AbsoluteFormProxy extends Dispatcher {
+  readonly #pool: Pool;
+  readonly #tunnel: ProxyAgent;
+  readonly #authorization: string | undefined;
+
+  constructor(proxy: URL, pool: Pool, tunnel: ProxyAgent) {
+    super();
+    this.#pool = pool;
+    this.#tunnel = tunnel;
+    this.#authorization =
+      proxy.username === ''
+        ? undefined
+        : `Basic ${Buffer.from(`${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`).toString('base64')}`;
+  }
+
+  override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    const origin = String(options.origin ?? '');
+    if (!origin.startsWith('http:')) return this.#tunnel.dispatch(options, handler);
+    const target = new URL(origin);
+    // The send path always passes a plain header object.
+    const headers: Record<string, string | string[] | undefined> = {
+      host: target.host,
+      ...(options.headers as Record<string, string | string[] | undefined> | null | undefined),
+    };
+    if (this.#authorization !== undefined) headers['proxy-authorization'] = this.#authorization;
+    // A constant server name (undici's Request reads it, its types omit it) keeps undici from
+    // reconnecting whenever the target host changes; the connector ignores it.
+    const path = `${target.origin}${options.path}`;
+    const proxied = { ...options, path, headers, servername: 'proxy' } as Dispatcher.DispatchOptions;
+    return this.#pool.dispatch(proxied, handler);
+  }
+
+  override async close(): Promise<void> {
+    await Promise.all([this.#pool.close(), this.#tunnel.close()]);
+  }
+
+  override async destroy(): Promise<void> {
+    await Promise.all([this.#pool.destroy(), this.#tunnel.destroy()]);
+  }
 }
 
 function resolveUrl(base: URL, path: string | undefined): URL {
