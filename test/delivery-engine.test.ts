@@ -1419,6 +1419,36 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       await sleep(50);
       assertExactlyOnce(next.fakes.stuck!, uuids(events));
     });
+
+    it('close() still resolves when the release at shutdown_timeout cannot be written; the entries come back at the next start', async (t) => {
+      const cfg = config([dest('stuck', { extra: 'queue: { concurrency: 1 }' })], 'shutdown_timeout: 200ms');
+      const te = start(t, cfg, { stuck: hang });
+      te.fakes.stuck!.rejectHangsOnClose = false;
+      const events = makeEvents(2, 26);
+      await te.engine.route(events);
+      await waitUntil(
+        () => te.fakes.stuck!.inFlight === 1,
+        2000,
+        () => 'a send in flight',
+      );
+      const db = openSqlite(join(te.dataDir, 'eyrie.db'));
+      db.exec(
+        `CREATE TRIGGER refuse BEFORE UPDATE ON deliveries BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END`,
+      );
+      await te.close();
+      assert.equal(query(cfg.storage.path, 'SELECT id FROM deliveries').length, 2, 'nothing lost');
+      db.exec('DROP TRIGGER refuse');
+      db.close();
+
+      const next = start(t, cfg, { stuck: succeed });
+      await waitUntil(
+        () => next.fakes.stuck!.delivered.length >= 2,
+        3000,
+        () => `${next.fakes.stuck!.delivered.length}/2`,
+      );
+      await sleep(50);
+      assertExactlyOnce(next.fakes.stuck!, uuids(events));
+    });
   });
 
   describe('journal failures', () => {

@@ -85,12 +85,17 @@ async function runService(loaded: LoadedConfig): Promise<void> {
     );
     deadline.unref();
     // Signals are handled from the event loop, so `started` (below) is set by the time this runs.
-    void started.then(async (eyrie) => {
-      if (eyrie === undefined) return; // could not start: already exiting with 1
-      await eyrie.close();
-      logger.info('stopped');
-      exitAfterLogs(logger, 0);
-    });
+    void started
+      .then(async (eyrie) => {
+        if (eyrie === undefined) return; // could not start: already exiting with 1
+        await eyrie.close();
+        logger.info('stopped');
+        exitAfterLogs(logger, 0);
+      })
+      .catch((err: unknown) => {
+        logger.error({ err }, 'shutdown failed; what was not acknowledged is delivered after the next start');
+        exitAfterLogs(logger, 1);
+      });
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

@@ -455,7 +455,12 @@ export class DestinationWorkers implements Prefetcher {
         { events: this.held.size },
         'shutdown deadline: releasing unsent entries for the next start',
       );
-      this.queue.release([...this.held]);
+      try {
+        this.queue.release([...this.held]);
+      } catch (err) {
+        // Still leased: released when the journal is next opened, as after a crash.
+        this.logger.error({ err, events: this.held.size }, 'cannot release unsent entries at shutdown');
+      }
       this.held.clear();
       this.abandoned = true;
     }
