@@ -26,7 +26,7 @@ import {
 } from './helpers/delivery.ts';
 import type { EyrieConfig } from '../src/config/types.ts';
 import { DeliveryEngine } from '../src/delivery/engine.ts';
-import { HttpStatusError, PermanentError, RetryableError } from '../src/delivery/errors.ts';
+import { HttpStatusError, parseRetryAfter, PermanentError, RetryableError } from '../src/delivery/errors.ts';
 import { JournalUnavailableError } from '../src/delivery/journal.ts';
 import { testEvent, type FalcoEvent } from '../src/event/falco-event.ts';
 import { stringifyJson } from '../src/event/json.ts';
@@ -282,10 +282,13 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       );
     });
 
-    it('a Retry-After longer than a timer can wait (30 days) is waited out, not turned into a busy loop', async (t) => {
+    it('a Retry-After longer than a timer can wait (30 days, the cap) is waited out, not turned into a busy loop', async (t) => {
       const cfg = config([dest('later', { retry: 'max_elapsed_time: 0' })], 'shutdown_timeout: 20ms');
       const month = 30 * 24 * 3600 * 1000;
-      const te = start(t, cfg, { later: failWith(http(503, month)) });
+      // `Retry-After: 999…9` (hundreds of digits) parses to the cap; an infinite value is cut there too.
+      assert.equal(parseRetryAfter('9'.repeat(400)), month);
+      assert.equal(parseRetryAfter('60'), 60_000);
+      const te = start(t, cfg, { later: failWith(http(503, Number.POSITIVE_INFINITY)) });
       const overflows: Error[] = [];
       const onWarning = (w: Error) => {
         if (w.name === 'TimeoutOverflowWarning') overflows.push(w);
@@ -299,6 +302,31 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       const due = query<{ due_at: number }>(te.dataDir, 'SELECT due_at FROM deliveries')[0]!.due_at;
       assert.ok(due - Date.now() > month - 60_000, `due in 30 days (${due - Date.now()} ms)`);
       assert.deepEqual(overflows, [], 'no timer was given more than 2^31 - 1 ms');
+    });
+
+    it('a Retry-After past max_elapsed_time gives the event up at once, and does not hold the worker', async (t) => {
+      const cfg = config([
+        dest('throttled', { retry: 'max_attempts: 0, max_elapsed_time: 10s', extra: 'fallback: spare' }),
+        dest('spare', { extra: 'filter: { rules: ["no rule has this name"] }' }),
+      ]);
+      const hour = 3600 * 1000;
+      const te = start(t, cfg, { throttled: failWith(http(429, hour)), spare: succeed });
+      const events = makeEvents(2, 12);
+      await te.engine.route([events[0]!]);
+      await waitUntil(
+        () => te.fakes.spare!.delivered.length === 1,
+        5000,
+        () => 'given up to the fallback',
+      );
+      assert.equal(te.fakes.throttled!.attemptsOf(events[0]!.uuid), 1);
+      // The next event is tried at once, not an hour later.
+      await te.engine.route([events[1]!]);
+      await waitUntil(
+        () => te.fakes.spare!.delivered.length === 2,
+        5000,
+        () => 'the next event is tried and given up too',
+      );
+      assert.deepEqual(queuedUuids(te.dataDir, 'throttled'), []);
     });
 
     it('sends permanent failures to dead letters at once', async (t) => {

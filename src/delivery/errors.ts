@@ -1,4 +1,5 @@
 import { errorCode } from '../util/error.ts';
+import { MAX_RETRY_AFTER_MS } from './backoff.ts';
 
 /**
  * Errors a destination throws from `send`, and how the delivery engine classifies them.
@@ -53,13 +54,13 @@ export interface StatusOverrides {
   permanent_statuses?: number[];
 }
 
-/** Parses `Retry-After` (delta-seconds or an HTTP date) into milliseconds. */
+/** Parses `Retry-After` (delta-seconds or an HTTP date) into milliseconds, at most MAX_RETRY_AFTER_MS. */
 export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
   const text = Array.isArray(value) ? value[0] : value;
   if (text === undefined || text.trim() === '') return undefined;
-  if (/^\d+$/.test(text.trim())) return Number(text.trim()) * 1000;
+  if (/^\d+$/.test(text.trim())) return Math.min(Number(text.trim()) * 1000, MAX_RETRY_AFTER_MS);
   const date = Date.parse(text);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+  return Number.isNaN(date) ? undefined : Math.min(Math.max(0, date - now), MAX_RETRY_AFTER_MS);
 }
 
 export function isRetryableStatus(status: number, overrides: StatusOverrides = {}): boolean {

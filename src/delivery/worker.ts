@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { DestinationConfig } from '../config/types.ts';
 import type { Destination } from '../destinations/types.ts';
-import { backoffDelay, budgetExhausted } from './backoff.ts';
+import { backoffDelay, budgetExhausted, pastElapsedBudget } from './backoff.ts';
 import { classify, type Classification } from './errors.ts';
 import type { DeliveryQueue, GiveUp, Prefetcher, QueueEntry } from './queue.ts';
 import { timerDelay } from '../util/timer.ts';
@@ -324,10 +324,15 @@ export class DestinationWorkers implements Prefetcher {
     this.lastErrorAt = done;
     const retry: QueueEntry[] = [];
     const giveUp: GiveUp[] = [];
+    const retryAfter = classification.retryAfterMs;
+    const delay = backoffDelay(this.config.retry, batch[0]!.attempts, retryAfter);
     for (const e of batch) {
+      const first = e.firstAttemptAt ?? done;
       if (
         !classification.retryable ||
-        budgetExhausted(this.config.retry, e.attempts, e.firstAttemptAt ?? done, done)
+        budgetExhausted(this.config.retry, e.attempts, first, done) ||
+        // A server asking to wait past the budget: give up now rather than hold the entry that long.
+        (retryAfter !== undefined && pastElapsedBudget(this.config.retry, first, done + delay))
       ) {
         giveUp.push({
           entry: e,
@@ -338,11 +343,11 @@ export class DestinationWorkers implements Prefetcher {
         retry.push(e);
       }
     }
+    // Retry-After only holds the worker back while it has entries to retry.
     const pause = classification.retryable
-      ? backoffDelay(this.config.retry, this.consecutiveFailures, classification.retryAfterMs)
+      ? backoffDelay(this.config.retry, this.consecutiveFailures, retry.length > 0 ? retryAfter : undefined)
       : 0;
     if (retry.length > 0) {
-      const delay = backoffDelay(this.config.retry, retry[0]!.attempts, classification.retryAfterMs);
       this.queue.reschedule(retry, done + delay, classification.message, done);
       // Claim them again when due, even if the queue looked idle until later.
       this.idleUntil = Math.min(this.idleUntil, done + delay);
