@@ -71,12 +71,44 @@ describe('Deduplicator', () => {
     assert.equal(d.size, 7);
   });
 
-  it('without fields the key is rule + output', () => {
+  it('without fields the key is rule + hostname + source + output', () => {
     const d = new Deduplicator({ window: 60_000, fields: [] }, new FakeClock().now);
     assert.equal(d.isDuplicate(event('r', { a: 1 }, 'x')), false);
     assert.equal(d.isDuplicate(event('r', { a: 2 }, 'x')), true);
     assert.equal(d.isDuplicate(event('r', {}, 'y')), false);
     assert.equal(d.isDuplicate(event('q', {}, 'x')), false);
+    assert.equal(d.isDuplicate({ ...event('r', {}, 'x'), hostname: 'node-b' }), false);
+    assert.equal(d.isDuplicate({ ...event('r', {}, 'x'), hostname: 'node-b' }), true);
+    assert.equal(d.isDuplicate({ ...event('r', {}, 'x'), hostname: '' }), false, "'' is not absent");
+    assert.equal(d.isDuplicate({ ...event('r', {}, 'x'), source: 'k8s_audit' }), false);
+  });
+
+  it('without fields, the time Falco starts its output with does not make every alert unique', () => {
+    const d = new Deduplicator({ window: 60_000, fields: [] }, new FakeClock().now);
+    const text = 'Notice A shell was spawned in a container (user=root container_id=abc)';
+    assert.equal(d.isDuplicate(event('r', {}, `13:45:01.123456789: ${text}`)), false);
+    assert.equal(d.isDuplicate(event('r', {}, `13:45:02.987654321: ${text}`)), true);
+    assert.equal(d.isDuplicate(event('r', {}, `2026-11-28T13:45:03.000000001+0000: ${text}`)), true);
+    assert.equal(d.isDuplicate(event('r', {}, `2026-11-28T13:45:03.5Z: ${text}`)), true);
+    assert.equal(d.isDuplicate(event('r', {}, `13:45:04.1: Warning ${text}`)), false, 'another text');
+  });
+
+  it('hostname, source and priority in fields read the event itself', () => {
+    const d = new Deduplicator({ window: 60_000, fields: ['proc.cmdline', 'hostname'] }, new FakeClock().now);
+    const on = (host: string | undefined) => {
+      const e = event('r', { 'proc.cmdline': 'sh -c id' });
+      return host === undefined ? e : { ...e, hostname: host };
+    };
+    assert.equal(d.isDuplicate(on('node-a')), false);
+    assert.equal(d.isDuplicate(on('node-b')), false, 'another host');
+    assert.equal(d.isDuplicate(on('node-a')), true);
+    assert.equal(d.isDuplicate(on(undefined)), false);
+    assert.equal(d.isDuplicate(on(undefined)), true);
+    const keys = ['source', 'priority'].map((f) => dedupKey(event('r'), [f]));
+    assert.deepEqual(keys, [
+      dedupKey(event('r', { x: 'syscall' }), ['x']),
+      dedupKey(event('r', { x: 'Warning' }), ['x']),
+    ]);
   });
 
   it('compares field values by string form, ExactNumber by text', () => {

@@ -2,9 +2,11 @@
  * Per-destination deduplication (`destinations[].dedup`): drops an event identical to one first seen
  * less than `window` ms ago.
  *
- * - Identity: the rule plus the string forms (see fieldString) of the configured output fields; an
- *   absent field and a null field each have their own marker, distinct from '' and from each other.
- *   With no fields configured: the rule plus the output text.
+ * - Identity: the rule plus the string forms (see fieldString) of the configured fields; an absent
+ *   field and a null field each have their own marker, distinct from '' and from each other. The names
+ *   `hostname`, `source` and `priority` read the event's own values (Falco's output fields all have a
+ *   class prefix such as `proc.`). With no fields configured: the rule, hostname, source and the
+ *   output text without its leading time, which Falco's output starts with and no two alerts share.
  * - The window starts at a key's FIRST occurrence and is not extended by duplicates: a steady stream of
  *   identical events passes one event per window (a rate limit per key), not one per quiet period.
  * - Memory is bounded: keys sit in a Map in first-seen order, expired ones are evicted from the front
@@ -20,6 +22,16 @@ import { fieldString, fieldValue } from './filter.ts';
 export const DEDUP_MAX_KEYS = 100_000;
 const LONG_KEY = 256;
 
+/** Falco's output time: `%evt.time` (`13:45:01.123456789`) or ISO 8601 (`time_format_iso_8601`). */
+const LEADING_TIME = /^(?:\d{2}:\d{2}:\d{2}\.\d+|\d{4}-\d{2}-\d{2}T[\d:.]+(?:Z|[+-]\d{2}:?\d{2})?): /;
+
+/** Dedup field names that read the event itself rather than its output fields. */
+const EVENT_VALUES: Record<string, (event: FalcoEvent) => string | undefined> = {
+  hostname: (event) => event.hostname,
+  source: (event) => event.source,
+  priority: (event) => event.priority,
+};
+
 /** Length-prefixed, so no value can imitate a field boundary (an attacker controls e.g. proc.cmdline). */
 function part(text: string): string {
   return `${text.length}:${text}`;
@@ -32,10 +44,14 @@ function part(text: string): string {
  */
 export function dedupKey(event: FalcoEvent, fields: readonly string[]): string {
   let key = part(event.rule);
-  if (fields.length === 0) return key + part(event.output);
+  if (fields.length === 0) {
+    const host = event.hostname === undefined ? '-' : part(event.hostname);
+    return key + host + part(event.source) + part(event.output.replace(LEADING_TIME, ''));
+  }
   const of = event.output_fields;
   for (let i = 0; i < fields.length; i++) {
-    const value = fieldValue(of, fields[i]!);
+    const name = fields[i]!;
+    const value = Object.hasOwn(EVENT_VALUES, name) ? EVENT_VALUES[name]!(event) : fieldValue(of, name);
     if (value === undefined) key += '-';
     else if (value === null) key += '~';
     else key += part(fieldString(value)!);

@@ -998,7 +998,7 @@ describe('helpers', () => {
     for (let i = 0; i < 3000; i++) {
       const glob = text(next(7), alphabet);
       const value = text(next(9), ['a', 'b', '.']);
-      const source = [...glob]
+      const source = Array.from(glob)
         .map((c) => (c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[.]/, '\\.')))
         .join('');
       assert.equal(globMatch(glob, value), new RegExp(`^${source}$`, 'su').test(value), `${glob} ~ ${value}`);
