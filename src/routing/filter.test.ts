@@ -668,6 +668,17 @@ describe('compileFilter: CEL', () => {
       expected: true,
     },
     {
+      // 1700000000000000000 survives a Number round trip, so the parser keeps a plain number: still an int.
+      name: 'an integer beyond 2^53 that a double holds exactly is a CEL int too',
+      filter: {
+        cel: 'type(event.output_fields["evt.time"]) == int && event.output_fields["evt.time"] / 1000000000 == 1700000000 && event.output_fields["e"] == 1e21',
+      },
+      event: parseFalcoEvent(
+        '{"rule":"r","priority":"Notice","time":"2023-11-14T22:13:20Z","output":"o","output_fields":{"evt.time":1700000000000000000,"e":1e21}}',
+      ),
+      expected: true,
+    },
+    {
       name: 'ExactNumber off by one',
       filter: { cel: 'event.output_fields["evt.time"] > 1767258001000000123' },
       event: BIG,

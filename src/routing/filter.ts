@@ -360,8 +360,17 @@ function exactToCel(value: ExactNumber): bigint | number {
   return converted;
 }
 
+/**
+ * True for a number the JSON wrote as an integer. The lossless parser leaves a plain number only where
+ * its text is String(n), which has no `.` or exponent below 1e21: so beyond 2^53 too
+ * (`1700000000000000000`), where Number.isSafeInteger would call it a double.
+ */
+function writtenAsInteger(value: number): boolean {
+  return Number.isInteger(value) && Math.abs(value) < 1e21;
+}
+
 function needsCelConversion(value: JsonValue): boolean {
-  if (typeof value === 'number') return Number.isSafeInteger(value);
+  if (typeof value === 'number') return writtenAsInteger(value);
   if (value === null || typeof value !== 'object') return false;
   if (value instanceof ExactNumber) return true;
   if (Array.isArray(value)) {
@@ -374,7 +383,7 @@ function needsCelConversion(value: JsonValue): boolean {
 
 /** JSON integers → bigint (CEL int), other numbers → number (CEL double); copies only what changes. */
 function toCel(value: JsonValue): unknown {
-  if (typeof value === 'number') return Number.isSafeInteger(value) ? BigInt(value) : value;
+  if (typeof value === 'number') return writtenAsInteger(value) ? BigInt(value) : value;
   if (value === null || typeof value !== 'object') return value;
   if (value instanceof ExactNumber) return exactToCel(value);
   if (!needsCelConversion(value)) return value;
