@@ -118,7 +118,7 @@ describe('eyrie check and version', () => {
     const native = join(dir, 'native.yaml');
     writeFileSync(
       native,
-      'enrich:\n  templated_fields:\n    foo: "{{ .bar "\ndestinations:\n  - name: a\n    type: stdout\n  - name: hook\n    type: webhook\n    address: http://x/\n    filter:\n      cel: \'event.rule ==\'\n',
+      'enrich:\n  templated_fields:\n    foo: "{{ .bar "\ndestinations:\n  - name: a\n    type: stdout\n  - name: hook\n    type: webhook\n    address: http://x/\n    filter:\n      cel: \'event.rule ==\'\n  - name: big\n    type: stdout\n    filter:\n      fields:\n        evt.time: { in: [1, 1234567890123456789] }\n',
     );
     for (const command of ['check', 'serve']) {
       const res = await run([command, '-c', native]);
@@ -130,6 +130,13 @@ describe('eyrie check and version', () => {
       assert.match(
         res.stderr,
         new RegExp(`${native}:11:12: destinations\\[1\\]\\.filter\\.cel: invalid CEL expression`),
+      );
+      // YAML rounds it to ...800, which could never equal the field: refused rather than never matching.
+      assert.match(
+        res.stderr,
+        new RegExp(
+          `${native}:16:29: destinations\\[2\\]\\.filter\\.fields\\["evt\\.time"\\]\\.in\\[1\\]: integer 1234567890123456800 is beyond 2\\^53 and was rounded: quote it`,
+        ),
       );
     }
     // A Falcosidekick file: the key as written there.
