@@ -252,6 +252,19 @@ describe('compileFilter: fields', () => {
   it('test fixture keeps evt.time exact', () => {
     assert.ok(BIG.output_fields['evt.time'] instanceof ExactNumber);
   });
+
+  it('a field holding a plain number beyond 2^53 (its text survives a round trip) compares by its text', () => {
+    const e = parseFalcoEvent(
+      '{"rule":"r","priority":"Notice","time":"2023-11-14T22:13:20Z","output":"o","output_fields":{"evt.time":1700000000000000000}}',
+    );
+    assert.equal(typeof e.output_fields['evt.time'], 'number');
+    const on = (condition: Record<string, unknown>) =>
+      compileFilter({ fields: { 'evt.time': condition } } as DestinationFilterConfig, WHERE)(e);
+    assert.equal(on({ equals: '1700000000000000000' }), true);
+    assert.equal(on({ in: ['1', '1700000000000000000'] }), true);
+    assert.equal(on({ not_in: ['1700000000000000000'] }), false);
+    assert.equal(on({ regex: '^17' }), true);
+  });
   runCases([
     {
       name: 'equals string',

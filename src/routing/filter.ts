@@ -93,10 +93,6 @@ export function fieldString(value: JsonValue | undefined): string | undefined {
     case 'string':
       return value;
     case 'number':
-      // YAML has already rounded 1234567890123456789 to ...800: it could never equal the field.
-      if (Number.isInteger(value) && !Number.isSafeInteger(value)) {
-        throw new FilterError(path, `integer ${String(value)} is beyond 2^53 and was rounded: quote it`);
-      }
       return String(value);
     case 'boolean':
       return value ? 'true' : 'false';
