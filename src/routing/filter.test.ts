@@ -259,7 +259,7 @@ describe('compileFilter: fields', () => {
     );
     assert.equal(typeof e.output_fields['evt.time'], 'number');
     const on = (condition: Record<string, unknown>) =>
-      compileFilter({ fields: { 'evt.time': condition } } as DestinationFilterConfig, WHERE)(e);
+      compileFilter({ fields: { 'evt.time': condition } }, WHERE)(e);
     assert.equal(on({ equals: '1700000000000000000' }), true);
     assert.equal(on({ in: ['1', '1700000000000000000'] }), true);
     assert.equal(on({ not_in: ['1700000000000000000'] }), false);
