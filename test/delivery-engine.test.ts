@@ -1479,6 +1479,33 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
     });
   });
 
+  describe('configuration changes', () => {
+    it('warns at start about entries queued for a destination no longer configured (kept, not read)', async (t) => {
+      const before = config([dest('old', { extra: 'queue: { concurrency: 1 }' })], 'shutdown_timeout: 50ms');
+      const first = start(t, before, { old: hang });
+      first.fakes.old!.rejectHangsOnClose = false;
+      await first.engine.route(makeEvents(3, 27));
+      await first.close();
+
+      const after = config([dest('new'), dest('old', { extra: 'durability: memory' })]);
+      const warnings: Record<string, unknown>[] = [];
+      const logger = pino(
+        { level: 'warn' },
+        { write: (line: string) => warnings.push(JSON.parse(line) as Record<string, unknown>) },
+      );
+      const fakes = { new: new FakeDestination('new', succeed), old: new FakeDestination('old', succeed) };
+      const second = startEngine(after, fakes, before.storage.path, logger);
+      t.after(() => second.close());
+      const orphaned = warnings.filter((w) => /no durable queue for/.test(String(w.msg)));
+      assert.deepEqual(
+        orphaned.map(({ destination, events }) => ({ destination, events })),
+        [{ destination: 'old', events: 3 }],
+      );
+      await sleep(100);
+      assert.equal(queuedUuids(before.storage.path, 'old').length, 3, 'kept');
+    });
+  });
+
   describe('journal failures', () => {
     it('route() rejects with JournalUnavailableError when the journal is over its disk cap', async (t) => {
       const cfg = config([dest('a'), dest('m', { extra: 'durability: memory' })], 'disk_cap: 1');

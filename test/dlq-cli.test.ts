@@ -1,7 +1,10 @@
 import { eyrieCli } from './helpers/eyrie-process.ts';
+import { testTempDir, writeConfig } from './helpers/config-file.ts';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { cpSync } from 'node:fs';
+import { join } from 'node:path';
 import {
   FakeDestination,
   removeConfigDirs,
@@ -199,6 +202,31 @@ describe('eyrie dlq', { timeout: 180_000 }, () => {
     const missing = await dlq('show', '999999', '--data-dir', dataDir);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /no dead letter 999999/);
+  });
+
+  it('replay with a config keeps the dead letters of destinations it has no durable queue for (no worker would read them)', async (t) => {
+    // A copy of the data dir as it is now (sink 5, other 2): the tests below use the original.
+    const { file, dir } = writeConfig(
+      'destinations:\n  - { name: sink, type: stdout }\n  - { name: other, type: stdout, durability: memory }\n',
+      testTempDir(t),
+    );
+    const copy = join(dir, 'data');
+    cpSync(dataDir, copy, { recursive: true });
+
+    const only = await dlq('replay', '-c', file, '-d', 'other');
+    assert.equal(only.code, 1);
+    assert.match(only.stdout, /^replayed 0 dead letters$/m);
+    const kept = `kept 2 dead letters of "other": ${file} has no durable destination of that name`;
+    assert.equal(only.stderr.trim(), kept);
+
+    const all = await dlq('replay', '-c', file);
+    assert.equal(all.code, 1);
+    assert.match(all.stdout, /^replayed 5 dead letters$/m);
+    assert.match(all.stderr, new RegExp(`^${kept.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'));
+    assert.equal(deadLetterRows(copy, 'other').length, 2, 'kept as dead letters, still listed');
+    assert.deepEqual(queuedUuids(copy, 'other'), []);
+    assert.deepEqual(sorted(queuedUuids(copy, 'sink')), sorted(uuids));
+    assert.deepEqual(deadLetterRows(copy, 'sink'), []);
   });
 
   it('replay moves dead letters back to the queue; twice is idempotent; a new engine delivers each exactly once', async () => {

@@ -9,7 +9,7 @@ import type { LoadedConfig } from '../config/load.ts';
 import { applyExporterFlags, type ExporterFlags } from './exporter-flags.ts';
 import { sendEvents } from './send.ts';
 import { timerDelay } from '../util/timer.ts';
-import { DeadLetters } from '../delivery/dead-letters.ts';
+import { DeadLetters, type Selection } from '../delivery/dead-letters.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -280,16 +280,33 @@ dlqOptions(
 });
 
 dlqOptions(
-  dlq.command('replay').description('put dead letters back on their queues with a fresh retry budget'),
+  dlq
+    .command('replay')
+    .description(
+      'put dead letters back on their queues with a fresh retry budget (with a config, only for its durable destinations)',
+    ),
 )
   .option('--id <ids...>', 'only these ids')
   .action((opts: { config?: string; dataDir?: string; destination?: string; id?: string[] }) => {
-    const store = openDeadLetters(opts);
+    // With a config, dead letters of a destination it lacks (renamed, removed, memory-only) stay:
+    // queued for it, no worker would ever read them. `--data-dir` alone has no config to check.
+    const loaded = opts.dataDir === undefined || opts.config !== undefined ? load(opts.config) : undefined;
+    const store = new DeadLetters(opts.dataDir ?? loaded!.config.storage.path);
     try {
-      const n = store.replay(
-        { destination: opts.destination, ids: opts.id?.map(Number) },
-        progressReporter('replayed'),
-      );
+      const selection: Selection = { destination: opts.destination, ids: opts.id?.map(Number) };
+      if (loaded !== undefined) {
+        const durable = loaded.config.destinations
+          .filter((d) => d.durability !== 'memory')
+          .map((d) => d.name);
+        for (const [destination, count] of store.outside(selection, durable)) {
+          process.stderr.write(
+            `kept ${count} dead letters of "${destination}": ${loaded.file ?? 'the configuration'} has no durable destination of that name\n`,
+          );
+          process.exitCode = 1;
+        }
+        selection.destinations = durable;
+      }
+      const n = store.replay(selection, progressReporter('replayed'));
       process.stdout.write(`${process.stderr.isTTY ? '\n' : ''}replayed ${n} dead letters\n`);
     } finally {
       store.close();

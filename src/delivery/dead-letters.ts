@@ -28,6 +28,8 @@ export interface DeadLetterDetail extends DeadLetter {
 export interface Selection {
   destination?: string;
   ids?: number[];
+  /** Only dead letters of these destinations. */
+  destinations?: readonly string[];
 }
 
 const CHUNK = 1000;
@@ -42,6 +44,10 @@ function where(selection: Selection): { sql: string; params: (string | number)[]
   if (selection.ids !== undefined && selection.ids.length > 0) {
     clauses.push(`d.id IN (${selection.ids.map(() => '?').join(',')})`);
     params.push(...selection.ids);
+  }
+  if (selection.destinations !== undefined) {
+    clauses.push(`d.destination IN (${selection.destinations.map(() => '?').join(',')})`);
+    params.push(...selection.destinations);
   }
   return { sql: clauses.length > 0 ? `WHERE ${clauses.join(' AND ')}` : '', params };
 }
@@ -69,6 +75,19 @@ export class DeadLetters {
       oldest: new Date(r.oldest).toISOString(),
       newest: new Date(r.newest).toISOString(),
     }));
+  }
+
+  /** Dead letters of the selection whose destination is not one of `known`, per destination. */
+  outside(selection: Selection, known: readonly string[]): Map<string, number> {
+    const w = where(selection);
+    const and = w.sql.length > 0 ? `${w.sql} AND` : 'WHERE';
+    const rows = this.db
+      .prepare(
+        `SELECT d.destination, count(*) AS n FROM dead_letters d
+         ${and} d.destination NOT IN (${known.map(() => '?').join(',')}) GROUP BY d.destination ORDER BY d.destination`,
+      )
+      .all(...w.params, ...known) as { destination: string; n: number }[];
+    return new Map(rows.map((r) => [r.destination, r.n]));
   }
 
   list(selection: Selection, limit = 100): DeadLetter[] {

@@ -244,8 +244,14 @@ export class DeliveryEngine implements Router {
       route.workers.setFallback(target.workers.queue, () => target.workers.notify());
     }
     this.registerQueueGauges(options.metrics);
-    // The dlq CLI may add or remove rows while we run: keep cached depths honest.
     if (journal) {
+      for (const [destination, events] of journal.orphanedEntries()) {
+        this.logger.warn(
+          { destination, events },
+          'events queued for a destination this configuration has no durable queue for: kept in the journal, delivered only if it returns under that name',
+        );
+      }
+      // The dlq CLI may add or remove rows while we run: keep cached depths honest.
       this.resyncTimer = setInterval(() => {
         try {
           journal.resync();

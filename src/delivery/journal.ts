@@ -543,6 +543,18 @@ export class Journal {
     return queue;
   }
 
+  /**
+   * Entries queued for destinations without a queue here (renamed, removed or made memory-only since
+   * they were queued), per destination: kept, but no worker reads them.
+   */
+  orphanedEntries(): Map<string, number> {
+    const known = new Set(this.queues.map((q) => q.destination));
+    const rows = this.db
+      .prepare('SELECT destination, count(*) AS n FROM deliveries GROUP BY destination')
+      .all() as { destination: string; n: number }[];
+    return new Map(rows.filter((r) => !known.has(r.destination)).map((r) => [r.destination, r.n]));
+  }
+
   /** Re-reads every queue's depth from the table (after a rollback, or writes by the dlq CLI). */
   resync(): void {
     // Settles pending are rows still in the table but no longer counted: write them first.

@@ -9,6 +9,7 @@ import { Metrics } from '../../src/metrics/registry.ts';
 import { configFromYaml } from './config-file.ts';
 import { generateEvents } from './events.ts';
 import { silentLogger } from './ingest.ts';
+import type { Logger } from 'pino';
 
 /** What a fake destination does with one send: resolve (delivered), throw, or never settle. */
 export type Behaviour = (events: readonly FalcoEvent[], fake: FakeDestination) => Promise<void> | void;
@@ -110,6 +111,7 @@ export function startEngine(
   config: EyrieConfig,
   fakes: Record<string, FakeDestination>,
   dataDir = config.storage.path,
+  logger: Logger = silentLogger,
 ): TestEngine {
   const metrics = new Metrics({ defaultMetrics: false });
   const engine = new DeliveryEngine({
@@ -121,7 +123,7 @@ export function startEngine(
       return { config: c, destination };
     }),
     metrics,
-    logger: silentLogger,
+    logger,
   });
   let closed = false;
   return {
