@@ -26,7 +26,13 @@ import {
 } from './helpers/delivery.ts';
 import type { EyrieConfig } from '../src/config/types.ts';
 import { DeliveryEngine } from '../src/delivery/engine.ts';
-import { HttpStatusError, parseRetryAfter, PermanentError, RetryableError } from '../src/delivery/errors.ts';
+import {
+  HttpStatusError,
+  parseRetryAfter,
+  PartialRejectionError,
+  PermanentError,
+  RetryableError,
+} from '../src/delivery/errors.ts';
 import { JournalUnavailableError } from '../src/delivery/journal.ts';
 import { testEvent, type FalcoEvent } from '../src/event/falco-event.ts';
 import { stringifyJson } from '../src/event/json.ts';
@@ -327,6 +333,40 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
         () => 'the next event is tried and given up too',
       );
       assert.deepEqual(queuedUuids(te.dataDir, 'throttled'), []);
+    });
+
+    it('a batch the receiver takes in part: refused events go to dead letters or the fallback, the rest count as delivered', async (t) => {
+      const cfg = config([
+        dest('dl', { type: 'eyrie', extra: 'batch: { max_events: 4, timeout: 50ms }' }),
+        dest('fb', { type: 'eyrie', extra: 'batch: { max_events: 4, timeout: 50ms }, fallback: spare' }),
+        dest('spare', { extra: 'filter: { rules: ["no rule has this name"] }' }),
+      ]);
+      const refuseSecond: Behaviour = () => {
+        throw new PartialRejectionError([{ index: 1, message: 'rejected by the receiver: bad' }]);
+      };
+      const te = start(t, cfg, { dl: refuseSecond, fb: refuseSecond, spare: succeed });
+      const events = makeEvents(4, 13);
+      await te.engine.route(events);
+      await waitUntil(
+        () => deadLetterRows(te.dataDir, 'dl').length === 1 && te.fakes.spare!.delivered.length === 1,
+        5000,
+        () => 'one refused event each',
+      );
+      const batch = te.fakes.dl!.sends[0]!.uuids;
+      assert.equal(batch.length, 4, 'one batch');
+      const [row] = deadLetterRows(te.dataDir, 'dl');
+      assert.equal(row!.uuid, batch[1]);
+      assert.equal(row!.reason, 'permanent_rejected');
+      assert.equal(row!.error, 'rejected by the receiver: bad');
+      assert.deepEqual(te.fakes.spare!.delivered, [te.fakes.fb!.sends[0]!.uuids[1]]);
+      assert.deepEqual(queuedUuids(te.dataDir, 'dl'), []);
+      assert.deepEqual(queuedUuids(te.dataDir, 'fb'), []);
+      const metrics = await te.metrics.registry.metrics();
+      const outcome = (labels: Record<string, string>) =>
+        metricValue(metrics, 'eyrie_delivery_events_total', labels);
+      assert.equal(outcome({ destination: 'dl', outcome: 'success' }), 3);
+      assert.equal(outcome({ destination: 'dl', outcome: 'dead_letter', reason: 'rejected' }), 1);
+      assert.equal(outcome({ destination: 'fb', outcome: 'fallback', reason: 'rejected' }), 1);
     });
 
     it('sends permanent failures to dead letters at once', async (t) => {

@@ -41,6 +41,25 @@ export class RetryableError extends Error {
   }
 }
 
+/** One event of a batch that the receiver refused for good, by its index in the batch. */
+export interface RejectedEvent {
+  index: number;
+  message: string;
+}
+
+/**
+ * Thrown by a destination whose receiver took a batch in part: the `rejected` events were refused for
+ * good (dead letters or the fallback), every other event of the batch was delivered.
+ */
+export class PartialRejectionError extends Error {
+  readonly rejected: readonly RejectedEvent[];
+  constructor(rejected: readonly RejectedEvent[]) {
+    super(`the receiver refused ${rejected.length} events of the batch`);
+    this.name = 'PartialRejectionError';
+    this.rejected = rejected;
+  }
+}
+
 export interface Classification {
   retryable: boolean;
   retryAfterMs?: number;

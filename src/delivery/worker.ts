@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { DestinationConfig } from '../config/types.ts';
 import type { Destination } from '../destinations/types.ts';
 import { backoffDelay, budgetExhausted, pastElapsedBudget } from './backoff.ts';
-import { classify, type Classification } from './errors.ts';
+import { classify, PartialRejectionError, type Classification } from './errors.ts';
 import type { DeliveryQueue, GiveUp, Prefetcher, QueueEntry } from './queue.ts';
 import { timerDelay } from '../util/timer.ts';
 
@@ -45,6 +45,9 @@ interface SendInFlight {
 
 /** Longest sleep with nothing due: entries the dlq CLI replays are picked up within this. */
 const IDLE_POLL_MS = 1000;
+
+/** How a receiver's refusal of some events of a batch it otherwise took is counted: permanent. */
+const REFUSED: Classification = { retryable: false, reason: 'rejected', message: 'refused by the receiver' };
 
 /** What a send may take beyond request.timeout before the worker abandons it (see config/resolve.ts). */
 const SEND_MARGIN_MS = 5000;
@@ -312,10 +315,16 @@ export class DestinationWorkers implements Prefetcher {
     }
     if (this.abandoned) return 0;
     const done = Date.now();
-    if (failure === undefined) {
-      this.queue.ack(batch);
+    if (failure === undefined || failure instanceof PartialRejectionError) {
+      const refused = failure === undefined ? [] : this.refusedEntries(batch, failure);
+      const delivered =
+        refused.length === 0 ? batch : batch.filter((e) => !refused.some((r) => r.entry === e));
+      if (delivered.length > 0) {
+        this.queue.ack(delivered);
+        this.observer.success(delivered, done);
+      }
       this.consecutiveFailures = 0;
-      this.observer.success(batch, done);
+      if (refused.length > 0) this.giveUp(refused, REFUSED, done);
       return 0;
     }
     const classification = classify(failure, this.config.retry);
@@ -363,23 +372,38 @@ export class DestinationWorkers implements Prefetcher {
         'delivery failed, will retry',
       );
     }
-    if (giveUp.length > 0) {
-      const dead = this.queue.giveUp(giveUp, this.fallback, done);
-      this.observer.gaveUp(giveUp.length, dead, this.fallback !== undefined, classification);
-      if (this.fallback) this.wakeFallback?.();
-      this.logger.error(
-        {
-          events: giveUp.length,
-          reason: giveUp[0]!.reason,
-          error: classification.message,
-          fallback: this.config.fallback,
-        },
-        this.fallback
-          ? 'delivery given up, handed to the fallback destination'
-          : 'delivery given up, moved to dead letters',
-      );
-    }
+    if (giveUp.length > 0) this.giveUp(giveUp, classification, done);
     return pause;
+  }
+
+  /** Entries of a batch the receiver took in part that it refused, with its reasons. */
+  private refusedEntries(batch: QueueEntry[], refusal: PartialRejectionError): GiveUp[] {
+    const refused: GiveUp[] = [];
+    const seen = new Set<number>();
+    for (const { index, message } of refusal.rejected) {
+      const entry = batch[index];
+      if (entry === undefined || seen.has(index)) continue;
+      seen.add(index);
+      refused.push({ entry, reason: `permanent_${REFUSED.reason}`, error: message });
+    }
+    return refused;
+  }
+
+  private giveUp(giveUp: GiveUp[], classification: Classification, done: number): void {
+    const dead = this.queue.giveUp(giveUp, this.fallback, done);
+    this.observer.gaveUp(giveUp.length, dead, this.fallback !== undefined, classification);
+    if (this.fallback) this.wakeFallback?.();
+    this.logger.error(
+      {
+        events: giveUp.length,
+        reason: giveUp[0]!.reason,
+        error: giveUp[0]!.error,
+        fallback: this.config.fallback,
+      },
+      this.fallback
+        ? 'delivery given up, handed to the fallback destination'
+        : 'delivery given up, moved to dead letters',
+    );
   }
 
   /**

@@ -2,7 +2,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import type { RequestConfig } from '../config/types.ts';
-import { HttpStatusError } from '../delivery/errors.ts';
+import { HttpStatusError, PartialRejectionError } from '../delivery/errors.ts';
 import { parseFalcoEvent, type FalcoEvent } from '../event/falco-event.ts';
 import type { ExactNumber } from '../event/json.ts';
 import { toSidekickJson } from '../event/sidekick-json.ts';
@@ -41,6 +41,17 @@ function makeEvent(i: number): FalcoEvent {
   return parseFalcoEvent(
     `{"uuid":"${uuid}","output":"09:00:01.000000123: Notice shell ${i} <b>","priority":"Notice","rule":"Terminal shell in container","time":"2026-01-01T09:00:01.00000012${i % 10}Z","output_fields":{"evt.time":176725800100000012${i % 10},"proc.name":"sh","n":${i}},"source":"syscall","tags":["container"],"hostname":"edge-1"}`,
   );
+}
+
+/** The PartialRejectionError a send fails with. */
+async function rejection(send: Promise<void>): Promise<PartialRejectionError> {
+  try {
+    await send;
+  } catch (err) {
+    if (err instanceof PartialRejectionError) return err;
+    throw err;
+  }
+  assert.fail('expected a PartialRejectionError');
 }
 
 describe('eyrie forward destination → a real Eyrie ingest', () => {
@@ -133,7 +144,7 @@ describe('eyrie forward destination: wire format and answers', () => {
     assert.equal(server.requests[0]!.body.toString('utf8'), `${toSidekickJson(makeEvent(1))}\n`);
   });
 
-  it('logs events the receiver rejects and still resolves', async () => {
+  it('names the events the receiver rejects, by index, for dead letters (the rest are delivered)', async () => {
     server.reset();
     server.respondWith(() => ({
       body: JSON.stringify({
@@ -143,21 +154,61 @@ describe('eyrie forward destination: wire format and answers', () => {
       }),
       headers: { 'content-type': 'application/json' },
     }));
-    const { context, logs } = capture();
+    const { context } = capture();
     const dest = eyrieForwardDestination.create(options({ url: server.url }), context);
-    const events = [makeEvent(1), makeEvent(2), makeEvent(3)];
     try {
-      await dest.send(events);
+      const err = await rejection(dest.send([makeEvent(1), makeEvent(2), makeEvent(3)]));
+      assert.deepEqual(err.rejected, [
+        { index: 1, message: 'rejected by the receiver: unknown priority "warn"' },
+      ]);
     } finally {
       await dest.close();
     }
-    const warn = logs.find((l) => l.level === 40)!;
-    assert.ok(warn, 'a warning is logged');
-    assert.equal(warn.rejected, 1);
-    assert.deepEqual(warn.errors, [
-      { index: 1, message: 'unknown priority "warn"', uuid: events[1]!.uuid, rule: events[1]!.rule },
-    ]);
-    assert.match(String(warn.msg), /rejected 1 of 3/);
+  });
+
+  it('rejections the receiver did not list (it lists its first 100) make every unlisted event a dead letter: no loss', async () => {
+    server.reset();
+    server.respondWith(() => ({
+      body: JSON.stringify({ accepted: 1, rejected: 2, errors: [{ index: 0, message: 'bad' }] }),
+    }));
+    const { context } = capture();
+    const dest = eyrieForwardDestination.create(options({ url: server.url }), context);
+    try {
+      const err = await rejection(dest.send([makeEvent(1), makeEvent(2), makeEvent(3)]));
+      assert.deepEqual(
+        err.rejected.map((r) => r.index),
+        [0, 1, 2],
+      );
+      assert.match(err.rejected[1]!.message, /rejected 2 events of this batch of 3 and listed 1/);
+    } finally {
+      await dest.close();
+    }
+  });
+
+  it('rejections in the halves of a split batch keep their index in the whole batch', async () => {
+    server.reset();
+    server.respondWith((req) => {
+      const lines = req.text.split('\n').filter((l) => l !== '');
+      if (lines.length > 2) return { status: 413, body: 'too large' };
+      return {
+        body: JSON.stringify({
+          accepted: lines.length - 1,
+          rejected: 1,
+          errors: [{ index: 0, message: 'x' }],
+        }),
+      };
+    });
+    const { context } = capture();
+    const dest = eyrieForwardDestination.create(options({ url: server.url }), context);
+    try {
+      const err = await rejection(dest.send([1, 2, 3, 4].map(makeEvent)));
+      assert.deepEqual(
+        err.rejected.map((r) => r.index),
+        [0, 2],
+      );
+    } finally {
+      await dest.close();
+    }
   });
 
   it('throws HttpStatusError on a non-2xx, with Retry-After', async () => {

@@ -3,7 +3,7 @@ import type { FalcoEvent } from '../event/falco-event.ts';
 import type { Destination, DestinationType } from './types.ts';
 import { toSidekickJson } from '../event/sidekick-json.ts';
 import { createHttpTransport, type HttpTransport } from './http-transport.ts';
-import { HttpStatusError } from '../delivery/errors.ts';
+import { HttpStatusError, PartialRejectionError, type RejectedEvent } from '../delivery/errors.ts';
 
 /**
  * `eyrie`: forwards batches to another Eyrie's ingest (edge → central). One POST per batch, body NDJSON
@@ -70,8 +70,9 @@ export const eyrieForwardDestination: DestinationType<EyrieForwardOptions> = {
     });
     const logger = context.logger.child({ destination: context.name });
 
-    const post = async (events: readonly FalcoEvent[]): Promise<void> => {
-      if (events.length === 0) return;
+    const post = async (events: readonly FalcoEvent[]): Promise<RejectedEvent[]> => {
+      const result: RejectedEvent[] = [];
+      if (events.length === 0) return result;
       const body = events.map((e) => toSidekickJson(e) + '\n').join('');
       let res;
       try {
@@ -83,39 +84,48 @@ export const eyrieForwardDestination: DestinationType<EyrieForwardOptions> = {
             { events: events.length },
             'receiver refused the batch as too large (413); sending it in halves',
           );
-          await post(events.slice(0, half));
-          await post(events.slice(half));
-          return;
+          const first = await post(events.slice(0, half));
+          const second = await post(events.slice(half));
+          return [...first, ...second.map((r) => ({ ...r, index: r.index + half }))];
         }
         throw err;
       }
       const answer = parseAnswer(res.body);
       const rejected = answer?.rejected ?? 0;
       if (rejected > 0) {
-        const errors = (answer?.errors ?? []).map((e) => {
-          const event = typeof e.index === 'number' ? events[e.index] : undefined;
-          return {
-            index: e.index,
-            message: e.message,
-            ...(event ? { uuid: event.uuid, rule: event.rule } : {}),
-          };
-        });
-        logger.warn(
-          { accepted: answer?.accepted, rejected, errors },
-          `receiver rejected ${rejected} of ${events.length} events as invalid; they are dropped (a retry cannot succeed)`,
-        );
+        const seen = new Set<number>();
+        for (const e of answer?.errors ?? []) {
+          const index = e.index;
+          if (typeof index !== 'number' || !Number.isInteger(index) || index < 0 || index >= events.length)
+            continue;
+          if (seen.has(index)) continue;
+          seen.add(index);
+          result.push({ index, message: `rejected by the receiver: ${String(e.message)}` });
+        }
+        // The receiver lists only its first errors: the others cannot be told from accepted events, so
+        // all unlisted ones go to dead letters too (some may have been delivered: duplicates, no loss).
+        if (rejected > seen.size) {
+          const message = `the receiver rejected ${rejected} events of this batch of ${events.length} and listed ${seen.size}: this one may have been accepted`;
+          for (let index = 0; index < events.length; index++) {
+            if (!seen.has(index)) result.push({ index, message });
+          }
+        }
       } else if (typeof answer?.accepted === 'number' && answer.accepted !== events.length) {
         logger.warn(
           { sent: events.length, accepted: answer.accepted },
           'receiver accepted a different number of events than sent',
         );
       }
+      return result;
     };
 
     return {
       name: context.name,
       type: 'eyrie',
-      send: post,
+      send: async (events) => {
+        const rejected = await post(events);
+        if (rejected.length > 0) throw new PartialRejectionError(rejected);
+      },
       close: () => transport.close(),
     };
   },

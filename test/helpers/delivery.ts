@@ -4,6 +4,7 @@ import { openSqlite } from '../../src/store/sqlite.ts';
 import type { EyrieConfig } from '../../src/config/types.ts';
 import { DeliveryEngine } from '../../src/delivery/engine.ts';
 import type { Destination } from '../../src/destinations/types.ts';
+import { PartialRejectionError } from '../../src/delivery/errors.ts';
 import { parseFalcoEvent, type FalcoEvent } from '../../src/event/falco-event.ts';
 import { Metrics } from '../../src/metrics/registry.ts';
 import { configFromYaml } from './config-file.ts';
@@ -55,12 +56,19 @@ export class FakeDestination implements Destination {
     this.behaviour = behaviour;
   }
 
+  /** Records as delivered what the behaviour does not fail or reject (PartialRejectionError). */
   async send(events: readonly FalcoEvent[]): Promise<void> {
     const uuids = events.map((e) => e.uuid);
     this.sends.push({ at: Date.now(), uuids });
     this.inFlight++;
     try {
       await this.behaviour(events, this);
+    } catch (err) {
+      if (err instanceof PartialRejectionError) {
+        const rejected = new Set(err.rejected.map((r) => r.index));
+        this.delivered.push(...uuids.filter((_, i) => !rejected.has(i)));
+      }
+      throw err;
     } finally {
       this.inFlight--;
     }
