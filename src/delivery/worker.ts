@@ -317,8 +317,8 @@ export class DestinationWorkers implements Prefetcher {
     const done = Date.now();
     if (failure === undefined || failure instanceof PartialRejectionError) {
       const refused = failure === undefined ? [] : this.refusedEntries(batch, failure);
-      const delivered =
-        refused.length === 0 ? batch : batch.filter((e) => !refused.some((r) => r.entry === e));
+      const refusedSet = new Set(refused.map((r) => r.entry));
+      const delivered = refused.length === 0 ? batch : batch.filter((e) => !refusedSet.has(e));
       if (delivered.length > 0) {
         this.queue.ack(delivered);
         this.observer.success(delivered, done);
