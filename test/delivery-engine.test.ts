@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { openSqlite } from '../src/store/sqlite.ts';
 import {
   FakeDestination,
@@ -85,6 +85,34 @@ function assertExactlyOnce(fake: FakeDestination, expected: readonly string[]): 
   assert.deepEqual(sorted(fake.delivered), sorted(expected), `${fake.name}: delivered set`);
   for (const [uuid, n] of counts(fake.delivered))
     assert.equal(n, 1, `${fake.name}: ${uuid} delivered ${n} times`);
+}
+
+/** Starts a new engine on `cfg`'s data dir whose `name` succeeds; asserts it delivers `events` exactly once. */
+async function redeliveredOnce(
+  t: TestContext,
+  cfg: EyrieConfig,
+  name: string,
+  events: readonly FalcoEvent[],
+): Promise<void> {
+  const next = start(t, cfg, { [name]: succeed });
+  const fake = next.fakes[name]!;
+  await waitUntil(
+    () => fake.delivered.length >= events.length,
+    3000,
+    () => `${fake.delivered.length}/${events.length}`,
+  );
+  await sleep(50);
+  assertExactlyOnce(fake, uuids(events));
+}
+
+/** A pino logger at `warn` whose lines are collected, parsed. */
+function warningsLogger(): { logger: Logger; warnings: Record<string, unknown>[] } {
+  const warnings: Record<string, unknown>[] = [];
+  const logger = pino(
+    { level: 'warn' },
+    { write: (line: string) => warnings.push(JSON.parse(line) as Record<string, unknown>) },
+  );
+  return { logger, warnings };
 }
 
 /** Events of identical serialized size (one template, fresh uuids of the same length). */
@@ -932,11 +960,7 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
         dest('all', { extra: 'durability: memory' }),
       ]);
       const fakes = { ns: new FakeDestination('ns'), all: new FakeDestination('all') };
-      const warnings: Record<string, unknown>[] = [];
-      const logger = pino(
-        { level: 'warn' },
-        { write: (line: string) => warnings.push(JSON.parse(line) as Record<string, unknown>) },
-      );
+      const { logger, warnings } = warningsLogger();
       const metrics = new Metrics({ defaultMetrics: false });
       const engine = new DeliveryEngine({
         dataDir: cfg.storage.path,
@@ -1478,14 +1502,7 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       assert.deepEqual(unhandled, []);
       assert.equal(fake.delivered.length, 2);
 
-      const next = start(t, cfg, { stuck: succeed });
-      await waitUntil(
-        () => next.fakes.stuck!.delivered.length >= 5,
-        3000,
-        () => `${next.fakes.stuck!.delivered.length}/5`,
-      );
-      await sleep(50);
-      assertExactlyOnce(next.fakes.stuck!, uuids(events));
+      await redeliveredOnce(t, cfg, 'stuck', events);
     });
 
     it('close() still resolves when the release at shutdown_timeout cannot be written; the entries come back at the next start', async (t) => {
@@ -1508,14 +1525,7 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       db.exec('DROP TRIGGER refuse');
       db.close();
 
-      const next = start(t, cfg, { stuck: succeed });
-      await waitUntil(
-        () => next.fakes.stuck!.delivered.length >= 2,
-        3000,
-        () => `${next.fakes.stuck!.delivered.length}/2`,
-      );
-      await sleep(50);
-      assertExactlyOnce(next.fakes.stuck!, uuids(events));
+      await redeliveredOnce(t, cfg, 'stuck', events);
     });
   });
 
@@ -1528,11 +1538,7 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       await first.close();
 
       const after = config([dest('new'), dest('old', { extra: 'durability: memory' })]);
-      const warnings: Record<string, unknown>[] = [];
-      const logger = pino(
-        { level: 'warn' },
-        { write: (line: string) => warnings.push(JSON.parse(line) as Record<string, unknown>) },
-      );
+      const { logger, warnings } = warningsLogger();
       const fakes = { new: new FakeDestination('new', succeed), old: new FakeDestination('old', succeed) };
       const second = startEngine(after, fakes, before.storage.path, logger);
       t.after(() => second.close());
