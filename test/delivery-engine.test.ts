@@ -751,7 +751,7 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       // The worker claimed the other two ahead; the next events are handed to it while it is caught up.
       const leased = query<{ n: number }>(
         te.dataDir,
-        'SELECT count(*) AS n FROM deliveries WHERE leased = 1',
+        'SELECT count(*) AS n FROM deliveries WHERE leased != 0',
       );
       assert.equal(leased[0]!.n, 3, 'all three claimed');
       await te.engine.route(all.slice(3));
@@ -1288,7 +1288,7 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
             'SELECT d.due_at, d.leased FROM deliveries d JOIN events e ON e.id = d.event_id WHERE e.uuid = ?',
             events[0]!.uuid,
           );
-          assert.equal(row?.leased, 1, 'sent while leased');
+          assert.ok(row !== undefined && row.leased !== 0, 'sent while leased');
           leaseLeft.push(row.due_at - Date.now());
           await sleep(150);
         },

@@ -27,4 +27,62 @@ describe('Journal', () => {
       await journal.close();
     }
   });
+
+  describe('a claim whose lease ran out (the clock stepped forward mid-send)', () => {
+    const LEASE = 60_000;
+
+    /** One entry claimed twice: `stale` by a send that outlived its lease, `current` by the claim after it. */
+    async function claimedTwice() {
+      const dir = mkdtempSync(join(tmpdir(), 'eyrie-journal-'));
+      dirs.push(dir);
+      const journal = new Journal({ dataDir: dir, commitInterval: 0, commitMaxEvents: 100, diskCap: 0 });
+      const queue = journal.queue('d', { maxEvents: 0, maxBytes: 0, whenFull: 'drop_oldest' }, () => {});
+      const [first, second] = makeEvents(2, 1);
+      await journal.append([{ event: first!, destinations: [queue] }]);
+      const t0 = Date.now();
+      const [stale] = queue.claim(t0, 10, 0, LEASE);
+      assert.deepEqual(queue.claim(t0 + 1, 10, 0, LEASE), [], 'leased: not claimed again');
+      const [current] = queue.claim(t0 + LEASE + 1, 10, 0, LEASE);
+      assert.equal(current?.id, stale?.id, 'the expired lease lets the entry be claimed again');
+      return { journal, queue, stale: stale!, current: current!, second: second!, t0 };
+    }
+
+    it('its ack cannot delete the row SQLite gave the same id to afterwards', async () => {
+      const { journal, queue, stale, current, second, t0 } = await claimedTwice();
+      try {
+        queue.ack([current]);
+        journal.flushSettles();
+        await journal.append([{ event: second, destinations: [queue] }]);
+        const ids = journal.db.prepare('SELECT id FROM deliveries').pluck().all();
+        assert.deepEqual(ids, [stale.id], 'the new row reuses the deleted id (the case at risk)');
+        queue.ack([stale]);
+        journal.flushSettles();
+        assert.equal(queue.depth().count, 1);
+        const [next] = queue.claim(t0 + LEASE + 2, 10, 0, LEASE);
+        assert.equal(next?.event.uuid, second.uuid, 'the undelivered event is still queued');
+      } finally {
+        await journal.close();
+      }
+    });
+
+    it('its reschedule or give-up leaves the entry to the claim that holds it now', async () => {
+      const { journal, queue, stale, current, t0 } = await claimedTwice();
+      try {
+        queue.reschedule([stale], t0 + LEASE + 2, 'timeout', t0 + LEASE + 1);
+        journal.flushSettles();
+        assert.deepEqual(queue.claim(t0 + LEASE + 3, 10, 0, LEASE), [], 'still leased to the current claim');
+        assert.equal(
+          queue.giveUp([{ entry: stale, reason: 'permanent', error: 'HTTP 400' }], undefined, t0),
+          0,
+        );
+        assert.equal(queue.deadLetterCount(), 0);
+        assert.equal(queue.depth().count, 1);
+        queue.ack([current]);
+        journal.flushSettles();
+        assert.equal(queue.depth().count, 0, 'the current claim settles it');
+      } finally {
+        await journal.close();
+      }
+    });
+  });
 });

@@ -45,6 +45,9 @@ export interface JournalItem {
 /** Counts entries a queue cap dropped (the newest refused, or the oldest dropped for it). */
 export type OnQueueDrop = (reason: 'queue_full_newest' | 'queue_full_oldest', count: number) => void;
 
+/** The `leased` value of a row no claim holds. */
+const UNLEASED = 0;
+
 /** Thrown in the savepoint of SqliteQueue.dropOldestFor to undo drops that could not make room. */
 class NoRoom extends Error {}
 
@@ -133,7 +136,7 @@ type Settle =
       queue: SqliteQueue;
       dueAt: number;
       error: string;
-      rows: { id: number; attempts: number; firstAttemptAt: number }[];
+      rows: { id: number; claim: number; attempts: number; firstAttemptAt: number }[];
     };
 
 interface ClaimRow {
@@ -188,14 +191,16 @@ export class SqliteQueue implements DeliveryQueue {
     const s = this.journal.statements;
     return this.journal.write(() => {
       const rows = s.claimDue.all(this.destination, now, max) as ClaimRow[];
+      const claim = this.journal.newClaim();
       const entries: QueueEntry[] = [];
       let size = 0;
       for (const row of rows) {
         if ((entries.length > 0 || strictBytes) && maxBytes > 0 && size + row.bytes > maxBytes) break;
         size += row.bytes;
-        s.lease.run(now + lease, row.id);
+        s.lease.run(claim, now + lease, row.id);
         entries.push({
           id: row.id,
+          claim,
           event: storedEvent(row.body),
           bytes: row.bytes,
           enqueuedAt: row.enqueued_at,
@@ -219,8 +224,8 @@ export class SqliteQueue implements DeliveryQueue {
   applyAck(entries: readonly QueueEntry[]): void {
     const s = this.journal.statements;
     for (const e of entries) {
-      const row = s.deleteDelivery.get(e.id) as { event_id: number } | undefined;
-      if (!row) continue; // purged meanwhile
+      const row = s.deleteDelivery.get(e.id, e.claim) as { event_id: number } | undefined;
+      if (!row) continue; // claimed again after its lease ran out, or purged meanwhile
       this.count--;
       this.bytes -= e.bytes;
       this.journal.release(row.event_id);
@@ -245,7 +250,12 @@ export class SqliteQueue implements DeliveryQueue {
       dueAt,
       error: error.slice(0, 2000),
       // Copied now: the worker is done with these entries, but the values must be the ones of this attempt.
-      rows: entries.map((e) => ({ id: e.id, attempts: e.attempts, firstAttemptAt: e.firstAttemptAt ?? now })),
+      rows: entries.map((e) => ({
+        id: e.id,
+        claim: e.claim,
+        attempts: e.attempts,
+        firstAttemptAt: e.firstAttemptAt ?? now,
+      })),
     });
   }
 
@@ -254,8 +264,8 @@ export class SqliteQueue implements DeliveryQueue {
     let dead = 0;
     this.journal.write(() => {
       for (const { entry, reason, error } of items) {
-        const row = s.deleteDelivery.get(entry.id) as { event_id: number } | undefined;
-        if (!row) continue;
+        const row = s.deleteDelivery.get(entry.id, entry.claim) as { event_id: number } | undefined;
+        if (!row) continue; // claimed again after its lease ran out, or purged meanwhile
         this.count--;
         this.bytes -= entry.bytes;
         if (fallback instanceof SqliteQueue) {
@@ -304,7 +314,7 @@ export class SqliteQueue implements DeliveryQueue {
     if (entries.length === 0) return;
     const s = this.journal.statements;
     this.journal.write(() => {
-      for (const e of entries) s.release.run(e.id);
+      for (const e of entries) s.release.run(e.id, e.claim);
     });
   }
 
@@ -380,7 +390,7 @@ export class SqliteQueue implements DeliveryQueue {
     // they can be dropped like any other. (Should this transaction roll back, those taken back from
     // the workers stay leased, and come back when the lease expires.)
     const unsent = [...(this.prefetcher?.takeBack() ?? []), ...this.handoffs];
-    for (const e of unsent) s.release.run(e.id);
+    for (const e of unsent) s.release.run(e.id, e.claim);
     this.insertedDue += this.handoffs.length;
     this.handoffs = [];
     this.handoffRoom = 0;
@@ -394,7 +404,7 @@ export class SqliteQueue implements DeliveryQueue {
           const oldest = s.oldestUnleased.get(this.destination) as
             { id: number; event_id: number; bytes: number } | undefined;
           if (!oldest) throw new NoRoom('the entries in flight fill the cap');
-          s.deleteDelivery.get(oldest.id);
+          s.deleteDelivery.get(oldest.id, UNLEASED);
           this.count--;
           this.bytes -= oldest.bytes;
           this.journal.release(oldest.event_id);
@@ -421,10 +431,19 @@ export class SqliteQueue implements DeliveryQueue {
     if (event !== undefined && this.handoffRoom > 0) {
       this.handoffRoom--;
       const leaseUntil = now + this.prefetcher!.lease;
+      const claim = this.journal.newClaim();
       const id = Number(
-        s.insertLeased.run(this.destination, eventId, bytes, now, leaseUntil).lastInsertRowid,
+        s.insertLeased.run(this.destination, eventId, bytes, now, leaseUntil, claim).lastInsertRowid,
       );
-      this.handoffs.push({ id, event, bytes, enqueuedAt: now, attempts: 0, firstAttemptAt: undefined });
+      this.handoffs.push({
+        id,
+        claim,
+        event,
+        bytes,
+        enqueuedAt: now,
+        attempts: 0,
+        firstAttemptAt: undefined,
+      });
     } else {
       s.insertDelivery.run(this.destination, eventId, bytes, now, now);
       this.insertedDue++;
@@ -447,16 +466,19 @@ function prepare(db: Database.Database) {
     ),
     // Inserted already claimed (see SqliteQueue.insert).
     insertLeased: db.prepare(
-      'INSERT INTO deliveries (destination, event_id, bytes, enqueued_at, due_at, leased) VALUES (?, ?, ?, ?, ?, 1)',
+      'INSERT INTO deliveries (destination, event_id, bytes, enqueued_at, due_at, leased) VALUES (?, ?, ?, ?, ?, ?)',
     ),
-    // A leased row is due again at its lease expiry: a crashed worker's entries come back by themselves.
-    lease: db.prepare('UPDATE deliveries SET leased = 1, due_at = ? WHERE id = ?'),
-    release: db.prepare('UPDATE deliveries SET leased = 0, due_at = 0 WHERE id = ?'),
-    releaseAll: db.prepare('UPDATE deliveries SET leased = 0, due_at = 0 WHERE leased = 1'),
+    // `leased` holds the claim that leased the row (0: none). A leased row is due again at its lease
+    // expiry: a crashed worker's entries come back by themselves. Settles name the claim they were
+    // made under (see QueueEntry.claim): after a lease ran out and the row was claimed again (or its
+    // id reused by SQLite once deleted), a late settle matches nothing.
+    lease: db.prepare('UPDATE deliveries SET leased = ?, due_at = ? WHERE id = ?'),
+    release: db.prepare('UPDATE deliveries SET leased = 0, due_at = 0 WHERE id = ? AND leased = ?'),
+    releaseAll: db.prepare('UPDATE deliveries SET leased = 0, due_at = 0 WHERE leased != 0'),
     reschedule: db.prepare(
-      'UPDATE deliveries SET leased = 0, due_at = ?, attempts = ?, first_attempt_at = ?, last_error = ? WHERE id = ?',
+      'UPDATE deliveries SET leased = 0, due_at = ?, attempts = ?, first_attempt_at = ?, last_error = ? WHERE id = ? AND leased = ?',
     ),
-    deleteDelivery: db.prepare('DELETE FROM deliveries WHERE id = ? RETURNING event_id'),
+    deleteDelivery: db.prepare('DELETE FROM deliveries WHERE id = ? AND leased = ? RETURNING event_id'),
     deleteLastRef: db.prepare('DELETE FROM events WHERE id = ? AND refs <= 1'),
     unref: db.prepare('UPDATE events SET refs = refs - 1 WHERE id = ?'),
     insertDeadLetter: db.prepare(
@@ -654,9 +676,21 @@ export class Journal {
     const s = this.statements;
     for (const op of ops) {
       if (op.kind === 'ack') op.queue.applyAck(op.entries);
-      else for (const r of op.rows) s.reschedule.run(op.dueAt, r.attempts, r.firstAttemptAt, op.error, r.id);
+      else
+        for (const r of op.rows)
+          s.reschedule.run(op.dueAt, r.attempts, r.firstAttemptAt, op.error, r.id, r.claim);
     }
   }
+
+  /**
+   * A new claim token. Unique while this process holds the journal: at open, every lease of an
+   * earlier run was released, so no row still holds an old token.
+   */
+  newClaim(): number {
+    return ++this.lastClaim;
+  }
+
+  private lastClaim = 0;
 
   /** Inside a transaction: one reference to the event is gone; delete it when none is left. */
   release(eventId: number): void {

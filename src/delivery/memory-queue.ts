@@ -60,6 +60,8 @@ export class MemoryQueue implements DeliveryQueue {
     }
     this.slots.push({
       id: this.nextId++,
+      // Ids are never reused here, and a late settle at worst sends an entry twice: no claim tokens.
+      claim: 0,
       event,
       bytes,
       enqueuedAt: now,

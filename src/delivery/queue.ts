@@ -11,6 +11,12 @@ export interface QueueEntry {
   attempts: number;
   /** First delivery attempt (ms), for the retry budget; undefined before any attempt. */
   firstAttemptAt: number | undefined;
+  /**
+   * The claim that holds the entry (the durable queue's lease token; 0 where none is kept). Its
+   * settles apply only while that claim still holds the row: once the lease ran out and another
+   * claim took the entry, the old holder's ack, reschedule or give-up changes nothing.
+   */
+  claim: number;
 }
 
 export interface QueueDepth {
