@@ -25,7 +25,7 @@ import {
   type TestEngine,
 } from './helpers/delivery.ts';
 import type { EyrieConfig } from '../src/config/types.ts';
-import { DeliveryEngine } from '../src/delivery/engine.ts';
+import { DeliveryEngine, FAILED_DESTINATION_HEALTH_WINDOW_MS } from '../src/delivery/engine.ts';
 import {
   HttpStatusError,
   parseRetryAfter,
@@ -393,8 +393,9 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       const outcome = (labels: Record<string, string>) =>
         metricValue(metrics, 'eyrie_delivery_events_total', labels);
       assert.equal(outcome({ destination: 'dl', outcome: 'success' }), 3);
-      assert.equal(outcome({ destination: 'dl', outcome: 'dead_letter', reason: 'rejected' }), 1);
-      assert.equal(outcome({ destination: 'fb', outcome: 'fallback', reason: 'rejected' }), 1);
+      // The dead letters' reason, as `eyrie dlq list` shows it.
+      assert.equal(outcome({ destination: 'dl', outcome: 'dead_letter', reason: 'permanent_rejected' }), 1);
+      assert.equal(outcome({ destination: 'fb', outcome: 'fallback', reason: 'permanent_rejected' }), 1);
     });
 
     it('sends permanent failures to dead letters at once', async (t) => {
@@ -433,7 +434,7 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
           metricValue(metrics, 'eyrie_delivery_events_total', {
             destination: c.name,
             outcome: 'dead_letter',
-            reason: c.reason,
+            reason: `permanent_${c.reason}`,
           }),
           3,
         );
@@ -444,8 +445,14 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
         assert.equal(metricValue(metrics, 'eyrie_dead_letters', { destination: c.name }), 3);
         const health = te.engine.health().find((h) => h.name === c.name)!;
         assert.equal(health.deadLetters, 3);
-        assert.equal(health.healthy, false);
+        assert.equal(health.healthy, false, 'degraded right after its failures');
         assert.equal(health.lastError, c.error().message);
+        const later = Date.now() + FAILED_DESTINATION_HEALTH_WINDOW_MS + 1;
+        assert.equal(
+          te.engine.health(later).find((h) => h.name === c.name)!.healthy,
+          true,
+          'nothing queued and no failure for the window: no longer degraded',
+        );
       }
     });
 
@@ -550,7 +557,7 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
         metricValue(metrics, 'eyrie_delivery_events_total', {
           destination: 'attempts',
           outcome: 'dead_letter',
-          reason: '503',
+          reason: 'retries_exhausted',
         }),
         2,
       );
@@ -558,10 +565,33 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
         metricValue(metrics, 'eyrie_delivery_events_total', {
           destination: 'elapsed',
           outcome: 'dead_letter',
-          reason: 'ECONNREFUSED',
+          reason: 'retries_exhausted',
         }),
         2,
       );
+    });
+
+    it('a fallback measures latency from the ingest, not from the hand-over (durable and memory origins)', async (t) => {
+      const cfg = config([
+        dest('slowd', { retry: 'max_attempts: 1', extra: 'fallback: spare' }),
+        dest('slowm', { retry: 'max_attempts: 1', extra: 'durability: memory, fallback: spare' }),
+        dest('spare', { extra: 'filter: { rules: ["no rule has this name"] }' }),
+      ]);
+      const failSlowly: Behaviour = async () => {
+        await sleep(300);
+        throw http(503)();
+      };
+      const te = start(t, cfg, { slowd: failSlowly, slowm: failSlowly, spare: succeed });
+      await te.engine.route(makeEvents(1, 32));
+      await waitUntil(
+        () => te.fakes.spare!.delivered.length >= 2,
+        5000,
+        () => `${te.fakes.spare!.delivered.length}/2 handed over and delivered`,
+      );
+      const metrics = await te.metrics.text();
+      assert.equal(metricValue(metrics, 'eyrie_delivery_latency_seconds_count', { destination: 'spare' }), 2);
+      const sum = metricValue(metrics, 'eyrie_delivery_latency_seconds_sum', { destination: 'spare' });
+      assert.ok(sum >= 0.6, `the 300 ms each spent failing on its first destination count (${sum} s)`);
     });
 
     it('fallback: given-up events go to the other destination instead of dead letters', async (t) => {
@@ -627,12 +657,12 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
           outcome: o,
           ...(reason !== undefined ? { reason } : {}),
         });
-      assert.equal(outcome('perm', 'fallback', '400'), 4);
-      assert.equal(outcome('budget', 'fallback', '503'), 4);
-      assert.equal(outcome('mem', 'fallback', 'permanent'), 4);
+      assert.equal(outcome('perm', 'fallback', 'permanent_400'), 4);
+      assert.equal(outcome('budget', 'fallback', 'retries_exhausted'), 4);
+      assert.equal(outcome('mem', 'fallback', 'permanent_permanent'), 4);
       assert.equal(outcome('mem', 'dropped'), 0, 'a memory queue with a fallback drops nothing');
-      assert.equal(outcome('chain', 'fallback', '422'), 4);
-      assert.equal(outcome('broken', 'dead_letter', 'permanent'), 4);
+      assert.equal(outcome('chain', 'fallback', 'permanent_422'), 4);
+      assert.equal(outcome('broken', 'dead_letter', 'permanent_permanent'), 4);
       assert.equal(outcome('spare', 'success'), 8);
       assert.equal(
         query<{ n: number }>(te.dataDir, 'SELECT count(*) AS n FROM deliveries')[0]!.n,
@@ -1085,6 +1115,19 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
           assert.ok(s.at - t0 < 150, `a full batch is not held for the timeout (${s.at - t0} ms)`);
         else assert.ok(s.at - t0 >= 200, `the partial batch waited for the timeout (${s.at - t0} ms)`);
       }
+    });
+
+    it('eyrie_delivery_in_flight counts sends (requests), not the events in them', async (t) => {
+      const te = start(t, cfg(), { batched: hang });
+      const fake = te.fakes.batched!;
+      await te.engine.route(makeEvents(10, 31));
+      await waitUntil(
+        () => fake.inFlight === 1,
+        5000,
+        () => 'one batch being sent',
+      );
+      const metrics = await te.metrics.text();
+      assert.equal(metricValue(metrics, 'eyrie_delivery_in_flight', { destination: 'batched' }), 1);
     });
 
     it('sends a lone event after batch.timeout, not before', async (t) => {
@@ -1562,6 +1605,9 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
         async () => te.engine.route(events),
         (err: Error) => err.name === 'JournalUnavailableError' && /disk cap/.test(err.message),
       );
+      const journal = te.engine.journalHealth();
+      assert.equal(journal.ok, false, '/healthz says why ingest answers 503');
+      assert.match(journal.detail ?? '', /over delivery\.disk_cap \(1 bytes\)/);
       await sleep(100);
       assert.deepEqual(te.fakes.a!.sends, [], 'nothing refused is delivered');
       assert.equal(
@@ -1591,6 +1637,17 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
         await sleep(i % 5 === 0 ? 260 : 0); // let the cap check (every 250 ms) see the growth
       }
       assert.ok(refusedAt !== undefined, `refused once over 1 MiB (accepted ${accepted})`);
+      assert.equal(te.engine.journalHealth().ok, false, 'degraded while over the cap');
+      await waitUntil(
+        () => !te.engine.health()[0]!.healthy,
+        5000,
+        () => 'the failing destination degraded',
+      );
+      assert.equal(
+        te.engine.health(Date.now() + FAILED_DESTINATION_HEALTH_WINDOW_MS + 1)[0]!.healthy,
+        false,
+        'failing with entries queued: degraded however long ago it last failed',
+      );
       te.fakes.a!.behaviour = succeed;
       await waitUntil(
         () => te.fakes.a!.delivered.length >= accepted,
@@ -1603,6 +1660,7 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
         () => 'acks written',
       );
       await sleep(300);
+      assert.deepEqual(te.engine.journalHealth(), { ok: true }, 'healthy again once under the cap');
       await te.engine.route(big(1));
       assert.equal(
         (te.engine.health()[0]!.queued ?? 0) + te.fakes.a!.delivered.length,

@@ -57,7 +57,7 @@ function deliveryMetrics(metrics: Metrics) {
     }),
     inFlight: new Gauge({
       name: 'eyrie_delivery_in_flight',
-      help: 'Events being sent now',
+      help: 'Sends (requests) in flight now',
       labelNames: ['destination'] as const,
       registers,
       // Read at scrape time: a labelled inc() twice per send hashed its labels each time.
@@ -65,7 +65,7 @@ function deliveryMetrics(metrics: Metrics) {
         for (const [destination, count] of sending) this.set({ destination }, count.value);
       },
     }),
-    /** Events being sent now per destination, kept by the workers' observers. */
+    /** Sends in flight now per destination, kept by the workers' observers. */
     sending,
     commit: new Histogram({
       name: 'eyrie_journal_commit_seconds',
@@ -84,6 +84,12 @@ function deliveryMetrics(metrics: Metrics) {
 
 /** At most one warning per destination per this many ms about its CEL filter failing. */
 const CEL_ERROR_LOG_INTERVAL_MS = 60_000;
+
+/**
+ * How long a destination whose last send failed counts as degraded in /healthz once it has nothing
+ * queued (its failed entries went to dead letters or the fallback).
+ */
+export const FAILED_DESTINATION_HEALTH_WINDOW_MS = 5 * 60_000;
 
 /**
  * The durable delivery engine: routes each accepted event through every destination's filter and
@@ -172,12 +178,10 @@ export class DeliveryEngine implements Router {
           m.outcomes.inc({ destination: name, outcome: 'retry', reason: failure.reason }, entries.length);
           sidekickOutputs.inc({ destination: name, status: 'error' }, entries.length);
         },
-        gaveUp: (count, dead, toFallback, failure) => {
+        gaveUp: (count, dead, toFallback, reason) => {
           sidekickOutputs.inc({ destination: name, status: 'error' }, count);
-          if (toFallback)
-            m.outcomes.inc({ destination: name, outcome: 'fallback', reason: failure.reason }, count);
-          if (dead > 0)
-            m.outcomes.inc({ destination: name, outcome: 'dead_letter', reason: failure.reason }, dead);
+          if (toFallback) m.outcomes.inc({ destination: name, outcome: 'fallback', reason }, count);
+          if (dead > 0) m.outcomes.inc({ destination: name, outcome: 'dead_letter', reason }, dead);
           const dropped = toFallback ? 0 : count - dead;
           if (dropped > 0)
             m.outcomes.inc({ destination: name, outcome: 'dropped', reason: 'gave_up_memory' }, dropped);
@@ -377,26 +381,43 @@ export class DeliveryEngine implements Router {
     });
   }
 
-  health(): DestinationHealth[] {
+  health(now = Date.now()): DestinationHealth[] {
     return this.routes.map((r) => {
       const w = r.workers;
+      const queued = w.queue.depth().count;
+      // Once the entries that failed have left the queue (dead letters, fallback), nothing tries
+      // the destination again until the next event: it stays degraded for a while, not for good.
+      const failing =
+        w.consecutiveFailures > 0 &&
+        (queued > 0 || now - (w.lastErrorAt ?? 0) < FAILED_DESTINATION_HEALTH_WINDOW_MS);
       return {
         name: r.config.name,
         type: r.config.type,
-        healthy: w.consecutiveFailures === 0,
+        healthy: !failing,
         ...(w.lastError !== undefined ? { lastError: w.lastError } : {}),
         ...(w.lastErrorAt !== undefined ? { lastErrorAt: new Date(w.lastErrorAt).toISOString() } : {}),
-        queued: w.queue.depth().count,
+        queued,
         deadLetters: w.queue.deadLetterCount(),
       };
     });
   }
 
-  /** For /healthz: the journal itself. */
+  /** For /healthz: the journal itself. Either way it fails, ingest answers 503. */
   journalHealth(): { ok: boolean; detail?: string } {
-    return this.journal?.lastError === undefined
-      ? { ok: true }
-      : { ok: false, detail: this.journal.lastError };
+    const journal = this.journal;
+    if (journal === undefined) return { ok: true };
+    if (journal.lastError !== undefined) return { ok: false, detail: journal.lastError };
+    try {
+      if (journal.overDiskCap()) {
+        return {
+          ok: false,
+          detail: `over delivery.disk_cap (${this.config.disk_cap} bytes): events are refused until deliveries free space`,
+        };
+      }
+    } catch (err) {
+      return { ok: false, detail: `cannot read the journal's size: ${(err as Error).message}` };
+    }
+    return { ok: true };
   }
 
   /** Resolves once the journal's helper thread runs: started, nothing left to load. */

@@ -271,14 +271,12 @@ export class SqliteQueue implements DeliveryQueue {
         if (fallback instanceof SqliteQueue) {
           // Same event row, one more delivery row: no copy of the body. The fallback's cap applies.
           if (fallback.makeRoom(entry.bytes)) {
-            s.insertDelivery.run(fallback.destination, row.event_id, entry.bytes, now, now);
-            fallback.count++;
-            fallback.bytes += entry.bytes;
+            fallback.insertHandedOver(row.event_id, entry.bytes, entry.enqueuedAt, now);
           } else {
             this.journal.release(row.event_id);
           }
         } else if (fallback) {
-          fallback.adopt(entry.event, now);
+          fallback.adopt(entry.event, entry.enqueuedAt, now);
           this.journal.release(row.event_id);
         } else {
           s.insertDeadLetter.run(
@@ -299,15 +297,25 @@ export class SqliteQueue implements DeliveryQueue {
     return dead;
   }
 
-  adopt(event: FalcoEvent, now: number): void {
+  adopt(event: FalcoEvent, enqueuedAt: number, now: number): void {
     const s = this.journal.statements;
     const body = stringifyJson(event);
     const bytes = Buffer.byteLength(body);
     this.journal.write(() => {
       if (!this.makeRoom(bytes)) return;
       const eventId = Number(s.insertEvent.run(event.uuid, body, now, 1).lastInsertRowid);
-      this.insert(eventId, bytes, now);
+      this.insertHandedOver(eventId, bytes, enqueuedAt, now);
     });
+  }
+
+  /**
+   * Inside a write transaction, room made: queues an event another destination gave up on, due now.
+   * Queued since its ingest, not since the hand-over: latency and age count the time on the other queue.
+   */
+  insertHandedOver(eventId: number, bytes: number, enqueuedAt: number, now: number): void {
+    this.journal.statements.insertDelivery.run(this.destination, eventId, bytes, enqueuedAt, now);
+    this.count++;
+    this.bytes += bytes;
   }
 
   release(entries: readonly QueueEntry[]): void {
@@ -735,15 +743,20 @@ export class Journal {
    * would refuse every event for good even after the backlog drained.
    */
   checkDiskCap(): void {
-    if (this.options.diskCap <= 0) return;
+    if (this.overDiskCap()) {
+      throw new JournalUnavailableError(`journal is over its disk cap of ${this.options.diskCap} bytes`);
+    }
+  }
+
+  /** True while the journal's data is over its disk cap (re-read at most every 250 ms). */
+  overDiskCap(): boolean {
+    if (this.options.diskCap <= 0) return false;
     const now = Date.now();
     if (now - this.lastCapCheck > 250) {
       this.lastCapCheck = now;
       this.overCapSince = this.usedBytes() > this.options.diskCap ? (this.overCapSince ?? now) : undefined;
     }
-    if (this.overCapSince !== undefined) {
-      throw new JournalUnavailableError(`journal is over its disk cap of ${this.options.diskCap} bytes`);
-    }
+    return this.overCapSince !== undefined;
   }
 
   /** Bytes of the pages in use (events, queues, dead letters, indexes), wherever they are now. */

@@ -39,8 +39,11 @@ export class MemoryQueue implements DeliveryQueue {
     this.onDrop = onDrop;
   }
 
-  /** Adds a freshly accepted event, applying the caps (every drop counted). */
-  push(event: FalcoEvent, now: number): void {
+  /**
+   * Adds an event due now, applying the caps (every drop counted). `enqueuedAt` is when it was
+   * ingested: earlier than now for one handed over by the destination it fell back from.
+   */
+  push(event: FalcoEvent, now: number, enqueuedAt = now): void {
     const bytes = Buffer.byteLength(toSidekickJson(event));
     if (this.full(this.slots.length, this.bytes, bytes)) {
       // drop_oldest drops only what is not being sent; when the entries in flight alone leave no room
@@ -64,7 +67,7 @@ export class MemoryQueue implements DeliveryQueue {
       claim: 0,
       event,
       bytes,
-      enqueuedAt: now,
+      enqueuedAt,
       attempts: 0,
       firstAttemptAt: undefined,
       dueAt: now,
@@ -135,7 +138,7 @@ export class MemoryQueue implements DeliveryQueue {
     const handed: QueueEntry[] = [];
     try {
       for (const { entry } of items) {
-        fallback?.adopt(entry.event, now);
+        fallback?.adopt(entry.event, entry.enqueuedAt, now);
         handed.push(entry);
       }
     } finally {
@@ -144,8 +147,8 @@ export class MemoryQueue implements DeliveryQueue {
     return 0;
   }
 
-  adopt(event: FalcoEvent, now: number): void {
-    this.push(event, now);
+  adopt(event: FalcoEvent, enqueuedAt: number, now: number): void {
+    this.push(event, now, enqueuedAt);
   }
 
   release(entries: readonly QueueEntry[]): void {

@@ -60,8 +60,11 @@ export interface DeliveryQueue {
    * dropped (memory queues). Returns how many went to dead letters.
    */
   giveUp(items: readonly GiveUp[], fallback: DeliveryQueue | undefined, now: number): number;
-  /** Takes an event another queue gave up on (this queue is its fallback). */
-  adopt(event: FalcoEvent, now: number): void;
+  /**
+   * Takes an event another queue gave up on (this queue is its fallback), due now. `enqueuedAt` is
+   * its ingest time, kept so that latency and queue age count the time spent on the other queue.
+   */
+  adopt(event: FalcoEvent, enqueuedAt: number, now: number): void;
   /** Returns leased entries unsent (shutdown), due at once. */
   release(entries: readonly QueueEntry[]): void;
   /** Earliest due time of any entry (leased ones count at their lease expiry). */

@@ -10,7 +10,9 @@ import { timerDelay } from '../util/timer.ts';
 export interface DeliveryObserver {
   success(entries: readonly QueueEntry[], now: number): void;
   retry(entries: readonly QueueEntry[], failure: Classification): void;
-  gaveUp(count: number, deadLetters: number, toFallback: boolean, failure: Classification): void;
+  /** `reason` is the dead letters' (retries_exhausted, permanent_STATUS), as `eyrie dlq list` shows it. */
+  gaveUp(count: number, deadLetters: number, toFallback: boolean, reason: string): void;
+  /** A send (one request, whatever the batch size) started (+1) or ended (-1). */
   inFlight(delta: number): void;
 }
 
@@ -303,14 +305,14 @@ export class DestinationWorkers implements Prefetcher {
       e.attempts++;
       e.firstAttemptAt ??= now;
     }
-    this.observer.inFlight(batch.length);
+    this.observer.inFlight(1);
     let failure: unknown;
     try {
       await this.sendWithDeadline(batch);
     } catch (err) {
       failure = err;
     } finally {
-      this.observer.inFlight(-batch.length);
+      this.observer.inFlight(-1);
       for (const e of batch) this.held.delete(e);
     }
     if (this.abandoned) return 0;
@@ -324,7 +326,7 @@ export class DestinationWorkers implements Prefetcher {
         this.observer.success(delivered, done);
       }
       this.consecutiveFailures = 0;
-      if (refused.length > 0) this.giveUp(refused, REFUSED, done);
+      if (refused.length > 0) this.giveUp(refused, done);
       return 0;
     }
     const classification = classify(failure, this.config.retry);
@@ -372,7 +374,7 @@ export class DestinationWorkers implements Prefetcher {
         'delivery failed, will retry',
       );
     }
-    if (giveUp.length > 0) this.giveUp(giveUp, classification, done);
+    if (giveUp.length > 0) this.giveUp(giveUp, done);
     return pause;
   }
 
@@ -389,9 +391,10 @@ export class DestinationWorkers implements Prefetcher {
     return refused;
   }
 
-  private giveUp(giveUp: GiveUp[], classification: Classification, done: number): void {
+  /** Gives up entries that all failed the same way (one reason). */
+  private giveUp(giveUp: GiveUp[], done: number): void {
     const dead = this.queue.giveUp(giveUp, this.fallback, done);
-    this.observer.gaveUp(giveUp.length, dead, this.fallback !== undefined, classification);
+    this.observer.gaveUp(giveUp.length, dead, this.fallback !== undefined, giveUp[0]!.reason);
     if (this.fallback) this.wakeFallback?.();
     this.logger.error(
       {
