@@ -286,7 +286,15 @@ describe('HTTP ingest', () => {
       ingest.metrics.sidekickInputs.metric
         .get()
         .then((m) => m.values.find((v) => v.labels.status === 'rejected')?.value ?? 0);
+    const refusedEvents = () =>
+      ingest.metrics.ingestEvents.metric
+        .get()
+        .then(
+          (m) =>
+            m.values.find((v) => v.labels.source === 'http' && v.labels.outcome === 'refused')?.value ?? 0,
+        );
     const before = await rejected();
+    const eventsBefore = await refusedEvents();
     ingest.router.refuse = new JournalUnavailableError('disk cap reached');
     try {
       const refused = await post(ingest.url, event);
@@ -296,6 +304,7 @@ describe('HTTP ingest', () => {
       ingest.router.refuse = undefined;
     }
     assert.equal(await rejected(), before + 1);
+    assert.equal(await refusedEvents(), eventsBefore + 1, 'its event counted as refused');
   });
 
   it('takes a POST on any other path as an event, as Falcosidekick does; 404 and 405 (with Allow) otherwise', async () => {

@@ -25,7 +25,10 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  /** Eyrie: events by ingest source (http, grpc, file, …) and outcome (accepted, rejected). */
+  /**
+   * Eyrie: events by ingest source (http, grpc, file, …) and outcome: accepted, rejected (invalid),
+   * refused (http only: valid, but its request was answered 503; other sources retry until accepted).
+   */
   readonly ingestEvents = new HotCounter({
     name: 'eyrie_ingest_events_total',
     help: 'Events received, by source and outcome',

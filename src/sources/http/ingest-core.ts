@@ -27,6 +27,8 @@ export class IngestCore {
   readonly requestsRejected;
   private readonly eventsAccepted;
   private readonly eventsRejected;
+  /** Valid events of a request answered 503 (not persisted): the sender has to send them again. */
+  private readonly eventsRefused;
 
   constructor(pipeline: Pipeline, metrics: Metrics, logger: Logger) {
     this.pipeline = pipeline;
@@ -36,6 +38,7 @@ export class IngestCore {
     this.requestsRejected = metrics.sidekickInputs.handle({ source: 'requests', status: 'rejected' });
     this.eventsAccepted = metrics.ingestEvents.handle({ source: 'http', outcome: 'accepted' });
     this.eventsRejected = metrics.ingestEvents.handle({ source: 'http', outcome: 'rejected' });
+    this.eventsRefused = metrics.ingestEvents.handle({ source: 'http', outcome: 'refused' });
   }
 
   /** An error answer: JSON `{statusCode, error, message}`, counted by status and reason. */
@@ -95,6 +98,7 @@ export class IngestCore {
       (err: unknown) => {
         // Not persisted (journal full, unwritable, shutting down): the request is refused as a whole.
         this.requestsRejected.inc();
+        this.eventsRefused.inc(events.length);
         return this.failure(err);
       },
     );
