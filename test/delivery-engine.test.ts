@@ -1619,6 +1619,27 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       assert.deepEqual(queuedUuids(te.dataDir, 'a'), []);
     });
 
+    it('a batch the journal refuses counts no routing decision (its sender sends it again)', async (t) => {
+      const cfg = config([dest('a'), dest('f', { extra: 'filter: { rules: ["no rule has this name"] }' })]);
+      const te = start(t, cfg, { a: succeed, f: succeed });
+      const db = openSqlite(join(te.dataDir, 'eyrie.db'));
+      t.after(() => db.close());
+      db.exec(
+        `CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END`,
+      );
+      const events = makeEvents(3, 33);
+      await assert.rejects(async () => te.engine.route(events), JournalUnavailableError);
+      const decisions = async (labels: Record<string, string>) =>
+        metricValue(await te.metrics.text(), 'eyrie_routing_events_total', labels);
+      assert.equal(await decisions({ destination: 'a' }), 0);
+      assert.equal(await decisions({ destination: 'f' }), 0);
+      db.exec('DROP TRIGGER refuse');
+      await te.engine.route(events);
+      assert.equal(await decisions({ destination: 'a', decision: 'routed' }), 3);
+      assert.equal(await decisions({ destination: 'f', decision: 'filtered' }), 3);
+      assert.equal(await decisions({}), 6, 'each decision counted once');
+    });
+
     it('the disk cap counts the data in use: once the backlog drained, ingest is let in again', async (t) => {
       const cfg = config([dest('a', { extra: 'queue: { concurrency: 1 }' })], 'disk_cap: 1MiB');
       const te = start(t, cfg, { a: failWith(refused) });

@@ -331,6 +331,8 @@ export class DeliveryEngine implements Router {
     const memory: { queue: MemoryQueue; event: FalcoEvent }[] = [];
     const now = Date.now();
     const touched = new Set<Route>();
+    // Counted once the batch is accepted: a refused one is sent again, and would be counted twice.
+    const decisions: CounterHandle[] = [];
     let deduplicated = false;
     for (const event of events) {
       const targets: SqliteQueue[] = [];
@@ -338,19 +340,19 @@ export class DeliveryEngine implements Router {
         if (!route.accepts(event)) {
           if (route.celFailed) {
             route.celFailed = false;
-            route.decisions.celError!.inc();
-          } else route.decisions.filtered.inc();
+            decisions.push(route.decisions.celError!);
+          } else decisions.push(route.decisions.filtered);
           continue;
         }
         if (route.dedup !== undefined && event.rule !== TEST_RULE) {
           if (route.dedup.isDuplicate(event)) {
-            route.decisions.deduplicated.inc();
+            decisions.push(route.decisions.deduplicated);
             deduplicated = true;
             continue;
           }
           remembered.push({ dedup: route.dedup, event });
         }
-        route.decisions.routed.inc();
+        decisions.push(route.decisions.routed);
         touched.add(route);
         if (route.durable) targets.push(route.durable);
         else memory.push({ queue: route.memory!, event });
@@ -359,6 +361,7 @@ export class DeliveryEngine implements Router {
     }
     // Only once the batch is accepted: memory queues take nothing from a batch the journal refused.
     const handOver = () => {
+      for (const decision of decisions) decision.inc();
       for (const m of memory) m.queue.push(m.event, now);
       // Workers that claim ahead were handed their entries (or told) by the journal commit itself.
       for (const route of touched) if (route.memory || !route.workers.prefetching) route.workers.notify();
