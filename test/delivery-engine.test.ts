@@ -1619,6 +1619,23 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       assert.deepEqual(queuedUuids(te.dataDir, 'a'), []);
     });
 
+    it('over the disk cap, events only for durability: memory destinations are still taken', async (t) => {
+      const never = 'filter: { rules: ["no rule has this name"] }';
+      const cfg = config(
+        [dest('d', { extra: never }), dest('m', { extra: 'durability: memory' })],
+        'disk_cap: 1',
+      );
+      const te = start(t, cfg, { d: succeed, m: succeed });
+      assert.equal(te.engine.journalHealth().ok, false, 'over the cap');
+      const events = makeEvents(3, 34);
+      await te.engine.route(events);
+      await waitUntil(
+        () => te.fakes.m!.delivered.length === 3,
+        5000,
+        () => `${te.fakes.m!.delivered.length}/3 delivered by the memory destination`,
+      );
+    });
+
     it('a batch the journal refuses counts no routing decision (its sender sends it again)', async (t) => {
       const cfg = config([dest('a'), dest('f', { extra: 'filter: { rules: ["no rule has this name"] }' })]);
       const te = start(t, cfg, { a: succeed, f: succeed });

@@ -325,7 +325,7 @@ export class DeliveryEngine implements Router {
   private routeNow(events: readonly FalcoEvent[]): Promise<void> | undefined {
     // A refused batch must leave no trace (no dedup key, no memory-queue entry): the sender retries it.
     if (this.closed) throw new JournalUnavailableError('shutting down: not accepting events');
-    this.journal?.checkDiskCap();
+    // The disk cap is checked by the journal's append: events only for memory destinations pass.
     const remembered: { dedup: Deduplicator; event: FalcoEvent }[] = [];
     const items: JournalItem[] = [];
     const memory: { queue: MemoryQueue; event: FalcoEvent }[] = [];
