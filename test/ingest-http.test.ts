@@ -2,6 +2,7 @@ import { JournalUnavailableError } from '../src/delivery/journal.ts';
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { gzipSync, deflateSync } from 'node:zlib';
+import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { request, Agent } from 'undici';
 import { startIngest, testConfig, type TestIngest } from './helpers/ingest.ts';
 import { generateEvents } from './helpers/events.ts';
@@ -404,3 +405,50 @@ describe('ingest bearer tokens', () => {
     assert.equal(test.statusCode, 401);
   });
 });
+
+describe('shutdown with a request in flight on a keep-alive connection', () => {
+  for (const path of ['/', '/falco']) {
+    it(`answers it with Connection: close, so close() does not wait out keep_alive_timeout (POST ${path})`, async () => {
+      const ingest = await startIngest();
+      let open: () => void = () => {};
+      ingest.router.gate = new Promise<void>((resolve) => (open = resolve));
+      const agent = new HttpAgent({ keepAlive: true });
+      try {
+        const answered = new Promise<{ status: number; connection: string | undefined }>(
+          (resolve, reject) => {
+            const req = httpRequest(
+              new URL(path, ingest.url),
+              { method: 'POST', agent, headers: { 'content-type': 'application/json' } },
+              (res) => {
+                res.resume();
+                res.on('end', () => resolve({ status: res.statusCode!, connection: res.headers.connection }));
+              },
+            );
+            req.on('error', reject);
+            req.end(event);
+          },
+        );
+        await waitFor(() => ingest.router.calls === 1);
+        let closed = false;
+        const closing = ingest.close().then(() => (closed = true));
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        open();
+        const answer = await answered;
+        assert.equal(answer.status, 200, 'the event was taken before the shutdown: it is answered');
+        assert.equal(answer.connection, 'close');
+        // keep_alive_timeout is 75 s: a close() that waited for the idle socket would still be pending.
+        await Promise.race([closing, new Promise((resolve) => setTimeout(resolve, 5000))]);
+        assert.ok(closed, 'close() finished once the answer was sent');
+      } finally {
+        open();
+        agent.destroy();
+        await ingest.close().catch(() => {});
+      }
+    });
+  }
+});
+
+async function waitFor(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !check(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.ok(check(), 'condition not met within 5 s');
+}

@@ -3,6 +3,7 @@ import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 import type { ExporterConfig } from '../config/types.ts';
 import type { Metrics } from './registry.ts';
+import { closeConnectionsWhileClosing } from '../util/close-connections.ts';
 
 function readFile(file: string, key: string): Buffer {
   try {
@@ -45,6 +46,7 @@ function goNotFound(reply: FastifyReply): FastifyReply {
 export function buildExporterMetricsApp(config: ExporterConfig, metrics: Metrics): FastifyInstance {
   const https = exporterTlsOptions(config);
   const app = Fastify({ logger: false, ...(https ? { https } : {}) });
+  closeConnectionsWhileClosing(app);
   app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.text()));
   app.setNotFoundHandler((_req, reply) => goNotFound(reply));
   return app;
@@ -56,6 +58,7 @@ export function buildExporterMetricsApp(config: ExporterConfig, metrics: Metrics
  */
 export function buildProbesApp(ready: () => boolean, logger: Logger): FastifyInstance {
   const app = Fastify({ logger: false });
+  closeConnectionsWhileClosing(app);
   let wasReady = false;
   app.get('/liveness', (_req, reply) => reply.code(204).send());
   app.get('/readiness', (_req, reply) => {

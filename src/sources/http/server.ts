@@ -19,6 +19,7 @@ import { IngestError } from './decode.ts';
 import { IngestCore, type BodyShape, type IngestAnswer } from './ingest-core.ts';
 import { testEvent } from '../../event/falco-event.ts';
 import { JournalUnavailableError } from '../../delivery/journal.ts';
+import { closeConnectionsWhileClosing } from '../../util/close-connections.ts';
 
 export interface IngestAppOptions {
   config: EyrieConfig;
@@ -106,7 +107,8 @@ export function buildIngestApp(options: IngestAppOptions): FastifyInstance {
       'content-length': a.body === undefined ? 0 : Buffer.byteLength(a.body),
     };
     if (a.contentType !== undefined) headers['content-type'] = a.contentType;
-    if (close) headers.connection = 'close';
+    // While closing, every answer ends its connection (see closeConnectionsWhileClosing).
+    if (close || closing) headers.connection = 'close';
     res.writeHead(a.status, headers);
     res.end(a.body);
   };
@@ -220,6 +222,7 @@ export function buildIngestApp(options: IngestAppOptions): FastifyInstance {
     closing = true;
     done();
   });
+  closeConnectionsWhileClosing(app);
 
   const answer = (reply: FastifyReply, a: IngestAnswer) => {
     void reply.code(a.status);
