@@ -249,6 +249,11 @@ export class DeliveryEngine implements Router {
     }
     this.registerQueueGauges(options.metrics);
     if (journal) {
+      if (journal.lastError !== undefined)
+        this.logger.error(
+          { error: journal.lastError },
+          'the journal cannot be written: ingest answers 503 until it can',
+        );
       for (const [destination, events] of journal.orphanedEntries()) {
         this.logger.warn(
           { destination, events },

@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Journal, JournalUnavailableError } from './journal.ts';
+import { openSqlite } from '../store/sqlite.ts';
 import { makeEvents } from '../../test/helpers/delivery.ts';
 
 const dirs: string[] = [];
@@ -25,6 +26,35 @@ describe('Journal', () => {
       await assert.rejects(appended!, JournalUnavailableError);
     } finally {
       await journal.close();
+    }
+  });
+
+  it('opens when the leases of a previous run cannot be released (a full disk after a crash)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'eyrie-journal-'));
+    dirs.push(dir);
+    const options = { dataDir: dir, commitInterval: 0, commitMaxEvents: 100, diskCap: 0 };
+    const first = new Journal(options);
+    const queue = first.queue('d', { maxEvents: 0, maxBytes: 0, whenFull: 'drop_oldest' }, () => {});
+    const [event] = makeEvents(1, 2);
+    await first.append([{ event: event!, destinations: [queue] }]);
+    const t0 = Date.now();
+    assert.equal(queue.claim(t0, 10, 0, 60_000).length, 1);
+    await first.close(); // as after a crash: the row is still leased
+    const db = openSqlite(join(dir, 'eyrie.db'));
+    db.exec(
+      `CREATE TRIGGER full BEFORE UPDATE ON deliveries BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`,
+    );
+    db.close();
+    const second = new Journal(options);
+    try {
+      assert.match(second.lastError ?? '', /cannot release .*database or disk is full/);
+      second.db.exec('DROP TRIGGER full');
+      const again = second.queue('d', { maxEvents: 0, maxBytes: 0, whenFull: 'drop_oldest' }, () => {});
+      assert.deepEqual(again.claim(t0 + 1, 10, 0, 60_000), [], 'still leased by the previous run');
+      const [back] = again.claim(t0 + 60_001, 10, 0, 60_000);
+      assert.equal(back?.event.uuid, event!.uuid, 'claimed again once that lease ran out');
+    } finally {
+      await second.close();
     }
   });
 

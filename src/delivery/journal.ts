@@ -544,7 +544,15 @@ export class Journal {
     this.pageSize = this.db.prepare('PRAGMA page_size').pluck().get() as number;
     this.transaction = this.db.transaction((fn: () => unknown) => fn()) as <T>(fn: () => T) => T;
     // This process is the only consumer: whatever a previous run had leased is due again now.
-    this.statements.releaseAll.run();
+    try {
+      this.statements.releaseAll.run();
+    } catch (err) {
+      // A full disk after a crash: start anyway, answering 503 until writes work again, rather than
+      // exit (senders would get connection refused, and memory destinations stop too). The old
+      // leases run out by themselves; their tokens are never matched by this run's settles, which
+      // name rows this run claimed.
+      this.lastError = `cannot release the entries a previous run had leased: ${(err as Error).message}`;
+    }
     this.checkpointer = new WalCheckpointer(this.db, {
       onError: (err) => options.onCheckpointError?.(err, false),
       onFallback: (err) => options.onCheckpointError?.(err, true),
