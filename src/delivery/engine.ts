@@ -252,7 +252,7 @@ export class DeliveryEngine implements Router {
       if (journal.lastError !== undefined)
         this.logger.error(
           { error: journal.lastError },
-          'the journal cannot be written: ingest answers 503 until it can',
+          'the journal could not be written at start: its writes, and ingest with them, may fail until it can',
         );
       for (const [destination, events] of journal.orphanedEntries()) {
         this.logger.warn(
