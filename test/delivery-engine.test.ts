@@ -571,6 +571,23 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       );
     });
 
+    it("falcosidekick_outputs counts each destination but stdout (Falcosidekick's debug printing counts nothing)", async (t) => {
+      const cfg = config([dest('fwd', { type: 'eyrie' }), dest('debug', { extra: 'durability: memory' })]);
+      const te = start(t, cfg, { fwd: succeed, debug: succeed });
+      await te.engine.route(makeEvents(2, 35));
+      await waitUntil(
+        () => te.fakes.fwd!.delivered.length === 2 && te.fakes.debug!.delivered.length === 2,
+        5000,
+        () => 'both delivered',
+      );
+      const metrics = await te.metrics.text();
+      const outputs = (destination: string) =>
+        metricValue(metrics, 'falcosecurity_falcosidekick_outputs_total', { destination, status: 'ok' });
+      assert.equal(outputs('fwd'), 2);
+      assert.equal(outputs('debug'), 0);
+      assert.doesNotMatch(metrics, /falcosidekick_outputs_total\{destination="debug"/);
+    });
+
     it('a fallback measures latency from the ingest, not from the hand-over (durable and memory origins)', async (t) => {
       const cfg = config([
         dest('slowd', { retry: 'max_attempts: 1', extra: 'fallback: spare' }),

@@ -161,6 +161,9 @@ export class DeliveryEngine implements Router {
         durable = journal!.queue(name, caps, onDrop);
         queue = durable;
       }
+      // Falcosidekick has no stdout output: its `debug: true` printing (a translated config's `debug`
+      // destination) counts nothing in its outputs counter.
+      const sidekick = config.type === 'stdout' ? undefined : sidekickOutputs;
       // Handles of the per-event series, made on first use (a series appears once it counts).
       let succeeded: CounterHandle | undefined;
       let sentOk: CounterHandle | undefined;
@@ -169,17 +172,17 @@ export class DeliveryEngine implements Router {
       const observer: DeliveryObserver = {
         success: (entries, now) => {
           succeeded ??= m.outcomes.handle({ destination: name, outcome: 'success', reason: '' });
-          sentOk ??= sidekickOutputs.handle({ destination: name, status: 'ok' });
+          sentOk ??= sidekick?.handle({ destination: name, status: 'ok' });
           succeeded.inc(entries.length);
-          sentOk.inc(entries.length);
+          sentOk?.inc(entries.length);
           for (const e of entries) m.latency.observe({ destination: name }, (now - e.enqueuedAt) / 1000);
         },
         retry: (entries, failure) => {
           m.outcomes.inc({ destination: name, outcome: 'retry', reason: failure.reason }, entries.length);
-          sidekickOutputs.inc({ destination: name, status: 'error' }, entries.length);
+          sidekick?.inc({ destination: name, status: 'error' }, entries.length);
         },
         gaveUp: (count, dead, toFallback, reason) => {
-          sidekickOutputs.inc({ destination: name, status: 'error' }, count);
+          sidekick?.inc({ destination: name, status: 'error' }, count);
           if (toFallback) m.outcomes.inc({ destination: name, outcome: 'fallback', reason }, count);
           if (dead > 0) m.outcomes.inc({ destination: name, outcome: 'dead_letter', reason }, dead);
           const dropped = toFallback ? 0 : count - dead;
