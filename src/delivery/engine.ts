@@ -263,10 +263,10 @@ export class DeliveryEngine implements Router {
           'events queued for a destination this configuration has no durable queue for: kept in the journal, delivered only if it returns under that name',
         );
       }
-      // The dlq CLI may add or remove rows while we run: keep cached depths honest.
+      // The dlq CLI may add or remove rows while we run: keep cached depths honest (queue caps use them).
       this.resyncTimer = setInterval(() => {
         try {
-          journal.resync();
+          journal.refreshIfChangedElsewhere();
         } catch (err) {
           // A read that failed (an I/O error): the cached depths stay as they are until the next one.
           this.logger.warn({ err }, 'cannot re-read the queue depths from the journal');
@@ -277,15 +277,26 @@ export class DeliveryEngine implements Router {
     for (const route of this.routes) route.workers.start();
   }
 
+  /** For scrapes and /healthz: the cached counts, re-read first if the dlq CLI wrote meanwhile. */
+  private refreshCounts(): void {
+    try {
+      this.journal?.refreshIfChangedElsewhere();
+    } catch {
+      // An I/O error: the cached counts are shown as they are; the resync timer logs it.
+    }
+  }
+
   private registerQueueGauges(metrics: Metrics): void {
     const routes = this.routes;
     const registers = [metrics.registry];
+    const refresh = () => this.refreshCounts();
     new Gauge({
       name: 'eyrie_queue_depth',
       help: 'Events waiting for delivery per destination',
       labelNames: ['destination'] as const,
       registers,
       collect() {
+        refresh();
         for (const r of routes) this.set({ destination: r.config.name }, r.workers.queue.depth().count);
       },
     });
@@ -295,6 +306,7 @@ export class DeliveryEngine implements Router {
       labelNames: ['destination'] as const,
       registers,
       collect() {
+        refresh();
         for (const r of routes) this.set({ destination: r.config.name }, r.workers.queue.depth().bytes);
       },
     });
@@ -317,6 +329,7 @@ export class DeliveryEngine implements Router {
       labelNames: ['destination'] as const,
       registers,
       collect() {
+        refresh();
         for (const r of routes) this.set({ destination: r.config.name }, r.workers.queue.deadLetterCount());
       },
     });
@@ -393,6 +406,7 @@ export class DeliveryEngine implements Router {
   }
 
   health(now = Date.now()): DestinationHealth[] {
+    this.refreshCounts();
     return this.routes.map((r) => {
       const w = r.workers;
       const queued = w.queue.depth().count;

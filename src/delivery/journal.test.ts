@@ -58,6 +58,36 @@ describe('Journal', () => {
     }
   });
 
+  it('keeps queue and dead-letter counts cached, re-read only after another connection wrote', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'eyrie-journal-'));
+    dirs.push(dir);
+    const journal = new Journal({ dataDir: dir, commitInterval: 0, commitMaxEvents: 100, diskCap: 0 });
+    try {
+      const queue = journal.queue('d', { maxEvents: 0, maxBytes: 0, whenFull: 'drop_oldest' }, () => {});
+      const [event] = makeEvents(1, 3);
+      await journal.append([{ event: event!, destinations: [queue] }]);
+      const [entry] = queue.claim(Date.now(), 10, 0, 60_000);
+      assert.equal(
+        queue.giveUp([{ entry: entry!, reason: 'permanent_400', error: 'HTTP 400' }], undefined, 0),
+        1,
+      );
+      journal.refreshIfChangedElsewhere();
+      assert.deepEqual([queue.depth().count, queue.deadLetterCount()], [0, 1], 'kept by its own writes');
+      const cli = openSqlite(join(dir, 'eyrie.db'));
+      cli.exec(
+        `INSERT INTO deliveries (destination, event_id, bytes, enqueued_at, due_at)
+           SELECT destination, event_id, bytes, enqueued_at, 0 FROM dead_letters;
+         DELETE FROM dead_letters;`,
+      );
+      cli.close();
+      assert.deepEqual([queue.depth().count, queue.deadLetterCount()], [0, 1], 'cached: no scan per read');
+      journal.refreshIfChangedElsewhere();
+      assert.deepEqual([queue.depth().count, queue.deadLetterCount()], [1, 0], 're-read after the replay');
+    } finally {
+      await journal.close();
+    }
+  });
+
   describe('a claim whose lease ran out (the clock stepped forward mid-send)', () => {
     const LEASE = 60_000;
 
