@@ -3,7 +3,6 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { pino, type Logger } from 'pino';
 import { openSqlite } from '../src/store/sqlite.ts';
 import {
   FakeDestination,
@@ -38,6 +37,7 @@ import { testEvent, type FalcoEvent } from '../src/event/falco-event.ts';
 import { stringifyJson } from '../src/event/json.ts';
 import { PRIORITIES } from '../src/event/priority.ts';
 import { Metrics } from '../src/metrics/registry.ts';
+import { warningsLogger } from './helpers/log-capture.ts';
 
 /** One destination entry of a native config (flow style); retry is fast by default. */
 function dest(name: string, options: { type?: string; retry?: string; extra?: string } = {}): string {
@@ -103,16 +103,6 @@ async function redeliveredOnce(
   );
   await sleep(50);
   assertExactlyOnce(fake, uuids(events));
-}
-
-/** A pino logger at `warn` whose lines are collected, parsed. */
-function warningsLogger(): { logger: Logger; warnings: Record<string, unknown>[] } {
-  const warnings: Record<string, unknown>[] = [];
-  const logger = pino(
-    { level: 'warn' },
-    { write: (line: string) => warnings.push(JSON.parse(line) as Record<string, unknown>) },
-  );
-  return { logger, warnings };
 }
 
 /** Events of identical serialized size (one template, fresh uuids of the same length). */

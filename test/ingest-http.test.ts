@@ -9,6 +9,7 @@ import { generateEvents } from './helpers/events.ts';
 import type { ExactNumber } from '../src/event/json.ts';
 import { parseFalcoEvent, type FalcoEvent } from '../src/event/falco-event.ts';
 import { toSidekickJson } from '../src/event/sidekick-json.ts';
+import { warningsLogger } from './helpers/log-capture.ts';
 
 const event =
   '{"hostname":"node-a","output":"09:00:01.000000123: Notice A shell","output_fields":{"evt.time":1767258001000000123,"proc.name":"sh"},"priority":"Notice","rule":"Terminal shell in container","source":"syscall","tags":["container"],"time":"2026-01-01T09:00:01.000000123Z"}';
@@ -403,6 +404,23 @@ describe('ingest bearer tokens', () => {
     const test = await request(new URL('/test', ingest.url), { method: 'POST' });
     await test.body.text();
     assert.equal(test.statusCode, 401);
+  });
+});
+
+describe('while the journal refuses events', () => {
+  it('logs the refusal once per 10 s, not once per request, counting the ones held back', async () => {
+    const { logger, warnings } = warningsLogger();
+    const ingest = await startIngest(testConfig(), { logger });
+    try {
+      ingest.router.refuse = new JournalUnavailableError('disk cap reached');
+      for (let i = 0; i < 5; i++) assert.equal((await post(ingest.url, event)).status, 503);
+      const refusals = warnings.filter((w) => String(w.msg).startsWith('journal unavailable'));
+      assert.equal(refusals.length, 1, JSON.stringify(warnings));
+      assert.equal(refusals[0]!.level, 50, 'an error');
+      assert.equal(refusals[0]!.refusedSinceLastLog, 0);
+    } finally {
+      await ingest.close();
+    }
   });
 });
 

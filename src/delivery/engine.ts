@@ -13,6 +13,7 @@ import { Journal, JournalUnavailableError, type JournalItem, type SqliteQueue } 
 import { MemoryQueue } from './memory-queue.ts';
 import type { DeliveryQueue } from './queue.ts';
 import { DestinationWorkers, type DeliveryObserver } from './worker.ts';
+import { LogThrottle } from '../util/log-throttle.ts';
 
 export interface EngineDestination {
   config: DestinationConfig;
@@ -221,22 +222,16 @@ export class DeliveryEngine implements Router {
       };
       // A CEL run-time error (e.g. a missing key) refuses the event, as a non-match would, but it is
       // counted as cel_error and logged: at most once a minute, with the errors not logged since.
-      let loggedAt = -Infinity;
-      let unlogged = 0;
+      const celErrorLog = new LogThrottle(CEL_ERROR_LOG_INTERVAL_MS);
       route.accepts = compileFilter(config.filter, `destinations.${name}.filter`, {
         onError: (err, event) => {
           route.celFailed = true;
-          const now = Date.now();
-          if (now - loggedAt < CEL_ERROR_LOG_INTERVAL_MS) {
-            unlogged++;
-            return;
-          }
+          const suppressed = celErrorLog.take();
+          if (suppressed === undefined) return;
           this.logger.warn(
-            { destination: name, expression, rule: event.rule, error: err.message, suppressed: unlogged },
+            { destination: name, expression, rule: event.rule, error: err.message, suppressed },
             'CEL filter error: the event is not delivered to this destination (one warning a minute at most; suppressed = errors since the last one)',
           );
-          loggedAt = now;
-          unlogged = 0;
         },
       });
       this.routes.push(route);

@@ -3,6 +3,10 @@ import type { Metrics } from '../../metrics/registry.ts';
 import type { Pipeline } from '../../routing/pipeline.ts';
 import { JournalUnavailableError } from '../../delivery/journal.ts';
 import { decodeBody, IngestError, type DecodedBody } from './decode.ts';
+import { LogThrottle } from '../../util/log-throttle.ts';
+
+/** While the journal refuses events, the refusal is logged at most this often. */
+const REFUSAL_LOG_INTERVAL_MS = 10_000;
 
 /** What an ingest request is answered, whichever HTTP layer carried it. */
 export interface IngestAnswer {
@@ -27,6 +31,7 @@ export class IngestCore {
   readonly requestsRejected;
   private readonly eventsAccepted;
   private readonly eventsRejected;
+  private readonly refusalLog = new LogThrottle(REFUSAL_LOG_INTERVAL_MS);
   /** Valid events of a request answered 503 (not persisted): the sender has to send them again. */
   private readonly eventsRefused;
 
@@ -55,8 +60,14 @@ export class IngestCore {
   failure(err: unknown): IngestAnswer {
     if (err instanceof IngestError) return this.error(err.status, err.reason, err.message, err.extra);
     if (err instanceof JournalUnavailableError) {
-      // Never a 200 for what is not on disk. Falco counts any answer as delivered, so say it loudly.
-      this.logger.error({ err }, 'journal unavailable: refusing events');
+      // Never a 200 for what is not on disk. Falco counts any answer as delivered, so say it loudly,
+      // but not once per request: at thousands of requests a second that would flood the log.
+      const suppressed = this.refusalLog.take();
+      if (suppressed !== undefined)
+        this.logger.error(
+          { error: err.message, refusedSinceLastLog: suppressed },
+          'journal unavailable: refusing events with 503 (logged every 10 s at most while it lasts)',
+        );
       return this.error(503, 'journal_unavailable', err.message);
     }
     this.logger.error({ err }, 'ingest request failed');

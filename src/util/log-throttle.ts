@@ -1,0 +1,28 @@
+/**
+ * Lets a repeated log line through at most once per interval, counting the ones it held back, so a
+ * failure that repeats per request or per event (a full journal, a CEL error) cannot flood the log.
+ */
+export class LogThrottle {
+  private readonly intervalMs: number;
+  private loggedAt = -Infinity;
+  private suppressed = 0;
+
+  constructor(intervalMs: number) {
+    this.intervalMs = intervalMs;
+  }
+
+  /**
+   * Undefined when the line must be held back (it is counted); otherwise how many were held back
+   * since the last one let through.
+   */
+  take(now = Date.now()): number | undefined {
+    if (now - this.loggedAt < this.intervalMs) {
+      this.suppressed++;
+      return undefined;
+    }
+    const suppressed = this.suppressed;
+    this.loggedAt = now;
+    this.suppressed = 0;
+    return suppressed;
+  }
+}
