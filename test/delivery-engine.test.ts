@@ -13,6 +13,7 @@ import {
   failWith,
   hang,
   makeEvents,
+  deliveryEvents,
   metricValue,
   query,
   queuedUuids,
@@ -146,10 +147,7 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       assertExactlyOnce(te.fakes.ok!, uuids(events));
       assert.deepEqual(queuedUuids(te.dataDir, 'ok'), [], 'delivered entries leave the queue');
       const metrics = await te.metrics.text();
-      assert.equal(
-        metricValue(metrics, 'eyrie_delivery_events_total', { destination: 'ok', outcome: 'success' }),
-        100,
-      );
+      assert.equal(deliveryEvents(metrics, 'ok', 'success'), 100);
       assert.equal(metricValue(metrics, 'eyrie_queue_depth', { destination: 'ok' }), 0);
       assert.equal(metricValue(metrics, 'eyrie_queue_depth', { destination: 'dead' }), 100);
       assert.equal(
@@ -240,27 +238,10 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
         for (const e of events)
           assert.equal(te.fakes.r!.attemptsOf(e.uuid), 4, 'three failures, then success');
         const metrics = await te.metrics.text();
-        assert.equal(
-          metricValue(metrics, 'eyrie_delivery_events_total', {
-            destination: 'r',
-            outcome: 'retry',
-            reason: c.reason,
-          }),
-          9,
-        );
-        assert.equal(
-          metricValue(metrics, 'eyrie_delivery_events_total', { destination: 'r', outcome: 'retry' }),
-          9,
-          'no other reason',
-        );
-        assert.equal(
-          metricValue(metrics, 'eyrie_delivery_events_total', { destination: 'r', outcome: 'success' }),
-          3,
-        );
-        assert.equal(
-          metricValue(metrics, 'eyrie_delivery_events_total', { destination: 'r', outcome: 'dead_letter' }),
-          0,
-        );
+        assert.equal(deliveryEvents(metrics, 'r', 'retry', c.reason), 9);
+        assert.equal(deliveryEvents(metrics, 'r', 'retry'), 9, 'no other reason');
+        assert.equal(deliveryEvents(metrics, 'r', 'success'), 3);
+        assert.equal(deliveryEvents(metrics, 'r', 'dead_letter'), 0);
         assert.deepEqual(deadLetterRows(te.dataDir, 'r'), []);
         assert.deepEqual(queuedUuids(te.dataDir, 'r'), []);
         const health = te.engine.health().find((h) => h.name === 'r')!;
@@ -420,18 +401,8 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
         for (const e of events)
           assert.equal(te.fakes[c.name]!.attemptsOf(e.uuid), 1, `${c.name}: never retried`);
         assert.deepEqual(queuedUuids(te.dataDir, c.name), []);
-        assert.equal(
-          metricValue(metrics, 'eyrie_delivery_events_total', {
-            destination: c.name,
-            outcome: 'dead_letter',
-            reason: `permanent_${c.reason}`,
-          }),
-          3,
-        );
-        assert.equal(
-          metricValue(metrics, 'eyrie_delivery_events_total', { destination: c.name, outcome: 'retry' }),
-          0,
-        );
+        assert.equal(deliveryEvents(metrics, c.name, 'dead_letter', `permanent_${c.reason}`), 3);
+        assert.equal(deliveryEvents(metrics, c.name, 'retry'), 0);
         assert.equal(metricValue(metrics, 'eyrie_dead_letters', { destination: c.name }), 3);
         const health = te.engine.health().find((h) => h.name === c.name)!;
         assert.equal(health.deadLetters, 3);
@@ -535,30 +506,9 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
         assert.equal(r.reason, 'retries_exhausted');
       }
       const metrics = await te.metrics.text();
-      assert.equal(
-        metricValue(metrics, 'eyrie_delivery_events_total', {
-          destination: 'attempts',
-          outcome: 'retry',
-          reason: '503',
-        }),
-        4,
-      );
-      assert.equal(
-        metricValue(metrics, 'eyrie_delivery_events_total', {
-          destination: 'attempts',
-          outcome: 'dead_letter',
-          reason: 'retries_exhausted',
-        }),
-        2,
-      );
-      assert.equal(
-        metricValue(metrics, 'eyrie_delivery_events_total', {
-          destination: 'elapsed',
-          outcome: 'dead_letter',
-          reason: 'retries_exhausted',
-        }),
-        2,
-      );
+      assert.equal(deliveryEvents(metrics, 'attempts', 'retry', '503'), 4);
+      assert.equal(deliveryEvents(metrics, 'attempts', 'dead_letter', 'retries_exhausted'), 2);
+      assert.equal(deliveryEvents(metrics, 'elapsed', 'dead_letter', 'retries_exhausted'), 2);
     });
 
     it("falcosidekick_outputs counts each destination but stdout (Falcosidekick's debug printing counts nothing)", async (t) => {
@@ -659,11 +609,7 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
         assert.equal(te.fakes.budget!.attemptsOf(e.uuid), 2, 'budget spent before the fallback');
       const metrics = await te.metrics.text();
       const outcome = (destination: string, o: string, reason?: string) =>
-        metricValue(metrics, 'eyrie_delivery_events_total', {
-          destination,
-          outcome: o,
-          ...(reason !== undefined ? { reason } : {}),
-        });
+        deliveryEvents(metrics, destination, o, reason);
       assert.equal(outcome('perm', 'fallback', 'permanent_400'), 4);
       assert.equal(outcome('budget', 'fallback', 'retries_exhausted'), 4);
       assert.equal(outcome('mem', 'fallback', 'permanent_permanent'), 4);
@@ -720,19 +666,8 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
         await te.engine.route(events);
         assert.deepEqual(queuedUuids(te.dataDir, 'capped'), c.kept);
         const metrics = await te.metrics.text();
-        assert.equal(
-          metricValue(metrics, 'eyrie_delivery_events_total', {
-            destination: 'capped',
-            outcome: 'dropped',
-            reason: c.reason,
-          }),
-          7,
-        );
-        assert.equal(
-          metricValue(metrics, 'eyrie_delivery_events_total', { destination: 'capped', outcome: 'dropped' }),
-          7,
-          'one reason only',
-        );
+        assert.equal(deliveryEvents(metrics, 'capped', 'dropped', c.reason), 7);
+        assert.equal(deliveryEvents(metrics, 'capped', 'dropped'), 7, 'one reason only');
         assert.equal(metricValue(metrics, 'eyrie_queue_depth', { destination: 'capped' }), 5);
         assert.equal(metricValue(metrics, 'eyrie_queue_bytes', { destination: 'capped' }), size * 5);
         assert.equal(
@@ -762,14 +697,7 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
         'in-flight entries kept',
       );
       const metrics = await te.metrics.text();
-      assert.equal(
-        metricValue(metrics, 'eyrie_delivery_events_total', {
-          destination: 'capped',
-          outcome: 'dropped',
-          reason: 'queue_full_newest',
-        }),
-        2,
-      );
+      assert.equal(deliveryEvents(metrics, 'capped', 'dropped', 'queue_full_newest'), 2);
     });
 
     it('drop_oldest drops entries claimed ahead (not being sent) like any other', async (t) => {
@@ -798,18 +726,8 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
         'the oldest unsent entries went, the one being sent stayed',
       );
       const metrics = await te.metrics.text();
-      assert.equal(
-        metricValue(metrics, 'eyrie_delivery_events_total', {
-          destination: 'capped',
-          outcome: 'dropped',
-          reason: 'queue_full_oldest',
-        }),
-        3,
-      );
-      assert.equal(
-        metricValue(metrics, 'eyrie_delivery_events_total', { destination: 'capped', outcome: 'dropped' }),
-        3,
-      );
+      assert.equal(deliveryEvents(metrics, 'capped', 'dropped', 'queue_full_oldest'), 3);
+      assert.equal(deliveryEvents(metrics, 'capped', 'dropped'), 3);
       assert.equal(metricValue(metrics, 'eyrie_queue_depth', { destination: 'capped' }), 5);
       assert.deepEqual(
         te.fakes.capped!.sends.map((x) => x.uuids),
@@ -841,11 +759,7 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
         () => 'first entry in flight',
       );
       const dropped = async (reason: string) =>
-        metricValue(await te.metrics.text(), 'eyrie_delivery_events_total', {
-          destination: 'capped',
-          outcome: 'dropped',
-          reason,
-        });
+        deliveryEvents(await te.metrics.text(), 'capped', 'dropped', reason);
       return { te, dropped };
     }
 
@@ -903,14 +817,7 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       assert.equal(queued('spare'), 5, 'spare holds its cap');
       assert.equal(queuedUuids(te.dataDir, 'spare').length, 5);
       const metrics = await te.metrics.text();
-      assert.equal(
-        metricValue(metrics, 'eyrie_delivery_events_total', {
-          destination: 'spare',
-          outcome: 'dropped',
-          reason: 'queue_full_newest',
-        }),
-        11,
-      );
+      assert.equal(deliveryEvents(metrics, 'spare', 'dropped', 'queue_full_newest'), 11);
       assert.equal(
         query<{ n: number }>(te.dataDir, 'SELECT count(*) AS n FROM events')[0]!.n,
         5,
@@ -940,14 +847,7 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
         assert.equal(te.engine.health().find((h) => h.name === 'mem')!.queued, 5);
         const reason = whenFull === 'drop_newest' ? 'queue_full_newest' : 'queue_full_oldest';
         const metrics = await te.metrics.text();
-        assert.equal(
-          metricValue(metrics, 'eyrie_delivery_events_total', {
-            destination: 'mem',
-            outcome: 'dropped',
-            reason,
-          }),
-          7,
-        );
+        assert.equal(deliveryEvents(metrics, 'mem', 'dropped', reason), 7);
       });
     }
   });
@@ -1249,11 +1149,7 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       assert.deepEqual(te.engine.journalHealth(), { ok: true });
       const metrics = await te.metrics.text();
       const outcome = (destination: string, o: string, reason?: string) =>
-        metricValue(metrics, 'eyrie_delivery_events_total', {
-          destination,
-          outcome: o,
-          ...(reason !== undefined ? { reason } : {}),
-        });
+        deliveryEvents(metrics, destination, o, reason);
       assert.equal(outcome('mem', 'retry', '503'), 10);
       assert.equal(outcome('mem', 'success'), 5);
       assert.equal(outcome('lossy', 'dropped', 'gave_up_memory'), 5);
@@ -1478,14 +1374,7 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       assert.ok(second! - first! >= 5100 - 1, `retried ${second! - first!} ms after the first attempt`);
       assert.ok(second! - first! < 5100 + 2000, `retried ${second! - first!} ms after the first attempt`);
       const metrics = await te.metrics.text();
-      assert.equal(
-        metricValue(metrics, 'eyrie_delivery_events_total', {
-          destination: 'stuck',
-          outcome: 'retry',
-          reason: 'timeout',
-        }),
-        1,
-      );
+      assert.equal(deliveryEvents(metrics, 'stuck', 'retry', 'timeout'), 1);
       assert.equal(metricValue(metrics, 'eyrie_delivery_in_flight', { destination: 'stuck' }), 0);
     });
 
@@ -1784,19 +1673,12 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       );
       await assert.rejects(async () => te.engine.route([second!]), JournalUnavailableError);
       const metrics = await te.metrics.text();
-      assert.equal(
-        metricValue(metrics, 'eyrie_delivery_events_total', { destination: 'capped', outcome: 'dropped' }),
-        0,
-      );
+      assert.equal(deliveryEvents(metrics, 'capped', 'dropped'), 0);
       db.exec('DROP TRIGGER refuse');
       await te.engine.route([second!]);
       const after = await te.metrics.text();
       assert.equal(
-        metricValue(after, 'eyrie_delivery_events_total', {
-          destination: 'capped',
-          outcome: 'dropped',
-          reason: 'queue_full_newest',
-        }),
+        deliveryEvents(after, 'capped', 'dropped', 'queue_full_newest'),
         1,
         'counted once the commit that drops it succeeds',
       );

@@ -194,6 +194,15 @@ export function metricValue(text: string, name: string, labels: Record<string, s
   return total;
 }
 
+/** `eyrie_delivery_events_total` for one destination and outcome, summed over reasons unless one is given. */
+export function deliveryEvents(text: string, destination: string, outcome: string, reason?: string): number {
+  return metricValue(text, 'eyrie_delivery_events_total', {
+    destination,
+    outcome,
+    ...(reason !== undefined ? { reason } : {}),
+  });
+}
+
 /** Polls `check` every 10 ms until it holds; throws with `what()` after `timeoutMs`. */
 export async function waitUntil(check: () => boolean, timeoutMs: number, what: () => string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
