@@ -969,41 +969,29 @@ function lazyArgs(args: unknown[]): (() => unknown)[] {
   return args as (() => unknown)[];
 }
 
+/**
+ * Go's `and` / `or`: evaluates arguments in order and returns the first whose truth is `stopAt`
+ * (false for and, true for or), else the last.
+ */
+function shortCircuit(stopAt: boolean): Builtin {
+  return {
+    min: 1,
+    max: Infinity,
+    lazy: true,
+    fn: (args) => {
+      let v: unknown;
+      for (const t of lazyArgs(args)) {
+        v = t();
+        if (truth(v) === stopAt) return v;
+      }
+      return v;
+    },
+  };
+}
+
 const BUILTINS = new Map<string, Builtin>([
-  [
-    'and',
-    {
-      min: 1,
-      max: Infinity,
-      lazy: true,
-      fn: (args) => {
-        const thunks = lazyArgs(args);
-        let v: unknown;
-        for (const t of thunks) {
-          v = t();
-          if (!truth(v)) return v;
-        }
-        return v;
-      },
-    },
-  ],
-  [
-    'or',
-    {
-      min: 1,
-      max: Infinity,
-      lazy: true,
-      fn: (args) => {
-        const thunks = lazyArgs(args);
-        let v: unknown;
-        for (const t of thunks) {
-          v = t();
-          if (truth(v)) return v;
-        }
-        return v;
-      },
-    },
-  ],
+  ['and', shortCircuit(false)],
+  ['or', shortCircuit(true)],
   ['not', { min: 1, max: 1, fn: (args) => !truth(args[0]) }],
   [
     'eq',

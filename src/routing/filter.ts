@@ -176,6 +176,12 @@ function compileNameMatcher(patterns: readonly string[]): (value: string) => boo
   return (value) => literals.has(value) || globs.some((glob) => globMatch(glob, value));
 }
 
+/** Whether any of an event's tags is in `set` (a loop, not `some`, on this per-event path). */
+function hasAnyTag(tags: readonly string[], set: ReadonlySet<string>): boolean {
+  for (let i = 0; i < tags.length; i++) if (set.has(tags[i]!)) return true;
+  return false;
+}
+
 function checkStrings(value: unknown, path: string): string[] | undefined {
   if (value === undefined || value === null) return undefined;
   if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) {
@@ -546,11 +552,7 @@ export function compileFilter(
     const any = checkStrings(tags.any, `${where}.tags.any`);
     if (any) {
       const set = new Set(any);
-      checks.push((e) => {
-        const t = e.tags;
-        for (let i = 0; i < t.length; i++) if (set.has(t[i]!)) return true;
-        return false;
-      });
+      checks.push((e) => hasAnyTag(e.tags, set));
     }
     const all = checkStrings(tags.all, `${where}.tags.all`);
     if (all) {
@@ -563,11 +565,7 @@ export function compileFilter(
     const none = checkStrings(tags.none, `${where}.tags.none`);
     if (none) {
       const set = new Set(none);
-      checks.push((e) => {
-        const t = e.tags;
-        for (let i = 0; i < t.length; i++) if (set.has(t[i]!)) return false;
-        return true;
-      });
+      checks.push((e) => !hasAnyTag(e.tags, set));
     }
   }
 
