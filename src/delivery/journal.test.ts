@@ -67,9 +67,9 @@ describe('Journal', () => {
       const [event] = makeEvents(1, 3);
       await journal.append([{ event: event!, destinations: [queue] }]);
       const [entry] = queue.claim(Date.now(), 10, 0, 60_000);
-      assert.equal(
+      assert.deepEqual(
         queue.giveUp([{ entry: entry!, reason: 'permanent_400', error: 'HTTP 400' }], undefined, 0),
-        1,
+        { settled: 1, deadLetters: 1 },
       );
       journal.refreshIfChangedElsewhere();
       assert.deepEqual([queue.depth().count, queue.deadLetterCount()], [0, 1], 'kept by its own writes');
@@ -83,6 +83,70 @@ describe('Journal', () => {
       assert.deepEqual([queue.depth().count, queue.deadLetterCount()], [0, 1], 'cached: no scan per read');
       journal.refreshIfChangedElsewhere();
       assert.deepEqual([queue.depth().count, queue.deadLetterCount()], [1, 0], 're-read after the replay');
+    } finally {
+      await journal.close();
+    }
+  });
+
+  it('counts a dead letter once when a settle written in the same transaction fails', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'eyrie-journal-'));
+    dirs.push(dir);
+    const errors: number[] = [];
+    const journal = new Journal({
+      dataDir: dir,
+      commitInterval: 0,
+      commitMaxEvents: 100,
+      diskCap: 0,
+      onSettleError: (_err, events) => errors.push(events),
+    });
+    try {
+      const queue = journal.queue('d', { maxEvents: 0, maxBytes: 0, whenFull: 'drop_oldest' }, () => {});
+      await journal.append(makeEvents(2, 4).map((event) => ({ event, destinations: [queue] })));
+      const now = Date.now();
+      const [retried, failed] = queue.claim(now, 10, 0, 60_000);
+      // The pending reschedule fails in its savepoint (as on a full disk); the give-up commits.
+      journal.db.exec(
+        `CREATE TRIGGER full BEFORE UPDATE OF last_error ON deliveries BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`,
+      );
+      queue.reschedule([retried!], now + 1000, 'HTTP 503', now);
+      assert.deepEqual(
+        queue.giveUp([{ entry: failed!, reason: 'permanent_400', error: 'HTTP 400' }], undefined, now),
+        { settled: 1, deadLetters: 1 },
+      );
+      assert.deepEqual(errors, [1], 'the reschedule failed');
+      const truth = journal.db.prepare('SELECT count(*) FROM dead_letters').pluck().get();
+      assert.equal(truth, 1);
+      assert.equal(queue.deadLetterCount(), 1, 'counted once, not again on top of the re-read');
+      assert.equal(queue.depth().count, 1);
+    } finally {
+      await journal.close();
+    }
+  });
+
+  it('re-reads the counts again after a re-read that failed', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'eyrie-journal-'));
+    dirs.push(dir);
+    const journal = new Journal({ dataDir: dir, commitInterval: 0, commitMaxEvents: 100, diskCap: 0 });
+    try {
+      const queue = journal.queue('d', { maxEvents: 0, maxBytes: 0, whenFull: 'drop_oldest' }, () => {});
+      await journal.append(makeEvents(2, 5).map((event) => ({ event, destinations: [queue] })));
+      journal.refreshIfChangedElsewhere();
+      // Another connection (the dlq CLI) empties the queue.
+      const other = openSqlite(join(dir, 'eyrie.db'));
+      other.exec('DELETE FROM deliveries');
+      other.close();
+      const statements = journal.statements as unknown as Record<string, unknown>;
+      const depth = statements.depth;
+      statements.depth = {
+        get() {
+          throw new Error('disk I/O error');
+        },
+      };
+      assert.throws(() => journal.refreshIfChangedElsewhere(), /disk I\/O error/);
+      statements.depth = depth;
+      assert.equal(queue.depth().count, 2, 'the stale count, until a re-read succeeds');
+      journal.refreshIfChangedElsewhere();
+      assert.equal(queue.depth().count, 0, 'the next look re-reads');
     } finally {
       await journal.close();
     }
@@ -131,9 +195,10 @@ describe('Journal', () => {
         queue.reschedule([stale], t0 + LEASE + 2, 'timeout', t0 + LEASE + 1);
         journal.flushSettles();
         assert.deepEqual(queue.claim(t0 + LEASE + 3, 10, 0, LEASE), [], 'still leased to the current claim');
-        assert.equal(
+        assert.deepEqual(
           queue.giveUp([{ entry: stale, reason: 'permanent', error: 'HTTP 400' }], undefined, t0),
-          0,
+          { settled: 0, deadLetters: 0 },
+          'nothing given up, so nothing for the worker to count',
         );
         assert.equal(queue.deadLetterCount(), 0);
         assert.equal(queue.depth().count, 1);

@@ -7,7 +7,7 @@ import type { FalcoEvent } from '../event/falco-event.ts';
 import { parseJson, stringifyJson } from '../event/json.ts';
 import { makeDirectory } from '../util/directory.ts';
 import { asError } from '../util/error.ts';
-import type { DeliveryQueue, GiveUp, Prefetcher, QueueDepth, QueueEntry } from './queue.ts';
+import type { DeliveryQueue, GiveUp, GiveUpResult, Prefetcher, QueueDepth, QueueEntry } from './queue.ts';
 
 /** Ingest could not persist: answered 503, never 200. */
 export class JournalUnavailableError extends Error {
@@ -262,13 +262,15 @@ export class SqliteQueue implements DeliveryQueue {
     });
   }
 
-  giveUp(items: readonly GiveUp[], fallback: DeliveryQueue | undefined, now: number): number {
+  giveUp(items: readonly GiveUp[], fallback: DeliveryQueue | undefined, now: number): GiveUpResult {
     const s = this.journal.statements;
+    let settled = 0;
     let dead = 0;
     this.journal.write(() => {
       for (const { entry, reason, error } of items) {
         const row = s.deleteDelivery.get(entry.id, entry.claim) as { event_id: number } | undefined;
         if (!row) continue; // claimed again after its lease ran out, or purged meanwhile
+        settled++;
         this.count--;
         this.bytes -= entry.bytes;
         if (fallback instanceof SqliteQueue) {
@@ -293,12 +295,14 @@ export class SqliteQueue implements DeliveryQueue {
             error.slice(0, 2000),
           );
           dead++;
+          // Counted inside the transaction, as count and bytes are: should a settle written with it
+          // fail, write() re-reads every count after the commit, this one included.
+          this.deadLetters++;
         }
       }
     });
-    this.deadLetters += dead;
     this.resyncIfStale();
-    return dead;
+    return { settled, deadLetters: dead };
   }
 
   adopt(event: FalcoEvent, enqueuedAt: number, now: number): void {
@@ -608,8 +612,9 @@ export class Journal {
     if (this.closed) return;
     const version = this.statements.dataVersion.get() as number;
     if (version === this.seenDataVersion) return;
-    this.seenDataVersion = version;
     this.resync();
+    // Only once the counts are read: a resync that throws (an I/O error) is tried again next time.
+    this.seenDataVersion = version;
   }
 
   private seenDataVersion: number | undefined;

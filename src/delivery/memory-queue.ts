@@ -1,6 +1,6 @@
 import type { FalcoEvent } from '../event/falco-event.ts';
 import { toSidekickJson } from '../event/sidekick-json.ts';
-import type { DeliveryQueue, GiveUp, QueueDepth, QueueEntry } from './queue.ts';
+import type { DeliveryQueue, GiveUp, GiveUpResult, QueueDepth, QueueEntry } from './queue.ts';
 
 interface Slot extends QueueEntry {
   dueAt: number;
@@ -108,15 +108,18 @@ export class MemoryQueue implements DeliveryQueue {
     if (this.leased.delete(entry.id)) this.leasedBytes -= entry.bytes;
   }
 
-  private remove(entries: readonly QueueEntry[]): void {
-    if (entries.length === 0) return;
+  /** Removes the entries still queued; returns how many were. */
+  private remove(entries: readonly QueueEntry[]): number {
+    if (entries.length === 0) return 0;
     const ids = new Set(entries.map((e) => e.id));
+    const before = this.slots.length;
     this.slots = this.slots.filter((s) => {
       if (!ids.has(s.id)) return true;
       this.bytes -= s.bytes;
       this.unlease(s);
       return false;
     });
+    return before - this.slots.length;
   }
 
   ack(entries: readonly QueueEntry[]): void {
@@ -132,7 +135,7 @@ export class MemoryQueue implements DeliveryQueue {
     }
   }
 
-  giveUp(items: readonly GiveUp[], fallback: DeliveryQueue | undefined, now: number): number {
+  giveUp(items: readonly GiveUp[], fallback: DeliveryQueue | undefined, now: number): GiveUpResult {
     // Removed only once its fallback took it: should a hand-over fail (a durable fallback that
     // cannot write), the rest stay here leased and come back when their lease expires.
     const handed: QueueEntry[] = [];
@@ -141,10 +144,11 @@ export class MemoryQueue implements DeliveryQueue {
         fallback?.adopt(entry.event, entry.enqueuedAt, now);
         handed.push(entry);
       }
-    } finally {
+    } catch (err) {
       this.remove(handed);
+      throw err;
     }
-    return 0;
+    return { settled: this.remove(handed), deadLetters: 0 };
   }
 
   adopt(event: FalcoEvent, enqueuedAt: number, now: number): void {

@@ -27,6 +27,12 @@ export interface QueueDepth {
 }
 
 /** Where an entry goes when it will not be retried. */
+/** What a give-up did: how many entries it took off the queue, and how many of those became dead letters. */
+export interface GiveUpResult {
+  settled: number;
+  deadLetters: number;
+}
+
 export interface GiveUp {
   entry: QueueEntry;
   reason: string;
@@ -57,9 +63,10 @@ export interface DeliveryQueue {
   reschedule(entries: readonly QueueEntry[], dueAt: number, error: string, now: number): void;
   /**
    * Failed for good: re-queued on `fallback` when given, else to dead letters (durable queues) or
-   * dropped (memory queues). Returns how many went to dead letters.
+   * dropped (memory queues). Entries no longer held under their claim (claimed again after the
+   * lease ran out) are left alone and not counted.
    */
-  giveUp(items: readonly GiveUp[], fallback: DeliveryQueue | undefined, now: number): number;
+  giveUp(items: readonly GiveUp[], fallback: DeliveryQueue | undefined, now: number): GiveUpResult;
   /**
    * Takes an event another queue gave up on (this queue is its fallback), due now. `enqueuedAt` is
    * its ingest time, kept so that latency and queue age count the time spent on the other queue.

@@ -393,12 +393,21 @@ export class DestinationWorkers implements Prefetcher {
 
   /** Gives up entries that all failed the same way (one reason). */
   private giveUp(giveUp: GiveUp[], done: number): void {
-    const dead = this.queue.giveUp(giveUp, this.fallback, done);
-    this.observer.gaveUp(giveUp.length, dead, this.fallback !== undefined, giveUp[0]!.reason);
+    const { settled, deadLetters } = this.queue.giveUp(giveUp, this.fallback, done);
+    if (settled < giveUp.length) {
+      // Their lease ran out during the send (a clock step, a stalled process) and another claim
+      // holds them now: that claim settles them, so they are not counted here.
+      this.logger.warn(
+        { events: giveUp.length - settled },
+        'entries to give up were claimed again after their lease ran out; left to that claim',
+      );
+    }
+    if (settled === 0) return;
+    this.observer.gaveUp(settled, deadLetters, this.fallback !== undefined, giveUp[0]!.reason);
     if (this.fallback) this.wakeFallback?.();
     this.logger.error(
       {
-        events: giveUp.length,
+        events: settled,
         reason: giveUp[0]!.reason,
         error: giveUp[0]!.error,
         fallback: this.config.fallback,
