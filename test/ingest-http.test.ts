@@ -3,6 +3,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { gzipSync, deflateSync } from 'node:zlib';
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
+import { connect as netConnect } from 'node:net';
 import { request, Agent } from 'undici';
 import { startIngest, testConfig, type TestIngest } from './helpers/ingest.ts';
 import { generateEvents } from './helpers/events.ts';
@@ -426,34 +427,30 @@ describe('while the journal refuses events', () => {
 
 describe('shutdown with a request in flight on a keep-alive connection', () => {
   for (const path of ['/', '/falco']) {
-    it(`answers it with Connection: close, so close() does not wait out keep_alive_timeout (POST ${path})`, async () => {
+    it(`answers it and closes the connection at once, not after keep_alive_timeout (POST ${path})`, async () => {
       const ingest = await startIngest();
       let open: () => void = () => {};
       ingest.router.gate = new Promise<void>((resolve) => (open = resolve));
       const agent = new HttpAgent({ keepAlive: true });
       try {
-        const answered = new Promise<{ status: number; connection: string | undefined }>(
-          (resolve, reject) => {
-            const req = httpRequest(
-              new URL(path, ingest.url),
-              { method: 'POST', agent, headers: { 'content-type': 'application/json' } },
-              (res) => {
-                res.resume();
-                res.on('end', () => resolve({ status: res.statusCode!, connection: res.headers.connection }));
-              },
-            );
-            req.on('error', reject);
-            req.end(event);
-          },
-        );
+        const answered = new Promise<number>((resolve, reject) => {
+          const req = httpRequest(
+            new URL(path, ingest.url),
+            { method: 'POST', agent, headers: { 'content-type': 'application/json' } },
+            (res) => {
+              res.resume();
+              res.on('end', () => resolve(res.statusCode!));
+            },
+          );
+          req.on('error', reject);
+          req.end(event);
+        });
         await waitFor(() => ingest.router.calls === 1);
         let closed = false;
         const closing = ingest.close().then(() => (closed = true));
         await new Promise((resolve) => setTimeout(resolve, 50));
         open();
-        const answer = await answered;
-        assert.equal(answer.status, 200, 'the event was taken before the shutdown: it is answered');
-        assert.equal(answer.connection, 'close');
+        assert.equal(await answered, 200, 'the event was taken before the shutdown: it is answered');
         // keep_alive_timeout is 75 s: a close() that waited for the idle socket would still be pending.
         await Promise.race([closing, new Promise((resolve) => setTimeout(resolve, 5000))]);
         assert.ok(closed, 'close() finished once the answer was sent');
@@ -463,7 +460,72 @@ describe('shutdown with a request in flight on a keep-alive connection', () => {
         await ingest.close().catch(() => {});
       }
     });
+
+    it(`answers every request pipelined on the connection before closing it (POST ${path})`, async () => {
+      const ingest = await startIngest();
+      let open: () => void = () => {};
+      ingest.router.gate = new Promise<void>((resolve) => (open = resolve));
+      const url = new URL(ingest.url);
+      const socket = netConnect(Number(url.port), url.hostname);
+      try {
+        let received = '';
+        socket.setEncoding('utf8');
+        socket.on('data', (chunk: string) => (received += chunk));
+        const ended = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+        const request = (host: string) =>
+          `POST ${path} HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\n` +
+          `Content-Length: ${Buffer.byteLength(event)}\r\n\r\n${event}`;
+        socket.write(request(url.host).repeat(3));
+        await waitFor(() => ingest.router.calls >= 1);
+        let closed = false;
+        const closing = ingest.close().then(() => (closed = true));
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        open();
+        await Promise.race([ended, new Promise((resolve) => setTimeout(resolve, 5000))]);
+        assert.equal(ingest.router.events.length, 3, 'all three events were taken');
+        assert.equal(
+          received.match(/^HTTP\/1\.1 200 /gm)?.length ?? 0,
+          3,
+          `every taken event is answered, got:\n${received}`,
+        );
+        await Promise.race([closing, new Promise((resolve) => setTimeout(resolve, 5000))]);
+        assert.ok(closed, 'close() finished once the answers were sent');
+      } finally {
+        open();
+        socket.destroy();
+        await ingest.close().catch(() => {});
+      }
+    });
   }
+
+  it('closes a connection answered before its body arrived once the body is in (401)', async () => {
+    const ingest = await startIngest(
+      testConfig((c) => {
+        c.auth.tokens = ['secret'];
+      }),
+    );
+    const url = new URL(ingest.url);
+    const socket = netConnect(Number(url.port), url.hostname);
+    try {
+      let received = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (chunk: string) => (received += chunk));
+      socket.write(
+        `POST / HTTP/1.1\r\nHost: ${url.host}\r\nContent-Type: application/json\r\n` +
+          `Content-Length: ${Buffer.byteLength(event)}\r\n\r\n${event.slice(0, 5)}`,
+      );
+      await waitFor(() => /^HTTP\/1\.1 401 /.test(received));
+      let closed = false;
+      const closing = ingest.close().then(() => (closed = true));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      socket.write(event.slice(5));
+      await Promise.race([closing, new Promise((resolve) => setTimeout(resolve, 5000))]);
+      assert.ok(closed, 'close() did not wait out keep_alive_timeout');
+    } finally {
+      socket.destroy();
+      await ingest.close().catch(() => {});
+    }
+  });
 });
 
 async function waitFor(check: () => boolean): Promise<void> {

@@ -107,8 +107,7 @@ export function buildIngestApp(options: IngestAppOptions): FastifyInstance {
       'content-length': a.body === undefined ? 0 : Buffer.byteLength(a.body),
     };
     if (a.contentType !== undefined) headers['content-type'] = a.contentType;
-    // While closing, every answer ends its connection (see closeConnectionsWhileClosing).
-    if (close || closing) headers.connection = 'close';
+    if (close) headers.connection = 'close';
     res.writeHead(a.status, headers);
     res.end(a.body);
   };
