@@ -27,7 +27,8 @@ export class Metrics {
 
   /**
    * Eyrie: events by ingest source (http, grpc, file, …) and outcome: accepted, rejected (invalid),
-   * refused (http only: valid, but its request was answered 503; other sources retry until accepted).
+   * refused (http only: valid, but not taken: its request was answered 503, or 500 on an unexpected
+   * error; other sources retry until accepted).
    */
   readonly ingestEvents = new HotCounter({
     name: 'eyrie_ingest_events_total',

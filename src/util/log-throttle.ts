@@ -13,9 +13,10 @@ export class LogThrottle {
 
   /**
    * Undefined when the line must be held back (it is counted); otherwise how many were held back
-   * since the last one let through.
+   * since the last one let through. The default clock is monotonic: a wall clock stepped back would
+   * hold every line back until it caught up.
    */
-  take(now = Date.now()): number | undefined {
+  take(now = performance.now()): number | undefined {
     if (now - this.loggedAt < this.intervalMs) {
       this.suppressed++;
       return undefined;
