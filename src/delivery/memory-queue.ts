@@ -139,8 +139,10 @@ export class MemoryQueue implements DeliveryQueue {
     // Removed only once its fallback took it: should a hand-over fail (a durable fallback that
     // cannot write), the rest stay here leased and come back when their lease expires.
     const handed: QueueEntry[] = [];
+    const queued = new Set(this.slots.map((s) => s.id));
     try {
       for (const { entry } of items) {
+        if (!queued.has(entry.id)) continue; // settled by a later claim after its lease ran out
         fallback?.adopt(entry.event, entry.enqueuedAt, now);
         handed.push(entry);
       }

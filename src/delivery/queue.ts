@@ -26,13 +26,13 @@ export interface QueueDepth {
   oldestEnqueuedAt: number | undefined;
 }
 
-/** Where an entry goes when it will not be retried. */
 /** What a give-up did: how many entries it took off the queue, and how many of those became dead letters. */
 export interface GiveUpResult {
   settled: number;
   deadLetters: number;
 }
 
+/** An entry that will not be retried, with the reason and error its dead letter records. */
 export interface GiveUp {
   entry: QueueEntry;
   reason: string;

@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 
 /** How often, while `app` closes, its idle keep-alive connections are closed. */
@@ -10,12 +11,29 @@ const IDLE_SWEEP_MS = 100;
  * keep-alive timeout (75 s by default). A `Connection: close` header on answers sent while closing
  * is not enough: it misses answers already sent, and Node drops the answers to requests pipelined
  * behind it, requests that were already taken. closeIdleConnections() leaves a connection alone
- * while a request on it is being read or answered.
+ * while a request on it is being read or answered, but counts an answer as done once it is ended,
+ * while its bytes may still wait in the socket (a large /metrics to a slow scraper): a sweep then
+ * waits until no socket has output pending.
  */
 export function closeConnectionsWhileClosing(app: FastifyInstance): void {
+  const server = app.server;
+  const sockets = new Set<Socket>();
+  const track = (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  };
+  server.on('connection', track);
+  server.on('secureConnection', track);
+  const outputPending = () => {
+    for (const socket of sockets) if (socket.writableLength > 0) return true;
+    return false;
+  };
   app.addHook('preClose', (done) => {
-    const server = app.server;
-    const sweep = setInterval(() => server.closeIdleConnections(), IDLE_SWEEP_MS);
+    // Never listened (its listen failed): no connections, and no 'close' event to stop a sweep.
+    if (!server.listening) return done();
+    const sweep = setInterval(() => {
+      if (!outputPending()) server.closeIdleConnections();
+    }, IDLE_SWEEP_MS);
     sweep.unref();
     server.once('close', () => clearInterval(sweep));
     done();
