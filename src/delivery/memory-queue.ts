@@ -6,10 +6,18 @@ interface Slot extends QueueEntry {
   dueAt: number;
 }
 
+/** What a claim hands out: a copy of the slot, so that a later claim's token does not change it. */
+function entryOf(slot: Slot): QueueEntry {
+  const { id, claim, event, bytes, enqueuedAt, attempts, firstAttemptAt } = slot;
+  return { id, claim, event, bytes, enqueuedAt, attempts, firstAttemptAt };
+}
+
 /**
  * The queue of a `durability: memory` destination: nothing on disk, so a crash loses what it holds
- * and entries it gives up on are dropped (counted) unless a fallback takes them. Same caps, retries
- * and leases as the durable queue.
+ * and entries it gives up on are dropped (counted) unless a fallback takes them. Same caps, retries,
+ * leases and claim tokens as the durable queue: a settle made under a claim whose lease ran out (the
+ * entry since claimed again) changes nothing, so it cannot unlease, hand over or drop an entry that
+ * another claim is sending.
  */
 export class MemoryQueue implements DeliveryQueue {
   readonly destination: string;
@@ -21,10 +29,13 @@ export class MemoryQueue implements DeliveryQueue {
   private readonly onDrop: (reason: 'queue_full_newest' | 'queue_full_oldest', count: number) => void;
   /** In enqueue order; small enough in practice that linear scans are fine (capped by max_events). */
   private slots: Slot[] = [];
-  private leased = new Set<number>();
-  /** Bytes of the leased entries (being sent), kept with `leased`. */
+  /** The same slots by id. */
+  private readonly slotsById = new Map<number, Slot>();
+  /** Count and bytes of the slots a claim holds (being sent): those whose `claim` is nonzero. */
+  private leasedCount = 0;
   private leasedBytes = 0;
   private nextId = 1;
+  private lastClaim = 0;
   private bytes = 0;
 
   constructor(
@@ -48,22 +59,22 @@ export class MemoryQueue implements DeliveryQueue {
     if (this.full(this.slots.length, this.bytes, bytes)) {
       // drop_oldest drops only what is not being sent; when the entries in flight alone leave no room
       // (or the event is larger than the byte cap), the new one goes and the queued ones stay.
-      if (this.whenFull === 'drop_newest' || this.full(this.leased.size, this.leasedBytes, bytes)) {
+      if (this.whenFull === 'drop_newest' || this.full(this.leasedCount, this.leasedBytes, bytes)) {
         this.onDrop('queue_full_newest', 1);
         return;
       }
       let dropped = 0;
       while (this.full(this.slots.length, this.bytes, bytes)) {
-        const index = this.slots.findIndex((s) => !this.leased.has(s.id));
+        const index = this.slots.findIndex((s) => s.claim === 0);
         const [removed] = this.slots.splice(index, 1);
+        this.slotsById.delete(removed!.id);
         this.bytes -= removed!.bytes;
         dropped++;
       }
       this.onDrop('queue_full_oldest', dropped);
     }
-    this.slots.push({
+    const slot: Slot = {
       id: this.nextId++,
-      // Ids are never reused here, and a late settle at worst sends an entry twice: no claim tokens.
       claim: 0,
       event,
       bytes,
@@ -71,7 +82,9 @@ export class MemoryQueue implements DeliveryQueue {
       attempts: 0,
       firstAttemptAt: undefined,
       dueAt: now,
-    });
+    };
+    this.slots.push(slot);
+    this.slotsById.set(slot.id, slot);
     this.bytes += bytes;
   }
 
@@ -85,6 +98,7 @@ export class MemoryQueue implements DeliveryQueue {
 
   claim(now: number, max: number, maxBytes: number, lease: number, strictBytes = false): QueueEntry[] {
     const out: QueueEntry[] = [];
+    const claim = ++this.lastClaim;
     let size = 0;
     for (const slot of this.slots) {
       if (out.length >= max) break;
@@ -92,45 +106,60 @@ export class MemoryQueue implements DeliveryQueue {
       if ((out.length > 0 || strictBytes) && maxBytes > 0 && size + slot.bytes > maxBytes) break;
       size += slot.bytes;
       slot.dueAt = now + lease;
-      this.lease(slot);
-      out.push(slot);
+      if (slot.claim === 0) {
+        // (A slot already leased is one whose lease ran out, claimed again.)
+        this.leasedCount++;
+        this.leasedBytes += slot.bytes;
+      }
+      slot.claim = claim;
+      out.push(entryOf(slot));
     }
     return out;
   }
 
-  private lease(entry: QueueEntry): void {
-    if (this.leased.has(entry.id)) return; // a lease that expired, claimed again
-    this.leased.add(entry.id);
-    this.leasedBytes += entry.bytes;
+  /**
+   * The slots of `entries` still held under the claim that handed them out: not settled since, and
+   * not claimed again after their lease ran out. Such a slot is leased, its claim nonzero.
+   */
+  private held(entries: readonly QueueEntry[]): Map<QueueEntry, Slot> {
+    const held = new Map<QueueEntry, Slot>();
+    for (const entry of entries) {
+      const slot = this.slotsById.get(entry.id);
+      if (slot && slot.claim !== 0 && slot.claim === entry.claim) held.set(entry, slot);
+    }
+    return held;
   }
 
-  private unlease(entry: QueueEntry): void {
-    if (this.leased.delete(entry.id)) this.leasedBytes -= entry.bytes;
+  private unlease(slot: Slot): void {
+    if (slot.claim === 0) return;
+    slot.claim = 0;
+    this.leasedCount--;
+    this.leasedBytes -= slot.bytes;
   }
 
-  /** Removes the entries still queued; returns how many were. */
-  private remove(entries: readonly QueueEntry[]): number {
-    if (entries.length === 0) return 0;
-    const ids = new Set(entries.map((e) => e.id));
-    const before = this.slots.length;
+  /** Removes these slots; returns how many there were. */
+  private remove(slots: Iterable<Slot>): number {
+    const gone = new Set(slots);
+    if (gone.size === 0) return 0;
     this.slots = this.slots.filter((s) => {
-      if (!ids.has(s.id)) return true;
+      if (!gone.has(s)) return true;
+      this.slotsById.delete(s.id);
       this.bytes -= s.bytes;
       this.unlease(s);
       return false;
     });
-    return before - this.slots.length;
+    return gone.size;
   }
 
   ack(entries: readonly QueueEntry[]): void {
-    this.remove(entries);
+    this.remove(this.held(entries).values());
   }
 
   reschedule(entries: readonly QueueEntry[], dueAt: number, _error: string, now: number): void {
-    for (const e of entries) {
-      const slot = e as Slot;
+    for (const [entry, slot] of this.held(entries)) {
       slot.dueAt = dueAt;
-      slot.firstAttemptAt ??= now;
+      slot.attempts = entry.attempts;
+      slot.firstAttemptAt = entry.firstAttemptAt ?? now;
       this.unlease(slot);
     }
   }
@@ -138,13 +167,11 @@ export class MemoryQueue implements DeliveryQueue {
   giveUp(items: readonly GiveUp[], fallback: DeliveryQueue | undefined, now: number): GiveUpResult {
     // Removed only once its fallback took it: should a hand-over fail (a durable fallback that
     // cannot write), the rest stay here leased and come back when their lease expires.
-    const handed: QueueEntry[] = [];
-    const queued = new Set(this.slots.map((s) => s.id));
+    const handed: Slot[] = [];
     try {
-      for (const { entry } of items) {
-        if (!queued.has(entry.id)) continue; // settled by a later claim after its lease ran out
-        fallback?.adopt(entry.event, entry.enqueuedAt, now);
-        handed.push(entry);
+      for (const slot of this.held(items.map((i) => i.entry)).values()) {
+        fallback?.adopt(slot.event, slot.enqueuedAt, now);
+        handed.push(slot);
       }
     } catch (err) {
       this.remove(handed);
@@ -158,9 +185,9 @@ export class MemoryQueue implements DeliveryQueue {
   }
 
   release(entries: readonly QueueEntry[]): void {
-    for (const e of entries) {
-      (e as Slot).dueAt = 0;
-      this.unlease(e);
+    for (const slot of this.held(entries).values()) {
+      slot.dueAt = 0;
+      this.unlease(slot);
     }
   }
 

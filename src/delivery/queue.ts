@@ -12,9 +12,9 @@ export interface QueueEntry {
   /** First delivery attempt (ms), for the retry budget; undefined before any attempt. */
   firstAttemptAt: number | undefined;
   /**
-   * The claim that holds the entry (the durable queue's lease token; 0 where none is kept). Its
-   * settles apply only while that claim still holds the row: once the lease ran out and another
-   * claim took the entry, the old holder's ack, reschedule or give-up changes nothing.
+   * The claim (lease token) that holds the entry. Its settles apply only while that claim still
+   * holds it: once the lease ran out and another claim took the entry, the old holder's ack,
+   * reschedule, give-up or release changes nothing.
    */
   claim: number;
 }
