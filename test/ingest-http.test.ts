@@ -423,6 +423,53 @@ describe('while the journal refuses events', () => {
       await ingest.close();
     }
   });
+
+  it('logs the end of the refusals once, with the count held back since the last refusal line', async () => {
+    const { logger, warnings: lines } = warningsLogger('info');
+    const ingest = await startIngest(testConfig(), { logger });
+    const ends = () => lines.filter((l) => String(l.msg).startsWith('journal accepting events again'));
+    try {
+      ingest.router.refuse = new JournalUnavailableError('disk cap reached');
+      for (let i = 0; i < 3; i++) assert.equal((await post(ingest.url, event)).status, 503);
+      ingest.router.refuse = undefined;
+      for (let i = 0; i < 3; i++) assert.equal((await post(ingest.url, event)).status, 200);
+      assert.equal(ends().length, 1, JSON.stringify(lines));
+      assert.equal(ends()[0]!.refusedSinceLastLog, 2, 'the two refusals after the logged one');
+      // Refused again within 10 s: held back, and so is its end (at most one end per refusal line).
+      ingest.router.refuse = new JournalUnavailableError('disk cap reached');
+      assert.equal((await post(ingest.url, event)).status, 503);
+      ingest.router.refuse = undefined;
+      assert.equal((await post(ingest.url, event)).status, 200);
+      assert.equal(ends().length, 1);
+    } finally {
+      await ingest.close();
+    }
+  });
+
+  it('does not log an end for a request begun before the refusal and committed after it', async () => {
+    const { logger, warnings: lines } = warningsLogger('info');
+    const ingest = await startIngest(testConfig(), { logger });
+    try {
+      let open: () => void = () => {};
+      ingest.router.gate = new Promise<void>((resolve) => (open = resolve));
+      const early = post(ingest.url, event);
+      await waitFor(() => ingest.router.calls === 1);
+      ingest.router.gate = undefined;
+      ingest.router.refuse = new JournalUnavailableError('disk cap reached');
+      assert.equal((await post(ingest.url, event)).status, 503);
+      ingest.router.refuse = undefined; // so the early one, let go, is accepted
+      open();
+      assert.equal((await early).status, 200);
+      const ends = lines.filter((l) => String(l.msg).startsWith('journal accepting events again'));
+      assert.deepEqual(
+        ends,
+        [],
+        'the journal may still refuse: nothing begun after the refusal was accepted',
+      );
+    } finally {
+      await ingest.close();
+    }
+  });
 });
 
 describe('shutdown with a request in flight on a keep-alive connection', () => {

@@ -21,8 +21,13 @@ export class LogThrottle {
       this.suppressed++;
       return undefined;
     }
-    const suppressed = this.suppressed;
     this.loggedAt = now;
+    return this.drain();
+  }
+
+  /** How many were held back since the last one let through, counting afresh from here. */
+  drain(): number {
+    const suppressed = this.suppressed;
     this.suppressed = 0;
     return suppressed;
   }

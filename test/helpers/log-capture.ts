@@ -1,10 +1,10 @@
 import { pino, type Logger } from 'pino';
 
-/** A pino logger at `warn` whose lines are collected, parsed. */
-export function warningsLogger(): { logger: Logger; warnings: Record<string, unknown>[] } {
+/** A pino logger at `level` (default `warn`) whose lines are collected, parsed. */
+export function warningsLogger(level = 'warn'): { logger: Logger; warnings: Record<string, unknown>[] } {
   const warnings: Record<string, unknown>[] = [];
   const logger = pino(
-    { level: 'warn' },
+    { level },
     { write: (line: string) => warnings.push(JSON.parse(line) as Record<string, unknown>) },
   );
   return { logger, warnings };

@@ -32,6 +32,13 @@ export class IngestCore {
   private readonly eventsAccepted;
   private readonly eventsRejected;
   private readonly refusalLog = new LogThrottle(REFUSAL_LOG_INTERVAL_MS);
+  /**
+   * Refusal lines logged so far, and the last of them whose end was logged: a request begun after
+   * a logged refusal and then accepted ends the episode. (A request begun before it may still be
+   * accepted by a commit already under way, which says nothing about the journal now.)
+   */
+  private refusalsLogged = 0;
+  private refusalEndLogged = 0;
   /** Valid events of a request answered 503 (not persisted): the sender has to send them again. */
   private readonly eventsRefused;
 
@@ -63,11 +70,13 @@ export class IngestCore {
       // Never a 200 for what is not on disk. Falco counts any answer as delivered, so say it loudly,
       // but not once per request: at thousands of requests a second that would flood the log.
       const suppressed = this.refusalLog.take();
-      if (suppressed !== undefined)
+      if (suppressed !== undefined) {
+        this.refusalsLogged++;
         this.logger.error(
           { error: err.message, refusedSinceLastLog: suppressed },
           'journal unavailable: refusing events with 503 (logged every 10 s at most while it lasts)',
         );
+      }
       return this.error(503, 'journal_unavailable', err.message);
     }
     this.logger.error({ err }, 'ingest request failed');
@@ -104,14 +113,27 @@ export class IngestCore {
     }
     const handed = this.pipeline.accept(events, 'http');
     if (handed === undefined) return this.accepted(decoded, shape);
+    const refusalsBefore = this.refusalsLogged;
     return handed.then(
-      () => this.accepted(decoded, shape),
+      () => {
+        if (refusalsBefore > this.refusalEndLogged) this.acceptingAgain(refusalsBefore);
+        return this.accepted(decoded, shape);
+      },
       (err: unknown) => {
         // Not persisted (journal full, unwritable, shutting down): the request is refused as a whole.
         this.requestsRejected.inc();
         this.eventsRefused.inc(events.length);
         return this.failure(err);
       },
+    );
+  }
+
+  /** Logs the end of a refusal episode: at most once per refusal line, so a flapping journal cannot flood the log. */
+  private acceptingAgain(refusals: number): void {
+    this.refusalEndLogged = refusals;
+    this.logger.info(
+      { refusedSinceLastLog: this.refusalLog.drain() },
+      'journal accepting events again: answering 200 once more',
     );
   }
 
