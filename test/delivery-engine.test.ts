@@ -1703,6 +1703,27 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       );
     });
 
+    it('a refused batch pushes no key of a taken event out of a full dedup table', async (t) => {
+      const cfg = config([dest('d', { extra: 'dedup: { window: 1h, fields: [proc.name] }' })]);
+      const te = startEngine(cfg, { d: new FakeDestination('d', succeed) }, cfg.storage.path, undefined, 3);
+      t.after(() => te.close());
+      const named = (name: string) => ({ ...makeEvents(1, 28)[0]!, output_fields: { 'proc.name': name } });
+      await te.engine.route(['a', 'b', 'c'].map(named)); // the table is full
+      const db = openSqlite(join(te.dataDir, 'eyrie.db'));
+      t.after(() => db.close());
+      db.exec(
+        `CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END`,
+      );
+      await assert.rejects(async () => te.engine.route(['x', 'y'].map(named)), JournalUnavailableError);
+      db.exec('DROP TRIGGER refuse');
+      await te.engine.route(['a', 'b', 'c'].map(named));
+      assert.equal(
+        metricValue(await te.metrics.text(), 'eyrie_routing_events_total', { decision: 'deduplicated' }),
+        3,
+        'a, b and c are still remembered',
+      );
+    });
+
     it('a duplicate of an event whose commit is pending shares its fate: refused too when that commit fails', async (t) => {
       const te = start(
         t,

@@ -7,7 +7,7 @@ import { TEST_RULE, type FalcoEvent } from '../event/falco-event.ts';
 import type { Metrics } from '../metrics/registry.ts';
 import { HotCounter, type CounterHandle } from '../metrics/hot-counter.ts';
 import { compileFilter } from '../routing/filter.ts';
-import { Deduplicator } from '../routing/dedup.ts';
+import { DEDUP_MAX_KEYS, Deduplicator } from '../routing/dedup.ts';
 import type { DestinationHealth, Router } from '../routing/router.ts';
 import { Journal, JournalUnavailableError, type JournalItem, type SqliteQueue } from './journal.ts';
 import { MemoryQueue } from './memory-queue.ts';
@@ -97,6 +97,14 @@ export const FAILED_DESTINATION_HEALTH_WINDOW_MS = 5 * 60_000;
  * dedup, commits it to the journal (group commit) before the sender gets its answer, and runs each
  * destination's workers over its own queue.
  */
+/**
+ * Trims the dedup tables a batch added keys to, once it is settled: beyond their cap the oldest keys
+ * go then, not while a refused batch's keys (forgotten first) still count.
+ */
+function trimDedup(remembered: readonly { dedup: Deduplicator }[]): void {
+  for (const { dedup } of remembered) dedup.trim(); // O(1) below the cap
+}
+
 export class DeliveryEngine implements Router {
   /** Only when a destination is durable: without one, no database is created or opened. */
   private readonly journal: Journal | undefined;
@@ -113,6 +121,8 @@ export class DeliveryEngine implements Router {
     destinations: EngineDestination[];
     metrics: Metrics;
     logger: Logger;
+    /** Keys each dedup table holds at most (default DEDUP_MAX_KEYS; tests lower it). */
+    dedupMaxKeys?: number;
   }) {
     this.logger = options.logger;
     this.config = options.delivery;
@@ -215,7 +225,9 @@ export class DeliveryEngine implements Router {
         },
         accepts: () => true,
         celFailed: false,
-        dedup: config.dedup ? new Deduplicator(config.dedup) : undefined,
+        dedup: config.dedup
+          ? new Deduplicator(config.dedup, undefined, options.dedupMaxKeys ?? DEDUP_MAX_KEYS)
+          : undefined,
         workers,
         durable,
         memory,
@@ -377,6 +389,7 @@ export class DeliveryEngine implements Router {
     }
     // Only once the batch is accepted: memory queues take nothing from a batch the journal refused.
     const handOver = () => {
+      trimDedup(remembered);
       for (const decision of decisions) decision.inc();
       for (const m of memory) m.queue.push(m.event, now);
       // Workers that claim ahead were handed their entries (or told) by the journal commit itself.
@@ -396,6 +409,7 @@ export class DeliveryEngine implements Router {
     }
     return committed.then(handOver, (err: unknown) => {
       for (const r of remembered) r.dedup.forget(r.event);
+      trimDedup(remembered);
       throw err;
     });
   }

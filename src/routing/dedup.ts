@@ -10,7 +10,9 @@
  * - The window starts at a key's FIRST occurrence and is not extended by duplicates: a steady stream of
  *   identical events passes one event per window (a rate limit per key), not one per quiet period.
  * - Memory is bounded: keys sit in a Map in first-seen order, expired ones are evicted from the front
- *   on every call, and beyond DEDUP_MAX_KEYS the oldest key is evicted (its next event passes).
+ *   on every call, and beyond DEDUP_MAX_KEYS the oldest keys are evicted (their next event passes) by
+ *   trim(), once the batch that added keys is settled: a refused batch forgets its keys first, so
+ *   they never push out the key of an event that was taken.
  *   Keys longer than 256 characters are stored as their SHA-256 digest.
  */
 import { hash } from 'node:crypto';
@@ -88,16 +90,12 @@ export class Deduplicator {
     if (!(this.window > 0)) return false;
     const now = this.now();
     this.evictExpired(now);
-    let key = dedupKey(event, this.fields);
-    if (key.length > LONG_KEY) key = '#' + hash('sha256', key, 'base64');
+    const key = this.keyOf(event);
     const first = this.seen.get(key);
     if (first !== undefined) {
       if (now - first < this.window) return true;
       // Expired but still here (the clock stepped back earlier): re-insert at the back.
       this.seen.delete(key);
-    } else if (this.seen.size >= this.maxKeys) {
-      const oldest = this.seen.keys().next();
-      if (!oldest.done) this.seen.delete(oldest.value);
     }
     this.seen.set(key, now);
     return false;
@@ -105,9 +103,25 @@ export class Deduplicator {
 
   /** Forgets one event's key (its batch was refused: the sender's retry must not count as a duplicate). */
   forget(event: FalcoEvent): void {
-    let key = dedupKey(event, this.fields);
-    if (key.length > LONG_KEY) key = '#' + hash('sha256', key, 'base64');
-    this.seen.delete(key);
+    this.seen.delete(this.keyOf(event));
+  }
+
+  /**
+   * Evicts the oldest keys beyond the cap. Called once the batch that added keys is settled (taken, or
+   * refused and its keys forgotten); until then the table may hold the keys of the batches in flight
+   * beyond the cap.
+   */
+  trim(): void {
+    while (this.seen.size > this.maxKeys) {
+      const oldest = this.seen.keys().next();
+      if (oldest.done) return;
+      this.seen.delete(oldest.value);
+    }
+  }
+
+  private keyOf(event: FalcoEvent): string {
+    const key = dedupKey(event, this.fields);
+    return key.length > LONG_KEY ? '#' + hash('sha256', key, 'base64') : key;
   }
 
   /** Forgets every key. */

@@ -120,6 +120,7 @@ export function startEngine(
   fakes: Record<string, FakeDestination>,
   dataDir = config.storage.path,
   logger: Logger = silentLogger,
+  dedupMaxKeys?: number,
 ): TestEngine {
   const metrics = new Metrics({ defaultMetrics: false });
   const engine = new DeliveryEngine({
@@ -132,6 +133,7 @@ export function startEngine(
     }),
     metrics,
     logger,
+    dedupMaxKeys,
   });
   let closed = false;
   return {
