@@ -7,8 +7,9 @@
  *    machine noise hits all alike.
  * 2. Delivery: events/s delivered to a local webhook sink with 1 and 4 workers; ingest-to-delivery
  *    latency at a steady 2,000 events/s; resident memory while ingesting 10,000 events/s.
+ * 3. The memory queue's operations with a full backlog against a short queue (bench/memory-queue.ts).
  *
- *   npm run bench [-- --connections 50 --duration 8 --rounds 3 --only ingest|delivery]
+ *   npm run bench [-- --connections 50 --duration 8 --rounds 3 --only ingest|delivery|memory-queue]
  *                 [-- --load-generator autocannon|wrk]
  *                 [-- --parts throughput,latency,memory --workers 1,4 --rate 2000 --seconds 8
  *                     --warmup 2 --delivery 'commit_interval: 1ms']
@@ -31,6 +32,7 @@ import { Agent, request } from 'undici';
 import { generateEvents } from '../test/helpers/events.ts';
 import { mean, percentile, startServer, type Server } from './lib.ts';
 import { startSink } from './sink.ts';
+import { memoryQueueBench } from './memory-queue.ts';
 
 const args = process.argv.slice(2);
 const opt = (name: string, fallback: number) => {
@@ -423,3 +425,4 @@ async function memoryBench(agent: Agent): Promise<void> {
 const bodies = generateEvents(1000, { seed: 3 });
 if (only === undefined || only === 'ingest') await ingestBench(bodies);
 if (only === undefined || only === 'delivery') await deliveryBench();
+if (only === undefined || only === 'memory-queue') memoryQueueBench();

@@ -82,12 +82,48 @@ describe('MemoryQueue claims', () => {
   });
 
   it('counts an entry claimed again once against the cap of entries in flight', () => {
-    const { queue, drops } = queueOf(2, { maxEvents: 2 });
-    queue.claim(0, 1, 0, LEASE);
-    queue.claim(LEASE, 1, 0, LEASE); // the same entry again
-    const [extra] = makeEvents(1, 8);
-    queue.push(extra!, LEASE);
+    const { queue, drops } = queueOf(1, { maxEvents: 2 });
+    claimedTwice(queue);
+    const [second, third] = makeEvents(2, 8);
+    queue.push(second!, LEASE);
+    queue.push(third!, LEASE);
     assert.deepEqual(drops, ['queue_full_oldest:1'], 'one entry in flight: the unleased one made room');
     assert.equal(queue.depth().count, 2);
+  });
+
+  it('claims by due time, then enqueue order, as the durable queue does', () => {
+    const { queue } = queueOf(3);
+    const [first] = queue.claim(0, 1, 0, LEASE);
+    queue.reschedule([first!], 500, 'HTTP 503', 0);
+    const ids = queue.claim(600, 10, 0, LEASE).map((e) => e.id);
+    assert.deepEqual(ids, [2, 3, 1], 'the rescheduled entry comes after those due since enqueue');
+  });
+
+  it('stays correct while stale heap nodes are pruned (many claims and settles)', () => {
+    const { queue } = queueOf(50);
+    let now = 0;
+    for (let round = 0; round < 200; round++) {
+      now += 10;
+      const claimed = queue.claim(now, 5, 0, LEASE);
+      queue.reschedule(claimed, now + 5, 'HTTP 503', now);
+    }
+    const all = queue.claim(now + 10, 100, 0, LEASE);
+    assert.equal(all.length, 50, 'every entry once');
+    assert.equal(new Set(all.map((e) => e.id)).size, 50);
+    queue.ack(all);
+    assert.deepEqual(queue.depth(), { count: 0, bytes: 0, oldestEnqueuedAt: undefined });
+    assert.equal(queue.nextDueAt(), undefined);
+  });
+
+  it('drops the oldest entries not in flight when full, and reports the oldest left', () => {
+    const { queue, drops } = queueOf(3, { maxEvents: 3 });
+    const [first] = queue.claim(0, 1, 0, LEASE); // id 1 in flight
+    const [extra] = makeEvents(1, 9);
+    queue.push(extra!, 5, 5);
+    assert.deepEqual(drops, ['queue_full_oldest:1']);
+    const ids = queue.claim(LEASE, 10, 0, LEASE).map((e) => e.id);
+    assert.deepEqual(ids, [3, 4, 1], 'id 2 was dropped; id 1 is due again at its lease expiry');
+    queue.ack([first!]);
+    assert.equal(queue.depth().count, 3, 'a stale ack of id 1 removed nothing');
   });
 });

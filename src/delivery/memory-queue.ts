@@ -1,10 +1,23 @@
+import TinyQueue from 'tinyqueue';
 import type { FalcoEvent } from '../event/falco-event.ts';
 import { toSidekickJson } from '../event/sidekick-json.ts';
 import type { DeliveryQueue, GiveUp, GiveUpResult, QueueDepth, QueueEntry } from './queue.ts';
 
 interface Slot extends QueueEntry {
   dueAt: number;
+  /** Bumped whenever `dueAt` changes: a heap node naming an older version is stale. */
+  version: number;
 }
+
+/** A slot's place in the due-time heap, as of one version of the slot. */
+interface DueNode {
+  dueAt: number;
+  id: number;
+  version: number;
+}
+
+/** Claim order: due time, then id, as the durable queue's `ORDER BY due_at, id`. */
+const byDueThenId = (a: DueNode, b: DueNode) => a.dueAt - b.dueAt || a.id - b.id;
 
 /** What a claim hands out: a copy of the slot, so that a later claim's token does not change it. */
 function entryOf(slot: Slot): QueueEntry {
@@ -15,22 +28,26 @@ function entryOf(slot: Slot): QueueEntry {
 /**
  * The queue of a `durability: memory` destination: nothing on disk, so a crash loses what it holds
  * and entries it gives up on are dropped (counted) unless a fallback takes them. Same caps, retries,
- * leases and claim tokens as the durable queue: a settle made under a claim whose lease ran out (the
- * entry since claimed again) changes nothing, so it cannot unlease, hand over or drop an entry that
- * another claim is sending.
+ * leases, claim tokens and claim order as the durable queue: a settle made under a claim whose lease
+ * ran out (the entry since claimed again) changes nothing, so it cannot unlease, hand over or drop an
+ * entry that another claim is sending.
+ *
+ * Every operation stays cheap with a full queue (100,000 entries by default) behind a destination that
+ * was down: slots sit in a Map in enqueue order (settles and drops by id, oldest first), and a binary
+ * heap orders them by due time for claims. A change of due time adds a heap node rather than moving
+ * one; nodes left stale are skipped when they surface, and the heap is rebuilt when they pile up.
  */
 export class MemoryQueue implements DeliveryQueue {
   readonly destination: string;
-  /** A claim is a scan of an array: nothing to save by claiming ahead. */
+  /** A claim costs no write: nothing to save by claiming ahead. */
   readonly claimsAhead = false;
   private readonly maxEvents: number;
   private readonly maxBytes: number;
   private readonly whenFull: 'drop_oldest' | 'drop_newest';
   private readonly onDrop: (reason: 'queue_full_newest' | 'queue_full_oldest', count: number) => void;
-  /** In enqueue order; small enough in practice that linear scans are fine (capped by max_events). */
-  private slots: Slot[] = [];
-  /** The same slots by id. */
-  private readonly slotsById = new Map<number, Slot>();
+  /** By id, in enqueue order (ids grow). */
+  private readonly slots = new Map<number, Slot>();
+  private due = new TinyQueue<DueNode>([], byDueThenId);
   /** Count and bytes of the slots a claim holds (being sent): those whose `claim` is nonzero. */
   private leasedCount = 0;
   private leasedBytes = 0;
@@ -56,7 +73,7 @@ export class MemoryQueue implements DeliveryQueue {
    */
   push(event: FalcoEvent, now: number, enqueuedAt = now): void {
     const bytes = Buffer.byteLength(toSidekickJson(event));
-    if (this.full(this.slots.length, this.bytes, bytes)) {
+    if (this.full(this.slots.size, this.bytes, bytes)) {
       // drop_oldest drops only what is not being sent; when the entries in flight alone leave no room
       // (or the event is larger than the byte cap), the new one goes and the queued ones stay.
       if (this.whenFull === 'drop_newest' || this.full(this.leasedCount, this.leasedBytes, bytes)) {
@@ -64,11 +81,11 @@ export class MemoryQueue implements DeliveryQueue {
         return;
       }
       let dropped = 0;
-      while (this.full(this.slots.length, this.bytes, bytes)) {
-        const index = this.slots.findIndex((s) => s.claim === 0);
-        const [removed] = this.slots.splice(index, 1);
-        this.slotsById.delete(removed!.id);
-        this.bytes -= removed!.bytes;
+      for (const slot of this.slots.values()) {
+        if (!this.full(this.slots.size, this.bytes, bytes)) break;
+        if (slot.claim !== 0) continue; // being sent
+        this.slots.delete(slot.id); // (deleting the current entry does not disturb a Map's iteration)
+        this.bytes -= slot.bytes;
         dropped++;
       }
       this.onDrop('queue_full_oldest', dropped);
@@ -82,10 +99,11 @@ export class MemoryQueue implements DeliveryQueue {
       attempts: 0,
       firstAttemptAt: undefined,
       dueAt: now,
+      version: 0,
     };
-    this.slots.push(slot);
-    this.slotsById.set(slot.id, slot);
+    this.slots.set(slot.id, slot);
     this.bytes += bytes;
+    this.schedule(slot, now);
   }
 
   /** True when one more entry of `bytes` would exceed a cap, with `count` entries of `total` bytes queued. */
@@ -96,25 +114,52 @@ export class MemoryQueue implements DeliveryQueue {
     );
   }
 
+  /** Sets a slot's due time and files it in the heap under it. */
+  private schedule(slot: Slot, dueAt: number): void {
+    slot.dueAt = dueAt;
+    slot.version++;
+    this.due.push({ dueAt, id: slot.id, version: slot.version });
+    // Each settle and claim leaves a stale node behind (removed at once would cost a search): rebuild
+    // from the live slots once the stale ones outnumber them, so the heap stays O(queued).
+    if (this.due.length > 2 * this.slots.size + 1024) {
+      const live: DueNode[] = [];
+      for (const s of this.slots.values()) live.push({ dueAt: s.dueAt, id: s.id, version: s.version });
+      this.due = new TinyQueue(live, byDueThenId);
+    }
+  }
+
+  /** The heap's first live node and its slot, dropping stale nodes on the way. */
+  private firstDue(): Slot | undefined {
+    for (;;) {
+      const node = this.due.peek();
+      if (node === undefined) return undefined;
+      const slot = this.slots.get(node.id);
+      if (slot !== undefined && slot.version === node.version) return slot;
+      this.due.pop();
+    }
+  }
+
   claim(now: number, max: number, maxBytes: number, lease: number, strictBytes = false): QueueEntry[] {
-    const out: QueueEntry[] = [];
+    const claimed: Slot[] = [];
     const claim = ++this.lastClaim;
     let size = 0;
-    for (const slot of this.slots) {
-      if (out.length >= max) break;
-      if (slot.dueAt > now) continue;
-      if ((out.length > 0 || strictBytes) && maxBytes > 0 && size + slot.bytes > maxBytes) break;
+    while (claimed.length < max) {
+      const slot = this.firstDue();
+      if (slot === undefined || slot.dueAt > now) break;
+      if ((claimed.length > 0 || strictBytes) && maxBytes > 0 && size + slot.bytes > maxBytes) break;
+      this.due.pop();
       size += slot.bytes;
-      slot.dueAt = now + lease;
       if (slot.claim === 0) {
         // (A slot already leased is one whose lease ran out, claimed again.)
         this.leasedCount++;
         this.leasedBytes += slot.bytes;
       }
       slot.claim = claim;
-      out.push(entryOf(slot));
+      claimed.push(slot);
     }
-    return out;
+    // Due again at their lease expiry, filed once the loop is done so that none comes up twice.
+    for (const slot of claimed) this.schedule(slot, now + lease);
+    return claimed.map(entryOf);
   }
 
   /**
@@ -124,7 +169,7 @@ export class MemoryQueue implements DeliveryQueue {
   private held(entries: readonly QueueEntry[]): Map<QueueEntry, Slot> {
     const held = new Map<QueueEntry, Slot>();
     for (const entry of entries) {
-      const slot = this.slotsById.get(entry.id);
+      const slot = this.slots.get(entry.id);
       if (slot && slot.claim !== 0 && slot.claim === entry.claim) held.set(entry, slot);
     }
     return held;
@@ -137,18 +182,16 @@ export class MemoryQueue implements DeliveryQueue {
     this.leasedBytes -= slot.bytes;
   }
 
-  /** Removes these slots; returns how many there were. */
+  /** Removes these slots (their heap nodes go stale); returns how many there were. */
   private remove(slots: Iterable<Slot>): number {
-    const gone = new Set(slots);
-    if (gone.size === 0) return 0;
-    this.slots = this.slots.filter((s) => {
-      if (!gone.has(s)) return true;
-      this.slotsById.delete(s.id);
-      this.bytes -= s.bytes;
-      this.unlease(s);
-      return false;
-    });
-    return gone.size;
+    let removed = 0;
+    for (const slot of slots) {
+      if (!this.slots.delete(slot.id)) continue;
+      this.bytes -= slot.bytes;
+      this.unlease(slot);
+      removed++;
+    }
+    return removed;
   }
 
   ack(entries: readonly QueueEntry[]): void {
@@ -157,10 +200,10 @@ export class MemoryQueue implements DeliveryQueue {
 
   reschedule(entries: readonly QueueEntry[], dueAt: number, _error: string, now: number): void {
     for (const [entry, slot] of this.held(entries)) {
-      slot.dueAt = dueAt;
       slot.attempts = entry.attempts;
       slot.firstAttemptAt = entry.firstAttemptAt ?? now;
       this.unlease(slot);
+      this.schedule(slot, dueAt);
     }
   }
 
@@ -186,19 +229,22 @@ export class MemoryQueue implements DeliveryQueue {
 
   release(entries: readonly QueueEntry[]): void {
     for (const slot of this.held(entries).values()) {
-      slot.dueAt = 0;
       this.unlease(slot);
+      this.schedule(slot, 0);
     }
   }
 
   nextDueAt(): number | undefined {
-    let next: number | undefined;
-    for (const s of this.slots) if (next === undefined || s.dueAt < next) next = s.dueAt;
-    return next;
+    return this.firstDue()?.dueAt;
   }
 
   depth(): QueueDepth {
-    return { count: this.slots.length, bytes: this.bytes, oldestEnqueuedAt: this.slots[0]?.enqueuedAt };
+    const oldest = this.slots.values().next();
+    return {
+      count: this.slots.size,
+      bytes: this.bytes,
+      oldestEnqueuedAt: oldest.done ? undefined : oldest.value.enqueuedAt,
+    };
   }
 
   deadLetterCount(): number {
