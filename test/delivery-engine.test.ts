@@ -1724,6 +1724,45 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       );
     });
 
+    it('a refused batch evicts no taken key even when a batch taken meanwhile fills the table', async (t) => {
+      const cfg = config([
+        dest('disk', { extra: 'filter: { rules: ["both"] }' }),
+        dest('mem', { extra: 'durability: memory, dedup: { window: 1h, fields: [proc.name] }' }),
+      ]);
+      const fakes = { disk: new FakeDestination('disk', succeed), mem: new FakeDestination('mem', succeed) };
+      const te = startEngine(cfg, fakes, cfg.storage.path, undefined, 3);
+      t.after(() => te.close());
+      const event = (rule: string, name: string) => ({
+        ...makeEvents(1, 29)[0]!,
+        rule,
+        output_fields: { 'proc.name': name },
+      });
+      const memoryOnly = (names: string[]) => names.map((n) => event('memory only', n));
+      assert.equal(
+        te.engine.route(memoryOnly(['a', 'b', 'c'])),
+        undefined,
+        'taken at once: the table is full',
+      );
+      const db = openSqlite(join(te.dataDir, 'eyrie.db'));
+      t.after(() => db.close());
+      db.exec(
+        `CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END`,
+      );
+      const refused = te.engine.route(['x', 'y'].map((n) => event('both', n))); // its commit is pending
+      assert.equal(te.engine.route(memoryOnly(['z'])), undefined, 'taken at once: one key must go');
+      await assert.rejects(async () => refused, JournalUnavailableError);
+      db.exec('DROP TRIGGER refuse');
+      assert.equal(te.engine.route(memoryOnly(['a', 'b', 'c'])), undefined);
+      assert.equal(
+        metricValue(await te.metrics.text(), 'eyrie_routing_events_total', {
+          destination: 'mem',
+          decision: 'deduplicated',
+        }),
+        2,
+        'only a, the oldest, made room for z; b and c are still remembered',
+      );
+    });
+
     it('a duplicate of an event whose commit is pending shares its fate: refused too when that commit fails', async (t) => {
       const te = start(
         t,

@@ -97,12 +97,9 @@ export const FAILED_DESTINATION_HEALTH_WINDOW_MS = 5 * 60_000;
  * dedup, commits it to the journal (group commit) before the sender gets its answer, and runs each
  * destination's workers over its own queue.
  */
-/**
- * Trims the dedup tables a batch added keys to, once it is settled: beyond their cap the oldest keys
- * go then, not while a refused batch's keys (forgotten first) still count.
- */
-function trimDedup(remembered: readonly { dedup: Deduplicator }[]): void {
-  for (const { dedup } of remembered) dedup.trim(); // O(1) below the cap
+/** The keys a batch added to dedup tables are settled (taken, or refused and forgotten first). */
+function settleDedup(remembered: readonly { dedup: Deduplicator }[]): void {
+  for (const { dedup } of remembered) dedup.settled(); // O(1) below the cap
 }
 
 export class DeliveryEngine implements Router {
@@ -389,7 +386,7 @@ export class DeliveryEngine implements Router {
     }
     // Only once the batch is accepted: memory queues take nothing from a batch the journal refused.
     const handOver = () => {
-      trimDedup(remembered);
+      settleDedup(remembered);
       for (const decision of decisions) decision.inc();
       for (const m of memory) m.queue.push(m.event, now);
       // Workers that claim ahead were handed their entries (or told) by the journal commit itself.
@@ -409,7 +406,7 @@ export class DeliveryEngine implements Router {
     }
     return committed.then(handOver, (err: unknown) => {
       for (const r of remembered) r.dedup.forget(r.event);
-      trimDedup(remembered);
+      settleDedup(remembered);
       throw err;
     });
   }

@@ -154,20 +154,20 @@ describe('Deduplicator', () => {
     assert.equal(d.size, 2);
   });
 
-  it(`never holds more than ${DEDUP_MAX_KEYS} keys once trimmed, evicting the oldest`, () => {
+  it(`never holds more than ${DEDUP_MAX_KEYS} settled keys, evicting the oldest`, () => {
     const clock = new FakeClock();
     const d = new Deduplicator({ window: 3_600_000, fields: ['n'] }, clock.now);
     const total = DEDUP_MAX_KEYS + 5_000;
     for (let i = 0; i < total; i++) {
       clock.t += 0.001;
       assert.equal(d.isDuplicate(event('r', { n: i })), false);
-      d.trim();
+      d.settled();
     }
     assert.equal(d.size, DEDUP_MAX_KEYS);
     // The newest keys are still remembered, the oldest were evicted (so they pass again).
     assert.equal(d.isDuplicate(event('r', { n: total - 1 })), true);
     assert.equal(d.isDuplicate(event('r', { n: 0 })), false);
-    d.trim();
+    d.settled();
     assert.equal(d.size, DEDUP_MAX_KEYS);
   });
 
@@ -175,7 +175,7 @@ describe('Deduplicator', () => {
     const d = new Deduplicator({ window: 60_000, fields: ['n'] }, new FakeClock().now, 3);
     for (const n of [1, 2, 3, 4]) {
       d.isDuplicate(event('r', { n }));
-      d.trim();
+      d.settled();
     }
     assert.equal(d.size, 3);
     assert.equal(d.isDuplicate(event('r', { n: 4 })), true);
@@ -183,15 +183,23 @@ describe('Deduplicator', () => {
     assert.equal(d.isDuplicate(event('r', { n: 1 })), false); // evicted first
   });
 
-  it('keys remembered and forgotten before the trim (a refused batch) push no key out of a full table', () => {
+  it('keys of a batch refused after others were taken meanwhile push no taken key out of a full table', () => {
     const d = new Deduplicator({ window: 60_000, fields: ['n'] }, new FakeClock().now, 3);
-    for (const n of [1, 2, 3]) d.isDuplicate(event('r', { n }));
-    d.trim();
+    for (const n of [1, 2, 3]) {
+      d.isDuplicate(event('r', { n }));
+      d.settled();
+    }
     const refused = [4, 5].map((n) => event('r', { n }));
-    for (const e of refused) assert.equal(d.isDuplicate(e), false);
-    for (const e of refused) d.forget(e);
-    d.trim();
-    for (const n of [1, 2, 3]) assert.equal(d.isDuplicate(event('r', { n })), true, `key ${n} kept`);
+    for (const e of refused) assert.equal(d.isDuplicate(e), false); // waiting for the journal
+    assert.equal(d.isDuplicate(event('r', { n: 6 })), false); // taken meanwhile: one key must go
+    d.settled();
+    for (const e of refused) {
+      d.forget(e);
+      d.settled();
+    }
+    assert.equal(d.size, 3);
+    assert.equal(d.isDuplicate(event('r', { n: 1 })), false, 'key 1, the oldest, made room for 6');
+    for (const n of [2, 3, 6]) assert.equal(d.isDuplicate(event('r', { n })), true, `key ${n} kept`);
   });
 
   it('a zero window never deduplicates and stores nothing', () => {

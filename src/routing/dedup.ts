@@ -10,9 +10,9 @@
  * - The window starts at a key's FIRST occurrence and is not extended by duplicates: a steady stream of
  *   identical events passes one event per window (a rate limit per key), not one per quiet period.
  * - Memory is bounded: keys sit in a Map in first-seen order, expired ones are evicted from the front
- *   on every call, and beyond DEDUP_MAX_KEYS the oldest keys are evicted (their next event passes) by
- *   trim(), once the batch that added keys is settled: a refused batch forgets its keys first, so
- *   they never push out the key of an event that was taken.
+ *   on every call, and beyond DEDUP_MAX_KEYS settled keys the oldest are evicted (their next event
+ *   passes). A key counts as settled once its batch is (see settled()): the keys of batches still
+ *   waiting for the journal, which a refusal will forget, never push out the key of a taken event.
  *   Keys longer than 256 characters are stored as their SHA-256 digest.
  */
 import { hash } from 'node:crypto';
@@ -68,6 +68,8 @@ export class Deduplicator {
   private readonly maxKeys: number;
   /** Key → time first seen, in first-seen order. */
   private readonly seen = new Map<string, number>();
+  /** Keys remembered for batches not settled yet (see settled()). */
+  private unsettled = 0;
 
   /**
    * @param now Clock in ms; monotonic by default (immune to wall-clock jumps).
@@ -98,6 +100,7 @@ export class Deduplicator {
       this.seen.delete(key);
     }
     this.seen.set(key, now);
+    this.unsettled++;
     return false;
   }
 
@@ -107,12 +110,14 @@ export class Deduplicator {
   }
 
   /**
-   * Evicts the oldest keys beyond the cap. Called once the batch that added keys is settled (taken, or
-   * refused and its keys forgotten); until then the table may hold the keys of the batches in flight
-   * beyond the cap.
+   * One key isDuplicate() remembered is settled: its batch was taken, or refused and the key
+   * forgotten. Then evicts the oldest keys beyond the cap of settled keys; until its batch settles, a
+   * key is held beyond the cap (the newest keys, at the back of the table).
    */
-  trim(): void {
-    while (this.seen.size > this.maxKeys) {
+  settled(): void {
+    // (Never below 0: evictExpired may have dropped an unsettled key with a short window.)
+    if (this.unsettled > 0) this.unsettled--;
+    while (this.seen.size - this.unsettled > this.maxKeys) {
       const oldest = this.seen.keys().next();
       if (oldest.done) return;
       this.seen.delete(oldest.value);
