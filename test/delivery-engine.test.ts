@@ -1763,6 +1763,42 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       );
     });
 
+    it('a refused batch does not forget the key of an event taken after its own key was evicted', async (t) => {
+      const cfg = config([
+        dest('disk', { extra: 'filter: { hostnames: ["disk-host"] }' }),
+        dest('mem', { extra: 'durability: memory, dedup: { window: 1h, fields: [proc.name] }' }),
+      ]);
+      const fakes = { disk: new FakeDestination('disk', succeed), mem: new FakeDestination('mem', succeed) };
+      const te = startEngine(cfg, fakes, cfg.storage.path, undefined, 3);
+      t.after(() => te.close());
+      const event = (hostname: string, name: string) => ({
+        ...makeEvents(1, 30)[0]!,
+        hostname,
+        output_fields: { 'proc.name': name },
+      });
+      const memoryOnly = (names: string[]) => names.map((n) => event('mem-host', n));
+      assert.equal(te.engine.route(memoryOnly(['a', 'b', 'c'])), undefined);
+      const db = openSqlite(join(te.dataDir, 'eyrie.db'));
+      t.after(() => db.close());
+      db.exec(
+        `CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END`,
+      );
+      const refused = te.engine.route([event('disk-host', 'x')]); // for both; its commit is pending
+      assert.equal(te.engine.route(memoryOnly(['d', 'e', 'f', 'g'])), undefined, 'x is evicted meanwhile');
+      assert.equal(te.engine.route(memoryOnly(['x'])), undefined, 'so this x is taken, with its own key');
+      await assert.rejects(async () => refused, JournalUnavailableError);
+      db.exec('DROP TRIGGER refuse');
+      assert.equal(te.engine.route(memoryOnly(['x'])), undefined);
+      assert.equal(
+        metricValue(await te.metrics.text(), 'eyrie_routing_events_total', {
+          destination: 'mem',
+          decision: 'deduplicated',
+        }),
+        1,
+        'the taken x keeps its key: its repeat is deduplicated',
+      );
+    });
+
     it('a duplicate of an event whose commit is pending shares its fate: refused too when that commit fails', async (t) => {
       const te = start(
         t,

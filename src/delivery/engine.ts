@@ -351,7 +351,7 @@ export class DeliveryEngine implements Router {
     // A refused batch must leave no trace (no dedup key, no memory-queue entry): the sender retries it.
     if (this.closed) throw new JournalUnavailableError('shutting down: not accepting events');
     // The disk cap is checked by the journal's append: events only for memory destinations pass.
-    const remembered: { dedup: Deduplicator; event: FalcoEvent }[] = [];
+    const remembered: { dedup: Deduplicator; event: FalcoEvent; ticket: number }[] = [];
     const items: JournalItem[] = [];
     const memory: { queue: MemoryQueue; event: FalcoEvent }[] = [];
     const now = Date.now();
@@ -370,12 +370,13 @@ export class DeliveryEngine implements Router {
           continue;
         }
         if (route.dedup !== undefined && event.rule !== TEST_RULE) {
-          if (route.dedup.isDuplicate(event)) {
+          const ticket = route.dedup.remember(event);
+          if (ticket === undefined) {
             decisions.push(route.decisions.deduplicated);
             deduplicated = true;
             continue;
           }
-          remembered.push({ dedup: route.dedup, event });
+          remembered.push({ dedup: route.dedup, event, ticket });
         }
         decisions.push(route.decisions.routed);
         touched.add(route);
@@ -405,7 +406,7 @@ export class DeliveryEngine implements Router {
       return undefined;
     }
     return committed.then(handOver, (err: unknown) => {
-      for (const r of remembered) r.dedup.forget(r.event);
+      for (const r of remembered) r.dedup.forget(r.event, r.ticket);
       settleDedup(remembered);
       throw err;
     });

@@ -189,17 +189,32 @@ describe('Deduplicator', () => {
       d.isDuplicate(event('r', { n }));
       d.settled();
     }
-    const refused = [4, 5].map((n) => event('r', { n }));
-    for (const e of refused) assert.equal(d.isDuplicate(e), false); // waiting for the journal
+    const refused = [4, 5].map((n) => ({ event: event('r', { n }), ticket: 0 }));
+    for (const r of refused) r.ticket = d.remember(r.event)!; // waiting for the journal
     assert.equal(d.isDuplicate(event('r', { n: 6 })), false); // taken meanwhile: one key must go
     d.settled();
-    for (const e of refused) {
-      d.forget(e);
+    for (const r of refused) {
+      d.forget(r.event, r.ticket);
       d.settled();
     }
     assert.equal(d.size, 3);
     assert.equal(d.isDuplicate(event('r', { n: 1 })), false, 'key 1, the oldest, made room for 6');
     for (const n of [2, 3, 6]) assert.equal(d.isDuplicate(event('r', { n })), true, `key ${n} kept`);
+  });
+
+  it('a refused batch forgets only its own key, not one remembered since by a taken event', () => {
+    const clock = new FakeClock();
+    const d = new Deduplicator({ window: 100, fields: ['n'] }, clock.now);
+    const x = event('r', { n: 'x' });
+    const waiting = d.remember(x); // its batch waits for the journal longer than the window
+    assert.ok(waiting);
+    clock.t += 100;
+    const taken = d.remember(x); // expired: remembered again, by an event that is taken
+    assert.ok(taken !== undefined && taken !== waiting);
+    d.settled();
+    d.forget(x, waiting); // the first batch is refused
+    d.settled();
+    assert.equal(d.isDuplicate(x), true, 'the taken event still has its key');
   });
 
   it('a zero window never deduplicates and stores nothing', () => {

@@ -66,8 +66,9 @@ export class Deduplicator {
   private readonly fields: readonly string[];
   private readonly now: () => number;
   private readonly maxKeys: number;
-  /** Key → time first seen, in first-seen order. */
-  private readonly seen = new Map<string, number>();
+  /** Key → when first seen and the ticket that remembered it, in first-seen order. */
+  private readonly seen = new Map<string, { first: number; ticket: number }>();
+  private lastTicket = 0;
   /** Keys remembered for batches not settled yet (see settled()). */
   private unsettled = 0;
 
@@ -87,35 +88,50 @@ export class Deduplicator {
     return this.seen.size;
   }
 
-  /** True when an identical event was first seen less than `window` ms ago; otherwise remembers this one. */
-  isDuplicate(event: FalcoEvent): boolean {
-    if (!(this.window > 0)) return false;
+  /**
+   * Undefined when an identical event was first seen less than `window` ms ago. Otherwise remembers
+   * this one and returns the ticket to forget it by, should its batch be refused (see forget()).
+   */
+  remember(event: FalcoEvent): number | undefined {
+    if (!(this.window > 0)) return 0; // nothing remembered: ticket 0 forgets nothing
     const now = this.now();
     this.evictExpired(now);
     const key = this.keyOf(event);
-    const first = this.seen.get(key);
-    if (first !== undefined) {
-      if (now - first < this.window) return true;
+    const seen = this.seen.get(key);
+    if (seen !== undefined) {
+      if (now - seen.first < this.window) return undefined;
       // Expired but still here (the clock stepped back earlier): re-insert at the back.
       this.seen.delete(key);
     }
-    this.seen.set(key, now);
+    const ticket = ++this.lastTicket;
+    this.seen.set(key, { first: now, ticket });
     this.unsettled++;
-    return false;
+    return ticket;
   }
 
-  /** Forgets one event's key (its batch was refused: the sender's retry must not count as a duplicate). */
-  forget(event: FalcoEvent): void {
-    this.seen.delete(this.keyOf(event));
+  /** True when an identical event was first seen less than `window` ms ago; otherwise remembers this one. */
+  isDuplicate(event: FalcoEvent): boolean {
+    return this.remember(event) === undefined;
   }
 
   /**
-   * One key isDuplicate() remembered is settled: its batch was taken, or refused and the key
-   * forgotten. Then evicts the oldest keys beyond the cap of settled keys; until its batch settles, a
-   * key is held beyond the cap (the newest keys, at the back of the table).
+   * Forgets the key remember() returned `ticket` for: its batch was refused, and the sender's retry
+   * must not count as a duplicate. A key remembered since by another event (the first one evicted or
+   * expired while its batch waited for the journal) is that event's, and stays.
+   */
+  forget(event: FalcoEvent, ticket: number): void {
+    const key = this.keyOf(event);
+    if (this.seen.get(key)?.ticket === ticket) this.seen.delete(key);
+  }
+
+  /**
+   * One key remember() added is settled: its batch was taken, or refused and the key forgotten. Then
+   * evicts the oldest keys while more than the cap are settled. Keys still waiting for the journal
+   * are held beyond the cap; they are among the newest, and evicted only once a cap's worth of settled
+   * keys is newer than them (a duplicate of theirs may then pass; no event is lost).
    */
   settled(): void {
-    // (Never below 0: evictExpired may have dropped an unsettled key with a short window.)
+    // (Never below 0: clear() may have run while batches were waiting.)
     if (this.unsettled > 0) this.unsettled--;
     while (this.seen.size - this.unsettled > this.maxKeys) {
       const oldest = this.seen.keys().next();
@@ -132,10 +148,11 @@ export class Deduplicator {
   /** Forgets every key. */
   clear(): void {
     this.seen.clear();
+    this.unsettled = 0;
   }
 
   private evictExpired(now: number): void {
-    for (const [key, first] of this.seen) {
+    for (const [key, { first }] of this.seen) {
       if (now - first < this.window) return;
       this.seen.delete(key);
     }
