@@ -74,6 +74,22 @@ const http = (status: number, retryAfterMs?: number) => () =>
   new HttpStatusError(status, `status ${status}`, retryAfterMs);
 const refused = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9'), { code: 'ECONNREFUSED' });
 const uuids = (events: readonly FalcoEvent[]) => events.map((e) => e.uuid);
+
+/**
+ * Another connection to a test engine's journal that makes its event inserts fail, as a full or
+ * broken disk would (`fail`), until `work` drops the trigger again.
+ */
+function journalWrites(t: TestContext, te: TestEngine) {
+  const db = openSqlite(join(te.dataDir, 'eyrie.db'));
+  t.after(() => db.close());
+  return {
+    fail: () =>
+      db.exec(
+        `CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END`,
+      ),
+    work: () => db.exec('DROP TRIGGER refuse'),
+  };
+}
 const sorted = (xs: readonly string[]) => [...xs].sort();
 const counts = (xs: readonly string[]) => {
   const m = new Map<string, number>();
@@ -1536,18 +1552,15 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
     it('a batch the journal refuses counts no routing decision (its sender sends it again)', async (t) => {
       const cfg = config([dest('a'), dest('f', { extra: 'filter: { rules: ["no rule has this name"] }' })]);
       const te = start(t, cfg, { a: succeed, f: succeed });
-      const db = openSqlite(join(te.dataDir, 'eyrie.db'));
-      t.after(() => db.close());
-      db.exec(
-        `CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END`,
-      );
+      const commits = journalWrites(t, te);
+      commits.fail();
       const events = makeEvents(3, 33);
       await assert.rejects(async () => te.engine.route(events), JournalUnavailableError);
       const decisions = async (labels: Record<string, string>) =>
         metricValue(await te.metrics.text(), 'eyrie_routing_events_total', labels);
       assert.equal(await decisions({ destination: 'a' }), 0);
       assert.equal(await decisions({ destination: 'f' }), 0);
-      db.exec('DROP TRIGGER refuse');
+      commits.work();
       await te.engine.route(events);
       assert.equal(await decisions({ destination: 'a', decision: 'routed' }), 3);
       assert.equal(await decisions({ destination: 'f', decision: 'filtered' }), 3);
@@ -1612,11 +1625,8 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       const te = start(t, cfg, { a: hang, m: succeed });
       const events = makeEvents(6, 24);
       // Another connection makes every write of the journal fail, as a full or broken disk would.
-      const db = openSqlite(join(te.dataDir, 'eyrie.db'));
-      t.after(() => db.close());
-      db.exec(
-        `CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END`,
-      );
+      const commits = journalWrites(t, te);
+      commits.fail();
       const settled = Promise.resolve(te.engine.route(events.slice(0, 3))).then(
         () => 'resolved',
         (err: unknown) => err,
@@ -1642,7 +1652,7 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
         'a memory destination does not take a refused batch',
       );
 
-      db.exec('DROP TRIGGER refuse');
+      commits.work();
       await te.engine.route(events.slice(3));
       await waitUntil(
         () => te.fakes.m!.delivered.length === 3,
@@ -1667,15 +1677,12 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       const te = start(t, cfg, { capped: hang, b: succeed });
       const [first, second] = makeEvents(2, 28);
       await te.engine.route([first!]);
-      const db = openSqlite(join(te.dataDir, 'eyrie.db'));
-      t.after(() => db.close());
-      db.exec(
-        `CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END`,
-      );
+      const commits = journalWrites(t, te);
+      commits.fail();
       await assert.rejects(async () => te.engine.route([second!]), JournalUnavailableError);
       const metrics = await te.metrics.text();
       assert.equal(deliveryEvents(metrics, 'capped', 'dropped'), 0);
-      db.exec('DROP TRIGGER refuse');
+      commits.work();
       await te.engine.route([second!]);
       const after = await te.metrics.text();
       assert.equal(
@@ -1688,13 +1695,10 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
     it('a batch refused by a failed commit leaves no dedup key behind (the sender retries it)', async (t) => {
       const te = start(t, config([dest('d', { extra: 'dedup: { window: 1m }' })]), { d: succeed });
       const [event] = makeEvents(1, 26);
-      const db = openSqlite(join(te.dataDir, 'eyrie.db'));
-      t.after(() => db.close());
-      db.exec(
-        `CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END`,
-      );
+      const commits = journalWrites(t, te);
+      commits.fail();
       await assert.rejects(async () => te.engine.route([event!]), JournalUnavailableError);
-      db.exec('DROP TRIGGER refuse');
+      commits.work();
       await te.engine.route([event!]);
       await waitUntil(
         () => te.fakes.d!.delivered.length === 1,
@@ -1709,13 +1713,10 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       t.after(() => te.close());
       const named = (name: string) => ({ ...makeEvents(1, 28)[0]!, output_fields: { 'proc.name': name } });
       await te.engine.route(['a', 'b', 'c'].map(named)); // the table is full
-      const db = openSqlite(join(te.dataDir, 'eyrie.db'));
-      t.after(() => db.close());
-      db.exec(
-        `CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END`,
-      );
+      const commits = journalWrites(t, te);
+      commits.fail();
       await assert.rejects(async () => te.engine.route(['x', 'y'].map(named)), JournalUnavailableError);
-      db.exec('DROP TRIGGER refuse');
+      commits.work();
       await te.engine.route(['a', 'b', 'c'].map(named));
       assert.equal(
         metricValue(await te.metrics.text(), 'eyrie_routing_events_total', { decision: 'deduplicated' }),
@@ -1724,46 +1725,12 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       );
     });
 
-    it('a refused batch evicts no taken key even when a batch taken meanwhile fills the table', async (t) => {
-      const cfg = config([
-        dest('disk', { extra: 'filter: { rules: ["both"] }' }),
-        dest('mem', { extra: 'durability: memory, dedup: { window: 1h, fields: [proc.name] }' }),
-      ]);
-      const fakes = { disk: new FakeDestination('disk', succeed), mem: new FakeDestination('mem', succeed) };
-      const te = startEngine(cfg, fakes, cfg.storage.path, undefined, 3);
-      t.after(() => te.close());
-      const event = (rule: string, name: string) => ({
-        ...makeEvents(1, 29)[0]!,
-        rule,
-        output_fields: { 'proc.name': name },
-      });
-      const memoryOnly = (names: string[]) => names.map((n) => event('memory only', n));
-      assert.equal(
-        te.engine.route(memoryOnly(['a', 'b', 'c'])),
-        undefined,
-        'taken at once: the table is full',
-      );
-      const db = openSqlite(join(te.dataDir, 'eyrie.db'));
-      t.after(() => db.close());
-      db.exec(
-        `CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END`,
-      );
-      const refused = te.engine.route(['x', 'y'].map((n) => event('both', n))); // its commit is pending
-      assert.equal(te.engine.route(memoryOnly(['z'])), undefined, 'taken at once: one key must go');
-      await assert.rejects(async () => refused, JournalUnavailableError);
-      db.exec('DROP TRIGGER refuse');
-      assert.equal(te.engine.route(memoryOnly(['a', 'b', 'c'])), undefined);
-      assert.equal(
-        metricValue(await te.metrics.text(), 'eyrie_routing_events_total', {
-          destination: 'mem',
-          decision: 'deduplicated',
-        }),
-        2,
-        'only a, the oldest, made room for z; b and c are still remembered',
-      );
-    });
-
-    it('a refused batch does not forget the key of an event taken after its own key was evicted', async (t) => {
+    /**
+     * A durable destination `disk` for events of host `disk-host` only, beside a memory destination
+     * `mem` that deduplicates on proc.name with room for 3 keys: events for `mem` alone are taken at
+     * once, with no commit.
+     */
+    function diskBesideDedupedMemory(t: TestContext) {
       const cfg = config([
         dest('disk', { extra: 'filter: { hostnames: ["disk-host"] }' }),
         dest('mem', { extra: 'durability: memory, dedup: { window: 1h, fields: [proc.name] }' }),
@@ -1771,32 +1738,52 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       const fakes = { disk: new FakeDestination('disk', succeed), mem: new FakeDestination('mem', succeed) };
       const te = startEngine(cfg, fakes, cfg.storage.path, undefined, 3);
       t.after(() => te.close());
-      const event = (hostname: string, name: string) => ({
-        ...makeEvents(1, 30)[0]!,
-        hostname,
-        output_fields: { 'proc.name': name },
-      });
-      const memoryOnly = (names: string[]) => names.map((n) => event('mem-host', n));
-      assert.equal(te.engine.route(memoryOnly(['a', 'b', 'c'])), undefined);
-      const db = openSqlite(join(te.dataDir, 'eyrie.db'));
-      t.after(() => db.close());
-      db.exec(
-        `CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END`,
+      const events = (hostname: string, names: string[]) =>
+        names.map((name) => ({ ...makeEvents(1, 30)[0]!, hostname, output_fields: { 'proc.name': name } }));
+      return {
+        te,
+        commits: journalWrites(t, te),
+        forBoth: (names: string[]) => events('disk-host', names),
+        memoryOnly: (names: string[]) => events('mem-host', names),
+        memDeduplicated: async () =>
+          metricValue(await te.metrics.text(), 'eyrie_routing_events_total', {
+            destination: 'mem',
+            decision: 'deduplicated',
+          }),
+      };
+    }
+
+    it('a refused batch evicts no taken key even when a batch taken meanwhile fills the table', async (t) => {
+      const { te, commits, forBoth, memoryOnly, memDeduplicated } = diskBesideDedupedMemory(t);
+      assert.equal(
+        te.engine.route(memoryOnly(['a', 'b', 'c'])),
+        undefined,
+        'taken at once: the table is full',
       );
-      const refused = te.engine.route([event('disk-host', 'x')]); // for both; its commit is pending
+      commits.fail();
+      const refused = te.engine.route(forBoth(['x', 'y'])); // its commit is pending
+      assert.equal(te.engine.route(memoryOnly(['z'])), undefined, 'taken at once: one key must go');
+      await assert.rejects(async () => refused, JournalUnavailableError);
+      commits.work();
+      assert.equal(te.engine.route(memoryOnly(['a', 'b', 'c'])), undefined);
+      assert.equal(
+        await memDeduplicated(),
+        2,
+        'only a, the oldest, made room for z; b and c are still remembered',
+      );
+    });
+
+    it('a refused batch does not forget the key of an event taken after its own key was evicted', async (t) => {
+      const { te, commits, forBoth, memoryOnly, memDeduplicated } = diskBesideDedupedMemory(t);
+      assert.equal(te.engine.route(memoryOnly(['a', 'b', 'c'])), undefined);
+      commits.fail();
+      const refused = te.engine.route(forBoth(['x'])); // its commit is pending
       assert.equal(te.engine.route(memoryOnly(['d', 'e', 'f', 'g'])), undefined, 'x is evicted meanwhile');
       assert.equal(te.engine.route(memoryOnly(['x'])), undefined, 'so this x is taken, with its own key');
       await assert.rejects(async () => refused, JournalUnavailableError);
-      db.exec('DROP TRIGGER refuse');
+      commits.work();
       assert.equal(te.engine.route(memoryOnly(['x'])), undefined);
-      assert.equal(
-        metricValue(await te.metrics.text(), 'eyrie_routing_events_total', {
-          destination: 'mem',
-          decision: 'deduplicated',
-        }),
-        1,
-        'the taken x keeps its key: its repeat is deduplicated',
-      );
+      assert.equal(await memDeduplicated(), 1, 'the taken x keeps its key: its repeat is deduplicated');
     });
 
     it('a duplicate of an event whose commit is pending shares its fate: refused too when that commit fails', async (t) => {
@@ -1809,18 +1796,15 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
         { d: succeed, m: succeed },
       );
       const [event] = makeEvents(1, 27);
-      const db = openSqlite(join(te.dataDir, 'eyrie.db'));
-      t.after(() => db.close());
-      db.exec(
-        `CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END`,
-      );
+      const commits = journalWrites(t, te);
+      commits.fail();
       // Both before the group commit: the second is a duplicate for both destinations.
       const first = te.engine.route([event!]);
       const second = te.engine.route([{ ...event!, uuid: randomUUID() }]);
       assert.ok(second instanceof Promise, 'the duplicate waits for the pending commit');
       await assert.rejects(async () => first, JournalUnavailableError);
       await assert.rejects(async () => second, JournalUnavailableError);
-      db.exec('DROP TRIGGER refuse');
+      commits.work();
       await te.engine.route([event!]);
       await waitUntil(
         () => te.fakes.d!.delivered.length === 1 && te.fakes.m!.delivered.length === 1,
