@@ -92,16 +92,16 @@ const CEL_ERROR_LOG_INTERVAL_MS = 60_000;
  */
 export const FAILED_DESTINATION_HEALTH_WINDOW_MS = 5 * 60_000;
 
-/**
- * The durable delivery engine: routes each accepted event through every destination's filter and
- * dedup, commits it to the journal (group commit) before the sender gets its answer, and runs each
- * destination's workers over its own queue.
- */
 /** The keys a batch added to dedup tables are settled (taken, or refused and forgotten first). */
 function settleDedup(remembered: readonly { dedup: Deduplicator }[]): void {
   for (const { dedup } of remembered) dedup.settled(); // O(1) below the cap
 }
 
+/**
+ * The durable delivery engine: routes each accepted event through every destination's filter and
+ * dedup, commits it to the journal (group commit) before the sender gets its answer, and runs each
+ * destination's workers over its own queue.
+ */
 export class DeliveryEngine implements Router {
   /** Only when a destination is durable: without one, no database is created or opened. */
   private readonly journal: Journal | undefined;
