@@ -385,6 +385,48 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       assert.equal(outcome({ destination: 'fb', outcome: 'fallback', reason: 'permanent_rejected' }), 1);
     });
 
+    it('a batch with parts not delivered: only those are retried or given up, by their own error', async (t) => {
+      const cfg = config([
+        dest('split', { type: 'eyrie', extra: 'batch: { max_events: 5, timeout: 50ms }' }),
+      ]);
+      // The first send: event 1 refused, 2 and 3 not delivered (503), 4 too large (413), 0 delivered.
+      const firstSendInParts: Behaviour = (events, fake) => {
+        if (fake.sends.length > 1) return;
+        throw new PartialRejectionError(
+          [{ index: 1, message: 'rejected by the receiver: bad' }],
+          [
+            { indices: [2, 3], error: new HttpStatusError(503, 'status 503') },
+            { indices: [4], error: new HttpStatusError(413, 'status 413') },
+          ],
+        );
+      };
+      const te = start(t, cfg, { split: firstSendInParts });
+      const events = makeEvents(5, 35);
+      await te.engine.route(events);
+      await waitUntil(
+        () => te.fakes.split!.sends.length === 2 && deadLetterRows(te.dataDir, 'split').length === 2,
+        5000,
+        () => `${te.fakes.split!.sends.length} sends`,
+      );
+      const [first, second] = te.fakes.split!.sends;
+      assert.equal(first!.uuids.length, 5, 'one batch');
+      assert.deepEqual(second!.uuids, first!.uuids.slice(2, 4), 'only the events that got the 503, again');
+      assert.deepEqual(sorted(te.fakes.split!.delivered), sorted([0, 2, 3].map((i) => first!.uuids[i]!)));
+      assert.deepEqual(
+        deadLetterRows(te.dataDir, 'split')
+          .map((r) => [r.uuid, r.reason])
+          .sort(),
+        [
+          [first!.uuids[1], 'permanent_rejected'],
+          [first!.uuids[4], 'permanent_413'],
+        ].sort(),
+      );
+      const text = await te.metrics.text();
+      assert.equal(deliveryEvents(text, 'split', 'success'), 3, 'each delivered event counted once');
+      assert.equal(deliveryEvents(text, 'split', 'retry', '503'), 2);
+      assert.deepEqual(queuedUuids(te.dataDir, 'split'), []);
+    });
+
     it('sends permanent failures to dead letters at once', async (t) => {
       const cases: { name: string; error: () => Error; reason: string }[] = [
         { name: 'p400', error: http(400), reason: '400' },

@@ -47,16 +47,30 @@ export interface RejectedEvent {
   message: string;
 }
 
+/** Events of a batch, by index, that were not delivered for one reason (`error`). */
+export interface FailedEvents {
+  indices: readonly number[];
+  error: unknown;
+}
+
 /**
  * Thrown by a destination whose receiver took a batch in part: the `rejected` events were refused for
- * good (dead letters or the fallback), every other event of the batch was delivered.
+ * good (dead letters or the fallback); the `failed` ones were not delivered (a part of a split batch
+ * that failed) and are retried or given up as their error is classified, as if each group had been a
+ * batch of its own; every other event of the batch was delivered.
  */
 export class PartialRejectionError extends Error {
   readonly rejected: readonly RejectedEvent[];
-  constructor(rejected: readonly RejectedEvent[]) {
-    super(`the receiver refused ${rejected.length} events of the batch`);
+  readonly failed: readonly FailedEvents[];
+  constructor(rejected: readonly RejectedEvent[], failed: readonly FailedEvents[] = []) {
+    const notDelivered = failed.reduce((n, f) => n + f.indices.length, 0);
+    super(
+      `the receiver refused ${rejected.length} events of the batch` +
+        (notDelivered > 0 ? `; ${notDelivered} were not delivered` : ''),
+    );
     this.name = 'PartialRejectionError';
     this.rejected = rejected;
+    this.failed = failed;
   }
 }
 

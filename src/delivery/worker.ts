@@ -319,16 +319,27 @@ export class DestinationWorkers implements Prefetcher {
     const done = Date.now();
     if (failure === undefined || failure instanceof PartialRejectionError) {
       const refused = failure === undefined ? [] : this.refusedEntries(batch, failure);
-      const refusedSet = new Set(refused.map((r) => r.entry));
-      const delivered = refused.length === 0 ? batch : batch.filter((e) => !refusedSet.has(e));
+      const notSent = failure === undefined ? [] : this.failedEntries(batch, failure, refused);
+      const notDelivered = new Set([...refused.map((r) => r.entry), ...notSent.flatMap((f) => f.entries)]);
+      const delivered = notDelivered.size === 0 ? batch : batch.filter((e) => !notDelivered.has(e));
       if (delivered.length > 0) {
         this.queue.ack(delivered);
         this.observer.success(delivered, done);
       }
-      this.consecutiveFailures = 0;
+      if (notSent.length === 0) this.consecutiveFailures = 0;
       if (refused.length > 0) this.giveUp(refused, done);
-      return 0;
+      let pause = 0;
+      for (const { entries, error } of notSent) pause = Math.max(pause, this.failed(entries, error, done));
+      return pause;
     }
+    return this.failed(batch, failure, done);
+  }
+
+  /**
+   * Entries that were not delivered for one reason: retried with backoff, or given up when the error
+   * is permanent or their budget is spent. Returns how long this worker should pause (ms).
+   */
+  private failed(batch: QueueEntry[], failure: unknown, done: number): number {
     const classification = classify(failure, this.config.retry);
     this.consecutiveFailures++;
     this.lastError = classification.message;
@@ -376,6 +387,30 @@ export class DestinationWorkers implements Prefetcher {
     }
     if (giveUp.length > 0) this.giveUp(giveUp, done);
     return pause;
+  }
+
+  /**
+   * The groups of entries of a batch taken in part that were not delivered, each with its error; an
+   * entry refused for good, or named twice, counts once, where it came first.
+   */
+  private failedEntries(
+    batch: QueueEntry[],
+    partial: PartialRejectionError,
+    refused: readonly GiveUp[],
+  ): { entries: QueueEntry[]; error: unknown }[] {
+    const taken = new Set(refused.map((r) => r.entry));
+    const groups: { entries: QueueEntry[]; error: unknown }[] = [];
+    for (const { indices, error } of partial.failed) {
+      const entries: QueueEntry[] = [];
+      for (const index of indices) {
+        const entry = batch[index];
+        if (entry === undefined || taken.has(entry)) continue;
+        taken.add(entry);
+        entries.push(entry);
+      }
+      if (entries.length > 0) groups.push({ entries, error });
+    }
+    return groups;
   }
 
   /** Entries of a batch the receiver took in part that it refused, with its reasons. */

@@ -83,6 +83,29 @@ describe('eyrie forward destination → a real Eyrie ingest', () => {
     assert.deepEqual(got.map(toSidekickJson), events.map(toSidekickJson));
   });
 
+  it('an event too large for the receiver fails alone; the others of its batch are delivered', async () => {
+    const small = await startIngest(testConfig((c) => (c.listen.body_limit = 4096)));
+    const { context } = capture();
+    const dest = eyrieForwardDestination.create(options({ url: small.url, gzip: false }), context);
+    const events = [1, 2, 3, 4, 5, 6].map(makeEvent);
+    events[4] = { ...events[4]!, output: events[4]!.output + ' '.repeat(5000) };
+    try {
+      const err = await rejection(dest.send(events));
+      assert.deepEqual(err.rejected, []);
+      assert.deepEqual(
+        err.failed.map((f) => [f.indices, f.error instanceof HttpStatusError && f.error.status]),
+        [[[4], 413]],
+      );
+    } finally {
+      await dest.close();
+      await small.close();
+    }
+    assert.deepEqual(
+      small.router.events.map((e) => e.uuid),
+      [0, 1, 2, 3, 5].map((i) => events[i]!.uuid),
+    );
+  });
+
   it('fails with HttpStatusError when the token is refused', async () => {
     const { context } = capture();
     const dest = eyrieForwardDestination.create(options({ url: ingest.url, token: 'wrong' }), context);
@@ -247,22 +270,49 @@ describe('eyrie forward destination: wire format and answers', () => {
     assert.deepEqual(lines.slice(2).flat(), events.map(toSidekickJson));
   });
 
-  it('gives up splitting at one event', async () => {
+  it('gives up splitting at one event, and still sends the other half', async () => {
     server.reset();
     server.respondWith(() => ({ status: 413, body: 'too large' }));
     const { context } = capture();
     const dest = eyrieForwardDestination.create(options({ url: server.url }), context);
     try {
-      await assert.rejects(
-        dest.send([makeEvent(1), makeEvent(2)]),
-        (e: unknown) => e instanceof HttpStatusError && e.status === 413,
+      const err = await rejection(dest.send([makeEvent(1), makeEvent(2)]));
+      assert.deepEqual(err.rejected, []);
+      assert.deepEqual(
+        err.failed.map((f) => [f.indices, f.error instanceof HttpStatusError && f.error.status]),
+        [
+          [[0], 413],
+          [[1], 413],
+        ],
       );
     } finally {
       await dest.close();
     }
-    // Both, then the first half alone, refused: no request of zero events, no second half.
+    // Both, then each half alone: no request of zero events.
     const sizes = server.requests.map((r) => r.text.split('\n').filter((l) => l !== '').length);
-    assert.deepEqual(sizes, [2, 1]);
+    assert.deepEqual(sizes, [2, 1, 1]);
+  });
+
+  it('reports a half that fails with its own error: the delivered half is not sent again', async () => {
+    server.reset();
+    server.respondWith((req) => {
+      const lines = req.text.split('\n').filter((l) => l !== '');
+      if (lines.length > 2) return { status: 413, body: 'too large' };
+      return lines.some((l) => l.includes('"n":3')) ? { status: 503, body: 'busy' } : {};
+    });
+    const { context } = capture();
+    const dest = eyrieForwardDestination.create(options({ url: server.url }), context);
+    try {
+      const err = await rejection(dest.send([1, 2, 3, 4].map(makeEvent)));
+      assert.deepEqual(err.rejected, []);
+      assert.equal(err.failed.length, 1);
+      assert.deepEqual(err.failed[0]!.indices, [2, 3], 'only the half that failed');
+      assert.ok(err.failed[0]!.error instanceof HttpStatusError && err.failed[0]!.error.status === 503);
+    } finally {
+      await dest.close();
+    }
+    const sizes = server.requests.map((r) => r.text.split('\n').filter((l) => l !== '').length);
+    assert.deepEqual(sizes, [4, 2, 2]);
   });
 
   it('declares its batch policy, secrets and schema defaults', () => {

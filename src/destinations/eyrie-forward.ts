@@ -3,7 +3,12 @@ import type { FalcoEvent } from '../event/falco-event.ts';
 import type { Destination, DestinationType } from './types.ts';
 import { toSidekickJson } from '../event/sidekick-json.ts';
 import { createHttpTransport, type HttpTransport } from './http-transport.ts';
-import { HttpStatusError, PartialRejectionError, type RejectedEvent } from '../delivery/errors.ts';
+import {
+  HttpStatusError,
+  PartialRejectionError,
+  type FailedEvents,
+  type RejectedEvent,
+} from '../delivery/errors.ts';
 
 /**
  * `eyrie`: forwards batches to another Eyrie's ingest (edge → central). One POST per batch, body NDJSON
@@ -12,9 +17,12 @@ import { HttpStatusError, PartialRejectionError, type RejectedEvent } from '../d
  * gzip is on by default. `token` is sent as `Authorization: Bearer` (the receiver's `auth.tokens`).
  *
  * The receiver answers 200 `{accepted, rejected, errors: [{index, message}]}`. Rejected events are
- * invalid for it and would fail again on every retry, so they are logged (warn) and the batch
- * resolves. A 413 (batch larger than the receiver's body limit) splits the batch in halves, each sent
- * on its own; any other non-2xx throws HttpStatusError for the delivery engine.
+ * invalid for it and would fail again on every retry: they go to dead letters (PartialRejectionError)
+ * and the rest count as delivered. A 413 (batch larger than the receiver's body limit) splits the batch
+ * in halves, each sent on its own whatever became of the other: a half that fails is reported with its
+ * error, so that only its events are retried or given up (a single event too large for the receiver
+ * does not take the others with it, and a retry does not send a delivered half again). Any other
+ * non-2xx of a whole batch throws HttpStatusError for the delivery engine.
  */
 export interface EyrieForwardOptions {
   /** The receiving Eyrie's ingest URL, e.g. https://central:2801/. */
@@ -35,6 +43,18 @@ export const eyrieForwardOptionsSchema = Type.Object(
 );
 
 export const NDJSON = 'application/x-ndjson';
+
+/** What became of a batch's events that were not delivered, by index in the batch. */
+interface Outcome {
+  rejected: RejectedEvent[];
+  failed: FailedEvents[];
+}
+
+/** Adds a part's outcome, its indices shifted by `offset` (where the part starts in the batch). */
+function addPart(outcome: Outcome, part: Outcome, offset: number): void {
+  for (const r of part.rejected) outcome.rejected.push({ ...r, index: r.index + offset });
+  for (const f of part.failed) outcome.failed.push({ ...f, indices: f.indices.map((i) => i + offset) });
+}
 
 interface IngestAnswer {
   accepted?: number;
@@ -70,9 +90,9 @@ export const eyrieForwardDestination: DestinationType<EyrieForwardOptions> = {
     });
     const logger = context.logger.child({ destination: context.name });
 
-    const post = async (events: readonly FalcoEvent[]): Promise<RejectedEvent[]> => {
+    const post = async (events: readonly FalcoEvent[]): Promise<Outcome> => {
       const result: RejectedEvent[] = [];
-      if (events.length === 0) return result;
+      if (events.length === 0) return { rejected: result, failed: [] };
       const body = events.map((e) => toSidekickJson(e) + '\n').join('');
       let res;
       try {
@@ -84,9 +104,18 @@ export const eyrieForwardDestination: DestinationType<EyrieForwardOptions> = {
             { events: events.length },
             'receiver refused the batch as too large (413); sending it in halves',
           );
-          const first = await post(events.slice(0, half));
-          const second = await post(events.slice(half));
-          return [...first, ...second.map((r) => ({ ...r, index: r.index + half }))];
+          const outcome: Outcome = { rejected: [], failed: [] };
+          for (const offset of [0, half]) {
+            const part = events.slice(offset, offset === 0 ? half : events.length);
+            let partOutcome: Outcome;
+            try {
+              partOutcome = await post(part);
+            } catch (partError) {
+              partOutcome = { rejected: [], failed: [{ indices: part.map((_, i) => i), error: partError }] };
+            }
+            addPart(outcome, partOutcome, offset);
+          }
+          return outcome;
         }
         throw err;
       }
@@ -116,15 +145,15 @@ export const eyrieForwardDestination: DestinationType<EyrieForwardOptions> = {
           'receiver accepted a different number of events than sent',
         );
       }
-      return result;
+      return { rejected: result, failed: [] };
     };
 
     return {
       name: context.name,
       type: 'eyrie',
       send: async (events) => {
-        const rejected = await post(events);
-        if (rejected.length > 0) throw new PartialRejectionError(rejected);
+        const { rejected, failed } = await post(events);
+        if (rejected.length > 0 || failed.length > 0) throw new PartialRejectionError(rejected, failed);
       },
       close: () => transport.close(),
     };

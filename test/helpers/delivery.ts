@@ -56,7 +56,7 @@ export class FakeDestination implements Destination {
     this.behaviour = behaviour;
   }
 
-  /** Records as delivered what the behaviour does not fail or reject (PartialRejectionError). */
+  /** Records as delivered what the behaviour does not fail, reject or report failed (PartialRejectionError). */
   async send(events: readonly FalcoEvent[]): Promise<void> {
     const uuids = events.map((e) => e.uuid);
     this.sends.push({ at: Date.now(), uuids });
@@ -65,8 +65,11 @@ export class FakeDestination implements Destination {
       await this.behaviour(events, this);
     } catch (err) {
       if (err instanceof PartialRejectionError) {
-        const rejected = new Set(err.rejected.map((r) => r.index));
-        this.delivered.push(...uuids.filter((_, i) => !rejected.has(i)));
+        const notDelivered = new Set([
+          ...err.rejected.map((r) => r.index),
+          ...err.failed.flatMap((f) => f.indices),
+        ]);
+        this.delivered.push(...uuids.filter((_, i) => !notDelivered.has(i)));
       }
       throw err;
     } finally {
