@@ -318,7 +318,7 @@ describe('eyrie forward destination: wire format and answers', () => {
   it('declares its batch policy, secrets and schema defaults', () => {
     assert.deepEqual(eyrieForwardDestination.batch, {
       max_events: 500,
-      max_bytes: 1024 * 1024,
+      max_bytes: 960 * 1024,
       timeout: 1000,
     });
     assert.deepEqual(eyrieForwardDestination.secretOptions, ['token']);

@@ -76,7 +76,10 @@ export const eyrieForwardDestination: DestinationType<EyrieForwardOptions> = {
   type: 'eyrie',
   optionsSchema: eyrieForwardOptionsSchema,
   secretOptions: ['token'],
-  batch: { max_events: 500, max_bytes: 1024 * 1024, timeout: 1000 },
+  // Below the receiver's default body_limit (1 MiB) by a margin: the queue counts each event's JSON,
+  // and the body adds a newline per event (and the receiver's limit applies after gunzip). A full
+  // batch at exactly 1 MiB would be refused (413) and sent again in halves.
+  batch: { max_events: 500, max_bytes: 960 * 1024, timeout: 1000 },
   create(options, context): Destination {
     const request = {
       ...context.request,
