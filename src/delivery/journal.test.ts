@@ -12,13 +12,29 @@ after(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
+/** A new data directory, removed after the tests. */
+function dataDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'eyrie-journal-'));
+  dirs.push(dir);
+  return dir;
+}
+
+/** A journal that commits at the end of each turn, with no disk cap unless `options` says otherwise. */
+function openJournal(dir: string, options: Partial<ConstructorParameters<typeof Journal>[0]> = {}): Journal {
+  return new Journal({ dataDir: dir, commitInterval: 0, commitMaxEvents: 100, diskCap: 0, ...options });
+}
+
+/** Destination `d`'s queue, uncapped. */
+function queueOf(journal: Journal) {
+  return journal.queue('d', { maxEvents: 0, maxBytes: 0, whenFull: 'drop_oldest' }, () => {});
+}
+
 describe('Journal', () => {
   it('refuses an append over the disk cap with a rejected promise, never a throw', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'eyrie-journal-'));
-    dirs.push(dir);
-    const journal = new Journal({ dataDir: dir, commitInterval: 0, commitMaxEvents: 100, diskCap: 1 });
+    const dir = dataDir();
+    const journal = openJournal(dir, { diskCap: 1 });
     try {
-      const queue = journal.queue('d', { maxEvents: 0, maxBytes: 0, whenFull: 'drop_oldest' }, () => {});
+      const queue = queueOf(journal);
       const [event] = makeEvents(1, 1);
       // The caller (the engine) undoes its dedup keys in a rejection handler: a throw would skip it.
       let appended: Promise<void> | undefined;
@@ -30,11 +46,9 @@ describe('Journal', () => {
   });
 
   it('opens when the leases of a previous run cannot be released (a full disk after a crash)', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'eyrie-journal-'));
-    dirs.push(dir);
-    const options = { dataDir: dir, commitInterval: 0, commitMaxEvents: 100, diskCap: 0 };
-    const first = new Journal(options);
-    const queue = first.queue('d', { maxEvents: 0, maxBytes: 0, whenFull: 'drop_oldest' }, () => {});
+    const dir = dataDir();
+    const first = openJournal(dir);
+    const queue = queueOf(first);
     const [event] = makeEvents(1, 2);
     await first.append([{ event: event!, destinations: [queue] }]);
     const t0 = Date.now();
@@ -45,11 +59,11 @@ describe('Journal', () => {
       `CREATE TRIGGER full BEFORE UPDATE ON deliveries BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`,
     );
     db.close();
-    const second = new Journal(options);
+    const second = openJournal(dir);
     try {
       assert.match(second.lastError ?? '', /cannot release .*database or disk is full/);
       second.db.exec('DROP TRIGGER full');
-      const again = second.queue('d', { maxEvents: 0, maxBytes: 0, whenFull: 'drop_oldest' }, () => {});
+      const again = queueOf(second);
       assert.deepEqual(again.claim(t0 + 1, 10, 0, 60_000), [], 'still leased by the previous run');
       const [back] = again.claim(t0 + 60_001, 10, 0, 60_000);
       assert.equal(back?.event.uuid, event!.uuid, 'claimed again once that lease ran out');
@@ -59,11 +73,10 @@ describe('Journal', () => {
   });
 
   it('keeps queue and dead-letter counts cached, re-read only after another connection wrote', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'eyrie-journal-'));
-    dirs.push(dir);
-    const journal = new Journal({ dataDir: dir, commitInterval: 0, commitMaxEvents: 100, diskCap: 0 });
+    const dir = dataDir();
+    const journal = openJournal(dir);
     try {
-      const queue = journal.queue('d', { maxEvents: 0, maxBytes: 0, whenFull: 'drop_oldest' }, () => {});
+      const queue = queueOf(journal);
       const [event] = makeEvents(1, 3);
       await journal.append([{ event: event!, destinations: [queue] }]);
       const [entry] = queue.claim(Date.now(), 10, 0, 60_000);
@@ -89,18 +102,13 @@ describe('Journal', () => {
   });
 
   it('counts a dead letter once when a settle written in the same transaction fails', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'eyrie-journal-'));
-    dirs.push(dir);
+    const dir = dataDir();
     const errors: number[] = [];
-    const journal = new Journal({
-      dataDir: dir,
-      commitInterval: 0,
-      commitMaxEvents: 100,
-      diskCap: 0,
+    const journal = openJournal(dir, {
       onSettleError: (_err, events) => errors.push(events),
     });
     try {
-      const queue = journal.queue('d', { maxEvents: 0, maxBytes: 0, whenFull: 'drop_oldest' }, () => {});
+      const queue = queueOf(journal);
       await journal.append(makeEvents(2, 4).map((event) => ({ event, destinations: [queue] })));
       const now = Date.now();
       const [retried, failed] = queue.claim(now, 10, 0, 60_000);
@@ -124,11 +132,10 @@ describe('Journal', () => {
   });
 
   it('re-reads the counts again after a re-read that failed', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'eyrie-journal-'));
-    dirs.push(dir);
-    const journal = new Journal({ dataDir: dir, commitInterval: 0, commitMaxEvents: 100, diskCap: 0 });
+    const dir = dataDir();
+    const journal = openJournal(dir);
     try {
-      const queue = journal.queue('d', { maxEvents: 0, maxBytes: 0, whenFull: 'drop_oldest' }, () => {});
+      const queue = queueOf(journal);
       await journal.append(makeEvents(2, 5).map((event) => ({ event, destinations: [queue] })));
       journal.refreshIfChangedElsewhere();
       // Another connection (the dlq CLI) empties the queue.
@@ -157,10 +164,9 @@ describe('Journal', () => {
 
     /** One entry claimed twice: `stale` by a send that outlived its lease, `current` by the claim after it. */
     async function claimedTwice() {
-      const dir = mkdtempSync(join(tmpdir(), 'eyrie-journal-'));
-      dirs.push(dir);
-      const journal = new Journal({ dataDir: dir, commitInterval: 0, commitMaxEvents: 100, diskCap: 0 });
-      const queue = journal.queue('d', { maxEvents: 0, maxBytes: 0, whenFull: 'drop_oldest' }, () => {});
+      const dir = dataDir();
+      const journal = openJournal(dir);
+      const queue = queueOf(journal);
       const [first, second] = makeEvents(2, 1);
       await journal.append([{ event: first!, destinations: [queue] }]);
       const t0 = Date.now();
