@@ -106,6 +106,32 @@ describe('eyrie forward destination → a real Eyrie ingest', () => {
     );
   });
 
+  it('a half with no valid event for the receiver (400) goes to dead letters as rejected, with its reasons', async () => {
+    const small = await startIngest(testConfig((c) => (c.listen.body_limit = 4096)));
+    const { context } = capture();
+    const dest = eyrieForwardDestination.create(options({ url: small.url, gzip: false }), context);
+    // Four events of about 1.2 KB: the batch is refused as too large (413), each half fits.
+    const events = [1, 2, 3, 4].map((i) => {
+      const e = makeEvent(i);
+      return { ...e, output: e.output + ' '.repeat(900), rule: i <= 2 ? '' : e.rule };
+    });
+    try {
+      const err = await rejection(dest.send(events));
+      assert.deepEqual(err.failed, []);
+      assert.deepEqual(err.rejected, [
+        { index: 0, message: 'rejected by the receiver: missing "rule"' },
+        { index: 1, message: 'rejected by the receiver: missing "rule"' },
+      ]);
+    } finally {
+      await dest.close();
+      await small.close();
+    }
+    assert.deepEqual(
+      small.router.events.map((e) => e.uuid),
+      [2, 3].map((i) => events[i]!.uuid),
+    );
+  });
+
   it('fails with HttpStatusError when the token is refused', async () => {
     const { context } = capture();
     const dest = eyrieForwardDestination.create(options({ url: ingest.url, token: 'wrong' }), context);
@@ -229,6 +255,26 @@ describe('eyrie forward destination: wire format and answers', () => {
         err.rejected.map((r) => r.index),
         [0, 2],
       );
+    } finally {
+      await dest.close();
+    }
+  });
+
+  it('a 400 that is not an ingest answer for the whole batch stays an HttpStatusError', async () => {
+    const { context } = capture();
+    const dest = eyrieForwardDestination.create(options({ url: server.url }), context);
+    try {
+      for (const body of [
+        'bad request',
+        JSON.stringify({ rejected: 1, errors: [{ index: 0, message: 'x' }] }),
+      ]) {
+        server.reset();
+        server.respondWith(() => ({ status: 400, body }));
+        await assert.rejects(
+          dest.send([makeEvent(1), makeEvent(2)]),
+          (e: unknown) => e instanceof HttpStatusError && e.status === 400,
+        );
+      }
     } finally {
       await dest.close();
     }

@@ -18,7 +18,8 @@ import {
  *
  * The receiver answers 200 `{accepted, rejected, errors: [{index, message}]}`. Rejected events are
  * invalid for it and would fail again on every retry: they go to dead letters (PartialRejectionError)
- * and the rest count as delivered. A 413 (batch larger than the receiver's body limit) splits the batch
+ * and the rest count as delivered; a batch with no valid event, answered 400 with the same list, goes to
+ * dead letters the same way. A 413 (batch larger than the receiver's body limit) splits the batch
  * in halves, each sent on its own whatever became of the other: a half that fails is reported with its
  * error, so that only its events are retried or given up (a single event too large for the receiver
  * does not take the others with it, and a retry does not send a delivered half again). Any other
@@ -60,6 +61,7 @@ interface IngestAnswer {
   accepted?: number;
   rejected?: number;
   errors?: { index?: number; message?: string }[];
+  message?: string;
 }
 
 function parseAnswer(body: string): IngestAnswer | undefined {
@@ -70,6 +72,35 @@ function parseAnswer(body: string): IngestAnswer | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The events of a batch of `count` the receiver says it rejected: those it lists by index with its
+ * reason, and, when it rejected more than it listed (it lists its first 100), every unlisted one too,
+ * since they cannot be told from accepted events (duplicates, no loss).
+ */
+function rejectionsIn(answer: IngestAnswer, count: number): RejectedEvent[] {
+  const rejected = answer.rejected ?? 0;
+  const result: RejectedEvent[] = [];
+  if (rejected <= 0) return result;
+  const seen = new Set<number>();
+  for (const e of answer.errors ?? []) {
+    const index = e.index;
+    if (typeof index !== 'number' || !Number.isInteger(index) || index < 0 || index >= count) continue;
+    if (seen.has(index)) continue;
+    seen.add(index);
+    result.push({ index, message: `rejected by the receiver: ${String(e.message)}` });
+  }
+  if (rejected > seen.size) {
+    const message =
+      rejected >= count
+        ? `rejected by the receiver: ${typeof answer.message === 'string' ? answer.message : 'no valid event in the batch'}`
+        : `the receiver rejected ${rejected} events of this batch of ${count} and listed ${seen.size}: this one may have been accepted`;
+    for (let index = 0; index < count; index++) {
+      if (!seen.has(index)) result.push({ index, message });
+    }
+  }
+  return result;
 }
 
 export const eyrieForwardDestination: DestinationType<EyrieForwardOptions> = {
@@ -94,8 +125,7 @@ export const eyrieForwardDestination: DestinationType<EyrieForwardOptions> = {
     const logger = context.logger.child({ destination: context.name });
 
     const post = async (events: readonly FalcoEvent[]): Promise<Outcome> => {
-      const result: RejectedEvent[] = [];
-      if (events.length === 0) return { rejected: result, failed: [] };
+      if (events.length === 0) return { rejected: [], failed: [] };
       const body = events.map((e) => toSidekickJson(e) + '\n').join('');
       let res;
       try {
@@ -120,35 +150,25 @@ export const eyrieForwardDestination: DestinationType<EyrieForwardOptions> = {
           }
           return outcome;
         }
+        // A batch with no valid event for the receiver is answered 400 with the same rejection list as
+        // a 200: its events go to dead letters as rejected, each with the receiver's reason.
+        if (err instanceof HttpStatusError && err.status === 400) {
+          const answer = parseAnswer(err.body);
+          if (answer !== undefined && answer.rejected === events.length)
+            return { rejected: rejectionsIn(answer, events.length), failed: [] };
+        }
         throw err;
       }
       const answer = parseAnswer(res.body);
-      const rejected = answer?.rejected ?? 0;
-      if (rejected > 0) {
-        const seen = new Set<number>();
-        for (const e of answer?.errors ?? []) {
-          const index = e.index;
-          if (typeof index !== 'number' || !Number.isInteger(index) || index < 0 || index >= events.length)
-            continue;
-          if (seen.has(index)) continue;
-          seen.add(index);
-          result.push({ index, message: `rejected by the receiver: ${String(e.message)}` });
-        }
-        // The receiver lists only its first errors: the others cannot be told from accepted events, so
-        // all unlisted ones go to dead letters too (some may have been delivered: duplicates, no loss).
-        if (rejected > seen.size) {
-          const message = `the receiver rejected ${rejected} events of this batch of ${events.length} and listed ${seen.size}: this one may have been accepted`;
-          for (let index = 0; index < events.length; index++) {
-            if (!seen.has(index)) result.push({ index, message });
-          }
-        }
-      } else if (typeof answer?.accepted === 'number' && answer.accepted !== events.length) {
+      if (answer !== undefined && (answer.rejected ?? 0) > 0)
+        return { rejected: rejectionsIn(answer, events.length), failed: [] };
+      if (typeof answer?.accepted === 'number' && answer.accepted !== events.length) {
         logger.warn(
           { sent: events.length, accepted: answer.accepted },
           'receiver accepted a different number of events than sent',
         );
       }
-      return { rejected: result, failed: [] };
+      return { rejected: [], failed: [] };
     };
 
     return {
