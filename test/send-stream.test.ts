@@ -91,6 +91,46 @@ describe('eyrie send - (program_output)', { timeout: 120_000 }, () => {
     server.respondWith(() => ({}));
   });
 
+  it('--retry-for bounds the retries: 0 = one attempt, 2s = three (0.5 and 1 s apart), not the default five', async () => {
+    for (const [retryFor, requests] of [
+      ['0', 1],
+      ['2s', 3],
+    ] as const) {
+      server.reset();
+      server.respondWith(() => ({ status: 503, body: 'down' }));
+      const send = spawnSend(['--url', server.url, '--no-progress', '--retry-for', retryFor]);
+      send.child.stdin.end(`${eventLines(1, 304)[0]}\n`);
+      assert.equal(await send.exited, 1, send.stderr());
+      assert.equal(server.requests.length, requests, `--retry-for ${retryFor}`);
+      assert.match(send.stdout(), /sent 1, accepted 0, rejected 0, failed 1/);
+      assert.match(send.stderr(), /error: HTTP 503: down/);
+    }
+    server.respondWith(() => ({}));
+  });
+
+  it('--retry-for forever waits out a Retry-After past the default 10 s budget', async () => {
+    server.reset();
+    server.respondWith((_req, index) =>
+      index === 0 ? { status: 503, headers: { 'retry-after': '11' }, body: 'restarting' } : {},
+    );
+    const line = eventLines(1, 305)[0]!;
+    const send = spawnSend(['--url', server.url, '--no-progress', '--retry-for', 'forever']);
+    send.child.stdin.end(`${line}\n`);
+    assert.equal(await send.exited, 0, send.stderr());
+    assert.equal(server.requests.length, 2);
+    assert.deepEqual(uuidsIn(server.requests[1]!.text), [uuidOf(line)]);
+    assert.match(send.stderr(), /retrying 1 event\(s\) in 11000 ms/);
+    assert.match(send.stdout(), /sent 1, accepted 1, rejected 0, failed 0/);
+    server.respondWith(() => ({}));
+  });
+
+  it('refuses a --retry-for that is not a duration', async () => {
+    const send = spawnSend(['--url', server.url, '--retry-for', 'soon']);
+    send.child.stdin.end();
+    assert.equal(await send.exited, 1);
+    assert.match(send.stderr(), /--retry-for.*must be a duration such as 30s or 5m, or forever/);
+  });
+
   it('sends a later line that starts with "[" as a line: the events after it still go at once', async () => {
     server.reset();
     server.respondWith((req) => (req.text.startsWith('[') ? { status: 400, body: 'not an event' } : {}));

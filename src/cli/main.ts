@@ -10,6 +10,7 @@ import { applyExporterFlags, type ExporterFlags } from './exporter-flags.ts';
 import { sendEvents } from './send.ts';
 import { timerDelay } from '../util/timer.ts';
 import { DeadLetters, type Selection } from '../delivery/dead-letters.ts';
+import { parseDuration } from '../config/units.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -19,6 +20,14 @@ function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
   return n;
+}
+
+/** `--retry-for`: a duration, or `forever`. */
+function retryDuration(value: string): number {
+  if (value.trim() === 'forever') return Infinity;
+  const ms = parseDuration(value);
+  if (ms === undefined) throw new InvalidArgumentError('must be a duration such as 30s or 5m, or forever');
+  return ms;
 }
 
 function load(file: string | undefined) {
@@ -169,6 +178,11 @@ program
   .option('--batch <n>', 'events per request (NDJSON); default 1 for stdin, 500 for files', positiveInt)
   .option('--concurrency <n>', 'requests in flight', positiveInt, 4)
   .option('--insecure', 'do not verify the server certificate')
+  .option(
+    '--retry-for <duration>',
+    'keep retrying events the receiver cannot take yet for this long (e.g. 30s, 5m; 0 = no retry; forever)',
+    retryDuration,
+  )
   .option('--no-progress', 'no progress bar')
   .action(
     async (
@@ -179,6 +193,7 @@ program
         batch?: number;
         concurrency: number;
         insecure?: boolean;
+        retryFor?: number;
         progress: boolean;
       },
     ) => {
@@ -191,6 +206,7 @@ program
           concurrency: file === '-' && opts.batch === undefined ? 1 : opts.concurrency,
           ...(opts.progress ? {} : { progress: false }),
           insecure: Boolean(opts.insecure),
+          ...(opts.retryFor === undefined ? {} : { retryForMs: opts.retryFor }),
         },
         (line) => process.stderr.write(`${line}\n`),
       );

@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
 import cliProgress from 'cli-progress';
 import type { RetryConfig } from '../config/types.ts';
-import { backoffDelay, budgetExhausted } from '../delivery/backoff.ts';
+import { backoffDelay } from '../delivery/backoff.ts';
 import { classify, isRetryableStatus, parseRetryAfter } from '../delivery/errors.ts';
 import { toSidekickJson } from '../event/sidekick-json.ts';
 import { testEvent } from '../event/falco-event.ts';
@@ -20,6 +20,8 @@ export interface SendOptions {
   /** Force (or disable) the progress bar; default: when stderr is a terminal. */
   progress?: boolean;
   insecure?: boolean;
+  /** How long to keep retrying a batch that failed transiently, in ms; Infinity = never give up. */
+  retryForMs?: number;
 }
 
 export interface SendSummary {
@@ -33,16 +35,19 @@ export interface SendSummary {
 /**
  * Retries of a request that failed transiently (connection refused or reset, timeout, 408, 425, 429,
  * 5xx but 501): an Eyrie that restarts comes back within seconds, and program_output alerts have
- * nowhere else to go. 5 attempts within 10 s.
+ * nowhere else to go. The intervals; how long to keep trying is `retryForMs`.
  */
 const SEND_RETRY: RetryConfig = {
   initial_interval: 500,
   max_interval: 4000,
   multiplier: 2,
   jitter: 0.2,
-  max_attempts: 5,
-  max_elapsed_time: 10_000,
+  max_attempts: 0,
+  max_elapsed_time: 0,
 };
+
+/** The default of `--retry-for`: 5 attempts (0.5 + 1 + 2 + 4 s apart) before a batch counts as failed. */
+export const DEFAULT_RETRY_FOR_MS = 10_000;
 
 /**
  * Reading a pipe (program_output with keep_alive: true keeps it open for good), a partial batch is
@@ -193,18 +198,16 @@ export async function sendEvents(
     return undefined;
   };
 
-  /** Posts one batch, retrying transient failures within SEND_RETRY before counting them as failed. */
+  const retryForMs = options.retryForMs ?? DEFAULT_RETRY_FOR_MS;
+  /** Posts one batch, retrying transient failures for `retryForMs` before counting them as failed. */
   const post = async (lines: string[]) => {
     const firstAttemptAt = Date.now();
     for (let attempts = 1; ; attempts++) {
       const transient = await attempt(lines);
       if (transient === undefined) break;
       const delay = backoffDelay(SEND_RETRY, attempts, transient.retryAfterMs);
-      const now = Date.now();
-      if (
-        budgetExhausted(SEND_RETRY, attempts, firstAttemptAt, now) ||
-        now + delay - firstAttemptAt > SEND_RETRY.max_elapsed_time
-      ) {
+      // The next attempt would come after the budget: give up now rather than wait for nothing.
+      if (Date.now() + delay - firstAttemptAt > retryForMs) {
         summary.failed += lines.length;
         summary.errors.push(transient.message);
         break;
