@@ -113,6 +113,46 @@ describe('eyrie check and version', () => {
     assert.match(ok.stdout, /name: hook/);
   });
 
+  it('refuses header names and values undici cannot send, at file:line:column', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'headers.yaml');
+    writeFileSync(
+      file,
+      'destinations:\n  - name: hook\n    type: webhook\n    address: http://x/\n    custom_headers:\n      "Bad Name": x\n    request:\n      headers:\n        X-Token: |\n          abc\n        Good: ok\n',
+    );
+    const res = await run(['check', '-c', file]);
+    assert.equal(res.code, 1, res.stderr);
+    assert.match(
+      res.stderr,
+      new RegExp(
+        `${file}:6:7: destinations\\[0\\]\\.custom_headers\\["Bad Name"\\]: key "Bad Name" must be a header name`,
+      ),
+    );
+    assert.match(
+      res.stderr,
+      new RegExp(
+        `${file}:9:18: destinations\\[0\\]\\.request\\.headers\\.X-Token: must be a header value on one line`,
+      ),
+    );
+    assert.doesNotMatch(res.stderr, /Good/);
+  });
+
+  it('keeps the credentials of an unusable address out of stderr', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'address.yaml');
+    writeFileSync(
+      file,
+      `storage:\n  path: ${join(dir, 'data')}\ndestinations:\n  - name: hook\n    type: webhook\n    address: http://alice:S3cretPassw0rd@hooks.example.com:99999/falco\n`,
+    );
+    const res = await run(['serve', '-c', file]);
+    assert.equal(res.code, 1, res.stderr);
+    assert.match(
+      res.stderr,
+      /eyrie: destination "hook": "http:\/\/\[redacted\]@hooks.example.com:99999\/falco" is not a valid URL/,
+    );
+    assert.doesNotMatch(res.stderr, /S3cret/);
+  });
+
   it('locates what only compiling finds (CEL, templates, TLS files) at file:line:column, in check and serve alike', async () => {
     const dir = tempDir();
     const native = join(dir, 'native.yaml');

@@ -3,7 +3,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, locateProblems } from '../config/load.ts';
 import { ConfigError } from '../config/errors.ts';
 import { renderConfig, secretValues } from '../config/render.ts';
-import { createLogger, exitAfterLogs } from '../util/logger.ts';
+import { createLogger, exitAfterLogs, redactSecrets } from '../util/logger.ts';
 import { preflight, startEyrie, type RunningEyrie } from '../app.ts';
 import type { LoadedConfig } from '../config/load.ts';
 import { applyExporterFlags, type ExporterFlags } from './exporter-flags.ts';
@@ -74,7 +74,8 @@ async function runService(loaded: LoadedConfig): Promise<void> {
     for (const p of locateProblems(loaded, problems)) process.stderr.write(`${p}\n`);
     process.exit(1);
   }
-  const logger = createLogger(loaded.config.log, secretValues(loaded.config));
+  const secrets = secretValues(loaded.config);
+  const logger = createLogger(loaded.config.log, secrets);
   for (const warning of loaded.warnings) logger.info({ config: loaded.file }, warning);
   // Handlers first: a SIGTERM that arrives while starting (an orchestrator that gave up waiting) must
   // stop Eyrie cleanly once it is up, not kill it with Node's default action.
@@ -112,7 +113,7 @@ async function runService(loaded: LoadedConfig): Promise<void> {
     onStdinEnd: () => logger.info('standard input ended; still delivering and serving the other sources'),
   }).catch((err: unknown) => {
     logger.fatal({ err }, 'cannot start');
-    process.stderr.write(`eyrie: ${(err as Error).message}\n`);
+    process.stderr.write(`eyrie: ${redactSecrets((err as Error).message, secrets)}\n`);
     exitAfterLogs(logger, 1);
     return undefined;
   });

@@ -41,6 +41,25 @@ const integer = (fallback: number, minimum = 0): TSchema => Type.Integer({ minim
 const strings = (fallback?: string[]): TSchema =>
   Type.Array(Type.String(), fallback === undefined ? {} : { default: fallback });
 const stringMap = (): TSchema => Type.Record(Type.String(), Type.String(), { default: {} });
+/**
+ * HTTP headers: names that are tokens (RFC 9110) and values on one line. undici refuses any other at
+ * every send, which would otherwise show only as retries until the budget runs out.
+ */
+export const headerMap = (): TSchema =>
+  Type.Record(
+    Type.String(),
+    Type.String({
+      pattern: '^[\\t\\x20-\\x7e\\x80-\\xff]*$',
+      expect: 'a header value on one line, without control characters',
+    }),
+    {
+      default: {},
+      propertyNames: {
+        pattern: "^[!#$%&'*+\\-.^_`|~0-9A-Za-z]+$",
+        expect: "a header name: letters, digits and !#$%&'*+-.^_`|~",
+      },
+    },
+  );
 const section = (properties: Record<string, TSchema>): TSchema =>
   Type.Object(properties, { additionalProperties: false, default: {} });
 const optionalSection = (properties: Record<string, TSchema>): TSchema =>
@@ -130,7 +149,7 @@ export const destinationCommonSchema = Type.Object(
     request: section({
       timeout: duration(30 * SECOND, 1),
       connect_timeout: duration(10 * SECOND, 1),
-      headers: stringMap(),
+      headers: headerMap(),
       tls: section({
         verify: Type.Boolean({ default: true }),
         // One file or several (Falcosidekick trusts tlsclient's CA and mutualtlsclient's together).

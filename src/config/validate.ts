@@ -61,6 +61,10 @@ export function validateInto(
     } else if (error.keyword === 'required') {
       const key = (error.params as { missingProperty: string }).missingProperty;
       issues.atValue(path, `missing required key "${key}"`);
+    } else if (error.keyword === 'propertyNames') {
+      const key = (error.params as { propertyName: string }).propertyName;
+      const names = (parent.propertyNames ?? {}) as JsonSchema;
+      issues.atKey([...path, key], `key "${key}" must be ${expectation(names)}`);
     } else if (error.keyword === 'format') {
       issues.atValue(path, `must be a valid ${(error.params as { format: string }).format}`);
     } else if (
@@ -78,8 +82,15 @@ export function validateInto(
 function outermostErrors(errors: readonly ErrorObject[]): ErrorObject[] {
   const byTarget = new Map<string, ErrorObject>();
   for (const error of errors) {
-    const params = error.params as { additionalProperty?: string; missingProperty?: string };
-    const target = `${error.instancePath}\u0000${params.additionalProperty ?? params.missingProperty ?? ''}`;
+    // A key's own failure (under propertyNames) is reported by the propertyNames error that holds it.
+    if (error.propertyName !== undefined) continue;
+    const params = error.params as {
+      additionalProperty?: string;
+      missingProperty?: string;
+      propertyName?: string;
+    };
+    const key = params.additionalProperty ?? params.missingProperty ?? params.propertyName ?? '';
+    const target = `${error.instancePath}\u0000${key}`;
     const kept = byTarget.get(target);
     if (!kept || depth(error.schemaPath) < depth(kept.schemaPath)) byTarget.set(target, error);
   }

@@ -87,11 +87,16 @@ export interface StatusOverrides {
   permanent_statuses?: number[];
 }
 
-/** Parses `Retry-After` (delta-seconds or an HTTP date) into milliseconds, at most MAX_RETRY_AFTER_MS. */
+/**
+ * Parses `Retry-After` (delta-seconds, also with a fraction, or an HTTP date) into milliseconds, at
+ * most MAX_RETRY_AFTER_MS. A date must name its day or month: V8's lenient Date.parse would read
+ * a number such as `7200.5` as a year.
+ */
 export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
-  const text = Array.isArray(value) ? value[0] : value;
-  if (text === undefined || text.trim() === '') return undefined;
-  if (/^\d+$/.test(text.trim())) return Math.min(Number(text.trim()) * 1000, MAX_RETRY_AFTER_MS);
+  const text = (Array.isArray(value) ? value[0] : value)?.trim();
+  if (text === undefined || text === '') return undefined;
+  if (/^\d+(\.\d+)?$/.test(text)) return Math.min(Math.ceil(Number(text) * 1000), MAX_RETRY_AFTER_MS);
+  if (!/[A-Za-z]/.test(text)) return undefined;
   const date = Date.parse(text);
   return Number.isNaN(date) ? undefined : Math.min(Math.max(0, date - now), MAX_RETRY_AFTER_MS);
 }
@@ -132,6 +137,9 @@ export function classify(err: unknown, overrides: StatusOverrides = {}): Classif
     };
   }
   const code = errorCode(error) ?? errorCode(error.cause);
+  // undici refusing the request itself (a header it cannot send…): no retry can change that.
+  if (code === 'UND_ERR_INVALID_ARG')
+    return { retryable: false, reason: 'invalid_request', message: error.message };
   if (code !== undefined && TIMEOUT_CODES.has(code))
     return { retryable: true, reason: 'timeout', message: error.message };
   if (error.name === 'TimeoutError' || error.name === 'AbortError')

@@ -1,10 +1,12 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import type { RequestConfig } from '../config/types.ts';
 import { classify, HttpStatusError } from '../delivery/errors.ts';
 import {
@@ -20,6 +22,8 @@ import {
   type RecordingServer,
 } from '../../test/helpers/recording-server.ts';
 import { makePki, type TestPki } from '../../test/helpers/certs.ts';
+
+const execFileAsync = promisify(execFile);
 
 function requestConfig(patch: Partial<RequestConfig> = {}): RequestConfig {
   return {
@@ -144,6 +148,23 @@ describe('http transport: statuses and errors', () => {
     const t = transport(requestConfig(), server.url);
     server.respondWith(() => ({ headers: { 'content-encoding': 'gzip' }, body: gzipSync('{"accepted":1}') }));
     assert.equal((await t.send({ body: '{}' })).body, '{"accepted":1}');
+  });
+
+  it('decodes no more of a gzip body than it keeps: a small body that inflates to gigabytes stays bounded', async () => {
+    const { gzipSync } = await import('node:zlib');
+    const t = transport(requestConfig(), server.url);
+    // 32 MiB of zeros gzip to about 32 KB.
+    const bomb = gzipSync(Buffer.alloc(32 * 1024 * 1024));
+    server.respondWith(() => ({ headers: { 'content-encoding': 'gzip' }, body: bomb }));
+    assert.equal((await t.send({ body: '{}' })).body.length, RESPONSE_LIMIT);
+    server.respondWith(() => ({ status: 503, headers: { 'content-encoding': 'gzip' }, body: bomb }));
+    await assert.rejects(t.send({ body: '{}' }), (err: unknown) => {
+      assert.ok(err instanceof HttpStatusError);
+      // What the first 4 KiB of the gzip stream decode to, then cut at 4 KiB.
+      assert.equal(err.body, '\0'.repeat(4096));
+      return true;
+    });
+    server.respondWith(() => ({}));
   });
 
   it('times out a server that accepts and never answers, within the deadline', async () => {
@@ -322,6 +343,13 @@ describe('http transport: auth, headers, gzip', () => {
     assert.equal(r.rawHeaders.filter((h) => h.toLowerCase() === 'x-override').length, 1);
   });
 
+  it('ignores a Host header, as Go does: the URL names the host', async () => {
+    server.reset();
+    const t = transport(requestConfig({ headers: { Host: 'evil.example' } }), server.url);
+    await t.send({ body: '{}', headers: { host: 'other.example' } });
+    assert.equal(server.requests[0]!.headers.host, `127.0.0.1:${server.port}`);
+  });
+
   it('canonicalizes header names as Go does', () => {
     assert.equal(canonicalHeaderName('x-api-key'), 'X-Api-Key');
     assert.equal(canonicalHeaderName('AUTHORIZATION'), 'Authorization');
@@ -404,6 +432,31 @@ describe('http transport: TLS', () => {
     await assert.rejects(other.send({ body: '{}' }), (e: unknown) =>
       /SELF_SIGNED|UNABLE_TO_VERIFY|CERT/.test(String((e as { code?: string }).code)),
     );
+  });
+
+  it('keeps trusting NODE_EXTRA_CA_CERTS when ca_file adds another CA', async () => {
+    // Node reads NODE_EXTRA_CA_CERTS at start, so the transport runs in a child process.
+    const script = `
+      import { createHttpTransport } from ${JSON.stringify(new URL('./http-transport.ts', import.meta.url).href)};
+      const request = ${JSON.stringify(
+        requestConfig({
+          tls: { verify: true, ca_file: join(pki.dir, 'rogue-ca.crt'), cert_file: '', key_file: '' },
+        }),
+      )};
+      const t = createHttpTransport(request, { name: 'extra', baseUrl: process.argv[1] });
+      try {
+        console.log((await t.send({ body: '{}' })).status);
+      } catch (err) {
+        console.log(err.code ?? err.message);
+      } finally {
+        await t.close();
+      }`;
+    const run = (extra: string | undefined) =>
+      execFileAsync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, server.url], {
+        env: { ...process.env, NODE_EXTRA_CA_CERTS: extra },
+      });
+    assert.equal((await run(pki.caCert)).stdout.trim(), '200');
+    assert.match((await run(undefined)).stdout, /SELF_SIGNED|UNABLE_TO_VERIFY|CERT/);
   });
 
   it('presents a client certificate for mutual TLS', async () => {
@@ -627,6 +680,56 @@ describe('http transport: proxy', () => {
       await socks.close();
       await server.close();
     }
+  });
+
+  it('sends a proxy user without a password as basic auth, in a tunnel too; a refusal is a permanent 407', async () => {
+    const pki = pkiOnce();
+    const plain = await startRecordingServer();
+    const secure = await startRecordingServer({
+      tls: { cert: pki.read(pki.serverCert), key: pki.read(pki.serverKey) },
+    });
+    const proxy = await startTestProxy({
+      authorization: `Basic ${Buffer.from('tokenuser:').toString('base64')}`,
+    });
+    const tls = { verify: true, ca_file: pki.caCert, cert_file: '', key_file: '' };
+    try {
+      for (const target of [plain.url, secure.url]) {
+        const good = transport(
+          requestConfig({ proxy: proxy.url.replace('//', '//tokenuser@'), tls }),
+          target,
+        );
+        assert.equal((await good.send({ body: '{}' })).status, 200, target);
+        const bad = transport(requestConfig({ proxy: proxy.url.replace('//', '//intruder@'), tls }), target);
+        await assert.rejects(bad.send({ body: '{}' }), (e: unknown) => {
+          assert.ok(e instanceof HttpStatusError, `${target}: ${String(e)}`);
+          assert.equal(e.status, 407);
+          assert.deepEqual([classify(e).retryable, classify(e).reason], [false, '407']);
+          return true;
+        });
+      }
+      assert.equal(plain.requests.length, 1);
+      assert.equal(secure.requests.length, 1);
+      assert.deepEqual(proxy.tunnels, [`127.0.0.1:${secure.port}`, `127.0.0.1:${secure.port}`]);
+    } finally {
+      await proxy.close();
+      await plain.close();
+      await secure.close();
+    }
+  });
+
+  it('names no credentials in the error for an address or proxy it cannot use', () => {
+    const bad =
+      (baseUrl: string, proxy = '') =>
+      () =>
+        createHttpTransport(requestConfig({ proxy }), { name: 'p', baseUrl });
+    assert.throws(bad('http://alice:S3cretPassw0rd@hooks.example.com:99999/falco'), (e: Error) => {
+      assert.match(e.message, /"http:\/\/\[redacted\]@hooks.example.com:99999\/falco" is not a valid URL/);
+      return !e.message.includes('S3cret');
+    });
+    assert.throws(bad('http://127.0.0.1:1/', 'http://bob:Pr0xyPass@proxy.example.com:99999'), (e: Error) => {
+      assert.match(e.message, /request.proxy "http:\/\/\[redacted\]@proxy.example.com:99999" is not a URL/);
+      return !e.message.includes('Pr0xy');
+    });
   });
 
   it('refuses a proxy that is not a URL', () => {

@@ -1,13 +1,13 @@
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { createSecureContext, rootCertificates } from 'node:tls';
-import { gzip as gzipCallback, gunzip as gunzipCallback } from 'node:zlib';
+import * as nodeTls from 'node:tls';
+import { createGunzip, gzip as gzipCallback } from 'node:zlib';
 import { promisify } from 'node:util';
 import { Agent, buildConnector, Dispatcher, Pool, ProxyAgent, request as undiciRequest } from 'undici';
 import type { RequestConfig } from '../config/types.ts';
 import { HttpStatusError, parseRetryAfter } from '../delivery/errors.ts';
 import { timerDelay } from '../util/timer.ts';
-import { proxyFromEnvironment, type ProxyFunc } from './proxy-from-env.ts';
+import { proxyFromEnvironment, withoutCredentials, type ProxyFunc } from './proxy-from-env.ts';
 
 /**
  * The one HTTP client layer every HTTP-based destination uses.
@@ -16,7 +16,7 @@ import { proxyFromEnvironment, type ProxyFunc } from './proxy-from-env.ts';
  * - `request.connect_timeout` bounds TCP connect + TLS handshake; `request.timeout` is a deadline for the
  *   whole exchange (connect, send, response headers and body). 0 disables either.
  * - TLS: `tls.verify: false` accepts any server certificate; `tls.ca_file` is trusted in addition to
- *   Node's root store; `tls.cert_file` + `tls.key_file` are presented as a client certificate (mTLS).
+ *   Node's default store (its roots and NODE_EXTRA_CA_CERTS); `tls.cert_file` + `tls.key_file` are presented as a client certificate (mTLS).
  *   Files are read, and the certificate/key checked, when the transport is created.
  * - Proxy: `request.proxy` if set; otherwise HTTP_PROXY / HTTPS_PROXY / NO_PROXY with the rules of
  *   Go's ProxyFromEnvironment (Falcosidekick's), see proxy-from-env.ts. As in Go, plain-http targets
@@ -27,8 +27,9 @@ import { proxyFromEnvironment, type ProxyFunc } from './proxy-from-env.ts';
  * - Headers, later ones winning (names compared case-insensitively, sent in Go's canonical form
  *   `X-Custom-Header` like Falcosidekick): User-Agent, Content-Type, Accept-Encoding: gzip,
  *   Content-Encoding, Authorization (basic or bearer from `request.auth`), then `request.headers`,
- *   then the per-call headers.
- * - `request.gzip` gzips the body. A gzip response body is decoded (Go's transport does the same).
+ *   then the per-call headers. A `Host` among them is ignored, as Go's client ignores it.
+ * - `request.gzip` gzips the body. A gzip response body is decoded (Go's transport does the same), at
+ *   most as many bytes as are kept of it.
  * - Any 2xx resolves. Any other status throws HttpStatusError (with `Retry-After` parsed); redirects
  *   are not followed. Network errors (undici errors with their `code`) propagate. It never retries:
  *   the delivery engine classifies and retries.
@@ -77,7 +78,6 @@ export const RESPONSE_LIMIT = 1024 * 1024;
 const ERROR_BODY_LIMIT = 4096;
 
 const gzip = promisify(gzipCallback);
-const gunzip = promisify(gunzipCallback);
 
 /** Header names come from configs and destination code: a few dozen per process. */
 const canonicalNames = new Map<string, string>();
@@ -124,6 +124,26 @@ function readConfigFile(destination: string, key: string, path: string): Buffer 
   }
 }
 
+/**
+ * What Node trusts when no `ca` is given: its bundled roots plus NODE_EXTRA_CA_CERTS, which operators
+ * use for a private CA (Go reads the system pool; Node does not). `tls.getCACertificates` (Node ≥ 22.15)
+ * says so itself; on Node 20 the extra file is read here (Node already warned at start if it cannot be).
+ */
+function defaultCertificates(): (string | Buffer)[] {
+  const tls = nodeTls as typeof nodeTls & { getCACertificates?: (type: 'default') => string[] };
+  if (typeof tls.getCACertificates === 'function') return [...tls.getCACertificates('default')];
+  const certificates: (string | Buffer)[] = [...nodeTls.rootCertificates];
+  const extra = process.env.NODE_EXTRA_CA_CERTS;
+  if (extra) {
+    try {
+      certificates.push(readFileSync(extra));
+    } catch {
+      // Node reports an unreadable NODE_EXTRA_CA_CERTS itself.
+    }
+  }
+  return certificates;
+}
+
 interface TlsOptions {
   rejectUnauthorized: boolean;
   ca?: (string | Buffer)[];
@@ -135,14 +155,14 @@ function tlsOptions(name: string, tls: RequestConfig['tls']): TlsOptions {
   const options: TlsOptions = { rejectUnauthorized: tls.verify };
   const caFiles = (typeof tls.ca_file === 'string' ? [tls.ca_file] : tls.ca_file).filter((f) => f !== '');
   if (caFiles.length > 0) {
-    // `ca` replaces Node's root store, so keep the roots and add the files' certificates.
-    options.ca = [...rootCertificates];
+    // `ca` replaces Node's default store, so keep it and add the files' certificates.
+    options.ca = defaultCertificates();
     for (const file of caFiles) {
       const ca = readConfigFile(name, 'ca_file', file);
       let problem = ca.includes('-----BEGIN CERTIFICATE-----') ? '' : 'no "BEGIN CERTIFICATE" block';
       if (problem === '') {
         try {
-          createSecureContext({ ca });
+          nodeTls.createSecureContext({ ca });
         } catch (err) {
           problem = (err as Error).message;
         }
@@ -164,7 +184,7 @@ function tlsOptions(name: string, tls: RequestConfig['tls']): TlsOptions {
     options.cert = readConfigFile(name, 'cert_file', tls.cert_file);
     options.key = readConfigFile(name, 'key_file', tls.key_file);
     try {
-      createSecureContext({ cert: options.cert, key: options.key });
+      nodeTls.createSecureContext({ cert: options.cert, key: options.key });
     } catch (err) {
       throw new Error(
         `destination "${name}": client certificate "${tls.cert_file}" / key "${tls.key_file}" cannot be used: ${(err as Error).message}`,
@@ -176,6 +196,13 @@ function tlsOptions(name: string, tls: RequestConfig['tls']): TlsOptions {
 }
 
 const PROXY_PROTOCOLS = ['http:', 'https:', 'socks5:', 'socks:'];
+
+/** Basic credentials for an http(s) proxy from its URL: sent whenever it names a user, as Go does. */
+function proxyAuthorization(proxy: URL): string | undefined {
+  if (proxy.username === '') return undefined;
+  const credentials = `${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`;
+  return `Basic ${Buffer.from(credentials).toString('base64')}`;
+}
 
 interface DispatcherOptions {
   connect: TlsOptions & { timeout: number };
@@ -200,12 +227,18 @@ function dispatcherOptions(
 
 /** The proxy for each request URL: `request.proxy` for all when set, else Go's environment rules. */
 function proxyChooser(name: string, configured: string): ProxyFunc {
-  if (configured === '') return proxyFromEnvironment(process.env);
+  if (configured === '') {
+    try {
+      return proxyFromEnvironment(process.env);
+    } catch (err) {
+      throw new Error(`destination "${name}": ${(err as Error).message}`, { cause: err });
+    }
+  }
   let proxyUrl: URL;
   try {
     proxyUrl = new URL(configured);
   } catch {
-    throw new Error(`destination "${name}": request.proxy "${configured}" is not a URL`);
+    throw new Error(`destination "${name}": request.proxy "${withoutCredentials(configured)}" is not a URL`);
   }
   return () => proxyUrl;
 }
@@ -225,11 +258,14 @@ function buildDispatcher(
   // Go's transport uses its TLS config for an https proxy too: same CA, client cert and checkcert.
   // undici speaks TLS to a SOCKS proxy whenever proxyTls is set, so a socks5:// proxy gets none.
   const proxyTls = proxy.protocol === 'https:' ? options.connect : { timeout: options.connect.timeout };
+  // undici sends the URL's credentials on CONNECT only with a password; Go does with a user alone.
+  const token = isSocks ? undefined : proxyAuthorization(proxy);
   const tunnel = new ProxyAgent({
     ...options,
     uri: proxy.href,
     requestTls: options.connect,
     ...(isSocks ? {} : { proxyTls }),
+    ...(token === undefined ? {} : { token }),
   });
   if (isSocks) return tunnel;
   // undici derives a request's TLS server name from its Host header, which in absolute form names the
@@ -257,10 +293,7 @@ class AbsoluteFormProxy extends Dispatcher {
     super();
     this.#pool = pool;
     this.#tunnel = tunnel;
-    this.#authorization =
-      proxy.username === ''
-        ? undefined
-        : `Basic ${Buffer.from(`${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`).toString('base64')}`;
+    this.#authorization = proxyAuthorization(proxy);
   }
 
   override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
@@ -340,16 +373,54 @@ function readBody(body: Dispatcher.ResponseData['body'], limit: number): Promise
   });
 }
 
-async function decodeBody(raw: Buffer, encoding: string | string[] | undefined): Promise<string> {
+/**
+ * At most `limit` bytes of a gzip body, decoded: a small body can inflate to gigabytes. What was
+ * decoded before an error (a body cut at the read limit) is kept; undefined if nothing was.
+ */
+function gunzipAtMost(raw: Buffer, limit: number): Promise<Buffer | undefined> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let settled = false;
+    const inflate = createGunzip();
+    const finish = () => {
+      if (settled) return;
+      settled = true;
+      inflate.destroy();
+      resolve(size > 0 ? Buffer.concat(chunks, size) : undefined);
+    };
+    inflate.on('data', (chunk: Buffer) => {
+      if (settled) return;
+      const take = Math.min(chunk.length, limit - size);
+      chunks.push(chunk.subarray(0, take));
+      size += take;
+      if (size >= limit) finish();
+    });
+    inflate.on('end', finish);
+    inflate.on('error', finish);
+    inflate.end(raw);
+  });
+}
+
+async function decodeBody(
+  raw: Buffer,
+  encoding: string | string[] | undefined,
+  limit: number,
+): Promise<string> {
   const value = (Array.isArray(encoding) ? encoding.join(',') : (encoding ?? '')).trim().toLowerCase();
   if (raw.length > 0 && (value === 'gzip' || value === 'x-gzip')) {
-    try {
-      return (await gunzip(raw)).toString('utf8');
-    } catch {
-      return raw.toString('latin1');
-    }
+    const decoded = await gunzipAtMost(raw, limit);
+    return decoded === undefined ? raw.toString('latin1') : decoded.toString('utf8');
   }
   return raw.toString('utf8');
+}
+
+/** undici's error when a proxy answers CONNECT with anything but 200: its status, or undefined. */
+function tunnelRefusal(err: unknown): number | undefined {
+  if (!(err instanceof Error) || (err as Error & { code?: unknown }).code !== 'UND_ERR_ABORTED')
+    return undefined;
+  const match = /^Proxy response \((\d{3})\) !== 200 when HTTP Tunneling/.exec(err.message);
+  return match ? Number(match[1]) : undefined;
 }
 
 /**
@@ -387,10 +458,12 @@ export function createHttpTransport(request: RequestConfig, options: HttpTranspo
   try {
     baseUrl = new URL(options.baseUrl);
   } catch {
-    throw new Error(`destination "${name}": "${options.baseUrl}" is not a valid URL`);
+    throw new Error(`destination "${name}": "${withoutCredentials(options.baseUrl)}" is not a valid URL`);
   }
   if (baseUrl.protocol !== 'http:' && baseUrl.protocol !== 'https:') {
-    throw new Error(`destination "${name}": "${options.baseUrl}" must be an http:// or https:// URL`);
+    throw new Error(
+      `destination "${name}": "${withoutCredentials(options.baseUrl)}" must be an http:// or https:// URL`,
+    );
   }
   const { username, password, bearer_token: bearer } = request.auth;
   if (bearer && (username || password)) {
@@ -445,8 +518,10 @@ export function createHttpTransport(request: RequestConfig, options: HttpTranspo
         headers.set('Content-Encoding', 'gzip');
       }
       if (authorization !== undefined) headers.set('Authorization', authorization);
-      for (const [k, v] of Object.entries(request.headers)) headers.set(k, v);
-      for (const [k, v] of Object.entries(req.headers ?? {})) headers.set(k, v);
+      // Go's client sends the URL's host whatever a `Host` header says (a leftover customheaders entry).
+      for (const set of [request.headers, req.headers ?? {}]) {
+        for (const [k, v] of Object.entries(set)) if (k.toLowerCase() !== 'host') headers.set(k, v);
+      }
 
       const deadline = new Deadline(request.timeout, `${method} ${url.origin}`);
       try {
@@ -462,8 +537,9 @@ export function createHttpTransport(request: RequestConfig, options: HttpTranspo
         });
         const status = res.statusCode;
         const success = status >= 200 && status < 300;
-        const raw = await readBody(res.body, success ? RESPONSE_LIMIT : ERROR_BODY_LIMIT);
-        const text = await decodeBody(raw, res.headers['content-encoding']);
+        const limit = success ? RESPONSE_LIMIT : ERROR_BODY_LIMIT;
+        const raw = await readBody(res.body, limit);
+        const text = await decodeBody(raw, res.headers['content-encoding'], limit);
         // undici hands a keep-alive socket back to the pool one event-loop turn after the response
         // ends; waiting for that lets the next sequential send reuse it instead of opening another.
         await new Promise((resolve) => setImmediate(resolve));
@@ -479,6 +555,12 @@ export function createHttpTransport(request: RequestConfig, options: HttpTranspo
         // A deadline abort surfaces as the reason we gave it; anything else is undici's own error.
         if (deadline.aborted && err !== deadline.reason && !(err instanceof HttpStatusError)) {
           throw deadline.reason!;
+        }
+        // A proxy refusing the tunnel (407, 403, 502…) is its answer, classified like the same status
+        // from a proxy in absolute form, not an abort.
+        const refused = tunnelRefusal(err);
+        if (refused !== undefined) {
+          throw new HttpStatusError(refused, `the proxy refused the tunnel to ${url.host}`);
         }
         throw err;
       } finally {

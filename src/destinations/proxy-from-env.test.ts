@@ -113,6 +113,16 @@ describe('proxyFromEnvironment (Go ProxyFromEnvironment rules)', () => {
     });
   }
 
+  it('names the variable of a proxy URL it cannot read, without its credentials', () => {
+    for (const name of ['HTTPS_PROXY', 'https_proxy']) {
+      assert.throws(
+        () => proxyFromEnvironment({ [name]: 'http://bob:Pr0xyPass@proxy.example.com:99999' }),
+        (e: Error) =>
+          e.message === `${name} "http://[redacted]@proxy.example.com:99999" is not a valid proxy URL`,
+      );
+    }
+  });
+
   it('reads the environment when created', () => {
     const env: NodeJS.ProcessEnv = { HTTP_PROXY: P };
     const proxyFor = proxyFromEnvironment(env);

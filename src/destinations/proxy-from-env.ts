@@ -31,9 +31,13 @@ const ipType = (family: number) => (family === 6 ? 'ipv6' : 'ipv4');
 
 /** Reads the environment once, like Go's `httpproxy.FromEnvironment().ProxyFunc()`. */
 export function proxyFromEnvironment(env: NodeJS.ProcessEnv): ProxyFunc {
+  const proxyFrom = (upper: string, lower: string): URL | undefined => {
+    const name = env[upper] ? upper : lower;
+    return parseProxy(name, env[name] ?? '');
+  };
+  const httpProxy = proxyFrom('HTTP_PROXY', 'http_proxy');
+  const httpsProxy = proxyFrom('HTTPS_PROXY', 'https_proxy');
   const firstSet = (upper: string, lower: string) => env[upper] || env[lower] || '';
-  const httpProxy = parseProxy(firstSet('HTTP_PROXY', 'http_proxy'));
-  const httpsProxy = parseProxy(firstSet('HTTPS_PROXY', 'https_proxy'));
   const noProxy = parseNoProxy(firstSet('NO_PROXY', 'no_proxy'));
   return (url) => {
     const https = url.protocol === 'https:';
@@ -48,13 +52,24 @@ export function proxyFromEnvironment(env: NodeJS.ProcessEnv): ProxyFunc {
   };
 }
 
-function parseProxy(value: string): URL | undefined {
+/** A URL text for a message: `user:password@` replaced, since such messages reach stderr as they are. */
+export function withoutCredentials(text: string): string {
+  return text.replace(/\/\/[^/@]*@/, '//[redacted]@');
+}
+
+/**
+ * The proxy a variable names. A value with a scheme that is no URL is an error naming the variable
+ * (its credentials hidden), not a guess: prefixing `http://` would make a host of the scheme.
+ */
+function parseProxy(variable: string, value: string): URL | undefined {
   if (value === '') return undefined;
   let url: URL | undefined;
   try {
     url = new URL(value);
   } catch {
-    // tried with http:// below
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) {
+      throw new Error(`${variable} "${withoutCredentials(value)}" is not a valid proxy URL`);
+    }
   }
   if (url === undefined || url.host === '') {
     try {

@@ -1,4 +1,5 @@
 import { Type } from 'typebox';
+import { headerMap } from '../config/schema.ts';
 import type { Destination, DestinationType } from './types.ts';
 import { toSidekickJson } from '../event/sidekick-json.ts';
 import { createHttpTransport, DEFAULT_CONTENT_TYPE } from './http-transport.ts';
@@ -37,7 +38,7 @@ export const webhookOptionsSchema = Type.Object(
       default: 'POST',
       expect: 'POST or PUT',
     }),
-    custom_headers: Type.Record(Type.String(), Type.String(), { default: {} }),
+    custom_headers: headerMap(),
   },
   { additionalProperties: false },
 );

@@ -14,6 +14,18 @@ const REDACT_PATHS = [
   '*.webhook_url',
 ];
 
+/** Secrets shorter than this are not searched for: they would match ordinary words. */
+const MIN_SECRET_LENGTH = 4;
+
+/** `text` with every occurrence of the (long enough) literal `secrets` replaced by `[redacted]`. */
+export function redactSecrets(text: string, secrets: readonly string[]): string {
+  let result = text;
+  for (const secret of secrets) {
+    if (secret.length >= MIN_SECRET_LENGTH) result = result.split(secret).join('[redacted]');
+  }
+  return result;
+}
+
 /**
  * pino with secret redaction. `secrets` are literal values (tokens, passwords, webhook URLs) that are
  * replaced wherever they occur inside a log line, whatever the key.
@@ -29,13 +41,8 @@ export function createLogger(
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     formatters: { level: (label) => ({ level: label }) },
   };
-  const literal = secrets.filter((s) => s.length >= 4);
-  if (literal.length > 0) {
-    options.hooks = {
-      streamWrite: (line: string) =>
-        literal.reduce((text, secret) => text.split(secret).join('[redacted]'), line),
-    };
-  }
+  const literal = secrets.filter((s) => s.length >= MIN_SECRET_LENGTH);
+  if (literal.length > 0) options.hooks = { streamWrite: (line: string) => redactSecrets(line, literal) };
   if (config.format === 'pretty' && destination === undefined) {
     return pino({ ...options, transport: { target: 'pino-pretty', options: { destination: 2 } } });
   }

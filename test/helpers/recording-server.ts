@@ -269,15 +269,26 @@ export interface TestProxy {
 /**
  * A minimal forward proxy: plain-http requests in absolute form are re-sent to their target, CONNECT
  * opens a TCP tunnel. Records both. With `tls` it is an HTTPS proxy (TLS between client and proxy).
+ * With `authorization`, a request or CONNECT without that exact Proxy-Authorization gets a 407.
  */
 export async function startTestProxy(
-  options: { tls?: { cert: Buffer; key: Buffer; ca?: Buffer; requestCert?: boolean } } = {},
+  options: {
+    tls?: { cert: Buffer; key: Buffer; ca?: Buffer; requestCert?: boolean };
+    authorization?: string;
+  } = {},
 ): Promise<TestProxy> {
   const requests: TestProxy['requests'] = [];
   const tunnels: string[] = [];
   const sockets = new Set<Socket>();
+  const refused = (req: IncomingMessage) =>
+    options.authorization !== undefined && req.headers['proxy-authorization'] !== options.authorization;
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
+    if (refused(req)) {
+      res.writeHead(407, { 'proxy-authenticate': 'Basic realm="test"' });
+      res.end('proxy authentication required');
+      return;
+    }
     let target: URL;
     try {
       target = new URL(req.url ?? '');
@@ -317,6 +328,10 @@ export async function startTestProxy(
     : createHttpServer(handler);
   server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     tunnels.push(req.url ?? '');
+    if (refused(req)) {
+      socket.end('HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
     const [host, port] = (req.url ?? '').split(':');
     const upstream = netConnect(Number(port), host, () => {
       socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');

@@ -1,0 +1,42 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { MAX_RETRY_AFTER_MS } from './backoff.ts';
+import { classify, parseRetryAfter } from './errors.ts';
+
+describe('parseRetryAfter', () => {
+  const now = Date.parse('2026-11-29T12:00:00Z');
+
+  it('reads delta-seconds, also with a fraction, as milliseconds', () => {
+    assert.equal(parseRetryAfter('120', now), 120_000);
+    assert.equal(parseRetryAfter(' 7200.5 ', now), 7_200_500);
+    assert.equal(parseRetryAfter('3600.10', now), 3_600_100);
+    assert.equal(parseRetryAfter(['5', '9'], now), 5000);
+  });
+
+  it('reads an HTTP date as the time left until it, 0 once past', () => {
+    assert.equal(parseRetryAfter('Sun, 29 Nov 2026 12:01:30 GMT', now), 90_000);
+    assert.equal(parseRetryAfter('Sunday, 29-Nov-26 12:00:10 GMT', now), 10_000);
+    assert.equal(parseRetryAfter('Wed, 21 Oct 2015 07:28:00 GMT', now), 0);
+  });
+
+  it('ignores what is neither (a number is never taken for a date)', () => {
+    for (const value of ['', '  ', '-5', '12:00', '1e3', 'soon', '7200.5.1', undefined])
+      assert.equal(parseRetryAfter(value, now), undefined, String(value));
+  });
+
+  it('caps a huge value', () => {
+    assert.equal(parseRetryAfter('99999999999', now), MAX_RETRY_AFTER_MS);
+    assert.equal(parseRetryAfter('Fri, 01 Jan 9999 00:00:00 GMT', now), MAX_RETRY_AFTER_MS);
+  });
+});
+
+describe('classify', () => {
+  it('does not retry a request undici refuses to send (invalid argument)', () => {
+    const err = Object.assign(new Error('invalid header key'), { code: 'UND_ERR_INVALID_ARG' });
+    assert.deepEqual(classify(err), {
+      retryable: false,
+      reason: 'invalid_request',
+      message: 'invalid header key',
+    });
+  });
+});
