@@ -11,6 +11,7 @@ import type { ExactNumber } from '../src/event/json.ts';
 import { parseFalcoEvent, type FalcoEvent } from '../src/event/falco-event.ts';
 import { toSidekickJson } from '../src/event/sidekick-json.ts';
 import { warningsLogger } from './helpers/log-capture.ts';
+import { metricValue } from './helpers/delivery.ts';
 
 const event =
   '{"hostname":"node-a","output":"09:00:01.000000123: Notice A shell","output_fields":{"evt.time":1767258001000000123,"proc.name":"sh"},"priority":"Notice","rule":"Terminal shell in container","source":"syscall","tags":["container"],"time":"2026-01-01T09:00:01.000000123Z"}';
@@ -282,6 +283,70 @@ describe('HTTP ingest', () => {
     t.after(() => authed.close());
     assert.equal((await post(authed.url, big, { authorization: 'Bearer s3cret' })).status, 413);
     assert.equal(await rejected(authed), 1);
+  });
+
+  it('counts what each request held: one invalid event, none in an empty body, the test event, a GET', async () => {
+    const counts = async () => {
+      const text = await ingest.metrics.text();
+      return {
+        inputsAccepted: metricValue(text, 'falcosecurity_falcosidekick_inputs_total', {
+          source: 'requests',
+          status: 'accepted',
+        }),
+        inputsRejected: metricValue(text, 'falcosecurity_falcosidekick_inputs_total', {
+          source: 'requests',
+          status: 'rejected',
+        }),
+        accepted: metricValue(text, 'eyrie_ingest_events_total', { source: 'http', outcome: 'accepted' }),
+        rejected: metricValue(text, 'eyrie_ingest_events_total', { source: 'http', outcome: 'rejected' }),
+        refused: metricValue(text, 'eyrie_ingest_events_total', { source: 'http', outcome: 'refused' }),
+      };
+    };
+    const change = async (send: () => Promise<unknown>) => {
+      const before = await counts();
+      await send();
+      const after = await counts();
+      return Object.fromEntries(
+        Object.entries(after).map(([k, v]) => [k, v - before[k as keyof typeof before]]),
+      );
+    };
+    const none = { inputsAccepted: 0, inputsRejected: 0, accepted: 0, rejected: 0, refused: 0 };
+    const postTest = async () => {
+      const res = await request(new URL('/test', ingest.url), { method: 'POST' });
+      await res.body.text();
+      return res.statusCode;
+    };
+    const get = async (path: string) => (await request(new URL(path, ingest.url))).body.text();
+
+    for (const body of [
+      '{"output":"x"}',
+      '{"rule":"r","priority":"Warning","time":"bad","output":"x"}',
+      '{no',
+    ]) {
+      assert.deepEqual(
+        await change(() => post(ingest.url, body)),
+        { ...none, inputsRejected: 1, rejected: 1 },
+        body,
+      );
+    }
+    assert.deepEqual(await change(() => post(ingest.url, '  ')), { ...none, inputsRejected: 1 }, 'empty');
+    assert.deepEqual(await change(postTest), { ...none, inputsAccepted: 1, accepted: 1 }, '/test');
+    ingest.router.refuse = new JournalUnavailableError('disk cap reached');
+    try {
+      let status = 0;
+      assert.deepEqual(
+        await change(async () => (status = await postTest())),
+        { ...none, inputsRejected: 1, refused: 1 },
+        '/test refused',
+      );
+      assert.equal(status, 503);
+    } finally {
+      ingest.router.refuse = undefined;
+    }
+    // Falcosidekick answers any other method on its catch-all "/" with a 400 and counts it.
+    for (const path of ['/', '/nope'])
+      assert.deepEqual(await change(() => get(path)), { ...none, inputsRejected: 1 }, `GET ${path}`);
+    assert.deepEqual(await change(() => get('/ping')), none, 'GET /ping');
   });
 
   it('answers 503 when the journal cannot persist, counting the request as rejected', async () => {

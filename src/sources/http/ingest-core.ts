@@ -3,7 +3,11 @@ import type { Metrics } from '../../metrics/registry.ts';
 import type { Pipeline } from '../../routing/pipeline.ts';
 import { JournalUnavailableError } from '../../delivery/journal.ts';
 import { decodeBody, IngestError, type DecodedBody } from './decode.ts';
+import { testEvent } from '../../event/falco-event.ts';
 import { LogThrottle } from '../../util/log-throttle.ts';
+
+/** Decode failures of a body that held no event at all: not counted as a rejected event. */
+const NO_EVENT_REASONS = new Set(['empty_body', 'empty_batch']);
 
 /** While the journal refuses events, the refusal is logged at most this often. */
 const REFUSAL_LOG_INTERVAL_MS = 10_000;
@@ -94,6 +98,10 @@ export class IngestCore {
       decoded = decodeBody(body, contentType, shape);
     } catch (err) {
       this.requestsRejected.inc();
+      // A body that is not one valid event (bad JSON, a missing field) was meant as one: it counts
+      // as a rejected event, as an invalid item of a batch does. An empty body held none.
+      if (err instanceof IngestError && err.status === 400 && !NO_EVENT_REASONS.has(err.reason))
+        this.eventsRejected.inc();
       return this.failure(err);
     }
     const { events, errors, batch } = decoded;
@@ -111,7 +119,18 @@ export class IngestCore {
         batch ? { rejected: errors.length, errors: reported(errors) } : {},
       );
     }
-    const handed = this.pipeline.accept(events, 'http');
+    return this.take(decoded, shape, 'http');
+  }
+
+  /** `POST /test`: Falcosidekick's test event, counted and persisted as an event sent over HTTP. */
+  ingestTest(): IngestAnswer | Promise<IngestAnswer> {
+    return this.take({ events: [testEvent()], errors: [], batch: false }, 'falco', 'test');
+  }
+
+  /** Hands valid events to the pipeline; the answer once they are persisted, or the refusal. */
+  private take(decoded: DecodedBody, shape: BodyShape, source: string): IngestAnswer | Promise<IngestAnswer> {
+    const { events } = decoded;
+    const handed = this.pipeline.accept(events, source);
     if (handed === undefined) return this.accepted(decoded, shape);
     const refusalsBefore = this.refusalsLogged;
     return handed.then(

@@ -17,7 +17,6 @@ import type { Metrics } from '../../metrics/registry.ts';
 import type { Pipeline } from '../../routing/pipeline.ts';
 import { IngestError } from './decode.ts';
 import { IngestCore, type BodyShape, type IngestAnswer } from './ingest-core.ts';
-import { testEvent } from '../../event/falco-event.ts';
 import { JournalUnavailableError } from '../../delivery/journal.ts';
 import { closeConnectionsWhileClosing } from '../../util/close-connections.ts';
 
@@ -326,6 +325,9 @@ export function buildIngestApp(options: IngestAppOptions): FastifyInstance {
     // Falcosidekick takes events on Go's "/" pattern, which matches every path no other route has:
     // a Falco http_output URL with a path (http://sidekick:2801/falco) must keep working.
     if (request.method === 'POST' && serves('/')) return ingest(request, reply, 'falco');
+    // Falcosidekick refuses any other method there (400) and counts a rejected input: so does Eyrie,
+    // with a 404 that says what is wrong.
+    if (serves('/')) core.requestsRejected.inc();
     return reject(reply, 404, 'not_found', `no route ${request.method} ${request.url}`);
   });
 
@@ -333,15 +335,7 @@ export function buildIngestApp(options: IngestAppOptions): FastifyInstance {
     '/': (req, reply) => ingest(req, reply, 'falco'),
     '/api/v1/': (req, reply) => ingest(req, reply, 'ui'),
     '/api/v1/events/add': (req, reply) => ingest(req, reply, 'ui'),
-    '/test': async (_req, reply) => {
-      try {
-        await pipeline.accept([testEvent()], 'test');
-      } catch (err) {
-        return answer(reply, core.failure(err));
-      }
-      core.requestsAccepted.inc();
-      return reply.code(200).send();
-    },
+    '/test': async (_req, reply) => answer(reply, await core.ingestTest()),
     '/ping': (_req, reply) => reply.type('text/plain; charset=utf-8').send('pong\n'),
     '/metrics': async (_req, reply) => reply.type(metrics.contentType).send(await metrics.text()),
     '/healthz': (_req, reply) => {
@@ -370,6 +364,7 @@ export function buildIngestApp(options: IngestAppOptions): FastifyInstance {
       method: others,
       url: path,
       handler: (request, reply) => {
+        if (path === '/') core.requestsRejected.inc(); // as the 400 Falcosidekick answers there
         void reply.header('allow', methods.join(', '));
         return reject(
           reply,
