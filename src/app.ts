@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
-import type { Logger } from 'pino';
+import { pino, type Logger } from 'pino';
 import type { EyrieConfig } from './config/types.ts';
 import { Metrics } from './metrics/registry.ts';
 import { SidekickEventCounter } from './metrics/sidekick-events.ts';
@@ -17,6 +17,8 @@ import { buildExporterMetricsApp, buildProbesApp, exporterTlsOptions } from './m
 import { createSources, type SourceOptions } from './sources/create.ts';
 import type { EventSource } from './sources/source.ts';
 import { errorCode } from './util/error.ts';
+import { unusablePath } from './util/directory.ts';
+import { DestinationSettingError } from './config/errors.ts';
 
 /** A running Eyrie: every role the config enables, in one process. */
 export interface RunningEyrie {
@@ -64,22 +66,37 @@ function readTls(config: EyrieConfig): object {
   return options;
 }
 
+type DestinationConfig = EyrieConfig['destinations'][number];
+
+/** The destination's type and what its create() or check() gets. */
+function destinationSetup(config: EyrieConfig, d: DestinationConfig, logger: Logger) {
+  const type = destinationTypes.get(d.type);
+  if (!type) throw new Error(`destination ${d.name}: unknown type ${d.type}`);
+  const context = {
+    name: d.name,
+    logger: logger.child({ destination: d.name }),
+    request: d.request,
+    dataDir: config.storage.path,
+  };
+  return { type, options: d.options as never, context };
+}
+
+/** What building the destination would refuse (files, URLs, TLS material), without its side effects. */
+function checkDestination(config: EyrieConfig, d: DestinationConfig): void {
+  const { type, options, context } = destinationSetup(config, d, pino({ level: 'silent' }));
+  if (type.check) type.check(options, context);
+  else void type.create(options, context).close();
+}
+
 function createDestinations(
   config: EyrieConfig,
   logger: Logger,
-): { config: EyrieConfig['destinations'][number]; destination: Destination }[] {
-  const created: { config: EyrieConfig['destinations'][number]; destination: Destination }[] = [];
+): { config: DestinationConfig; destination: Destination }[] {
+  const created: { config: DestinationConfig; destination: Destination }[] = [];
   try {
     for (const d of config.destinations) {
-      const type = destinationTypes.get(d.type);
-      if (!type) throw new Error(`destination ${d.name}: unknown type ${d.type}`);
-      const destination = type.create(d.options as never, {
-        name: d.name,
-        logger: logger.child({ destination: d.name }),
-        request: d.request,
-        dataDir: config.storage.path,
-      });
-      created.push({ config: d, destination });
+      const { type, options, context } = destinationSetup(config, d, logger);
+      created.push({ config: d, destination: type.create(options, context) });
     }
   } catch (err) {
     for (const c of created) void c.destination.close();
@@ -103,9 +120,22 @@ export function preflight(config: EyrieConfig): string[] {
     }
   };
   attempt(() => createEnricher(config.enrich));
-  config.destinations.forEach((d, index) =>
-    attempt(() => compileFilter(d.filter, `destinations[${index}].filter`)),
-  );
+  config.destinations.forEach((d, index) => {
+    attempt(() => compileFilter(d.filter, `destinations[${index}].filter`));
+    attempt(() => {
+      try {
+        checkDestination(config, d);
+      } catch (err) {
+        if (err instanceof DestinationSettingError)
+          throw new Error(`destinations[${index}].${err.key}: ${err.detail}`, { cause: err });
+        throw new Error(`destinations[${index}]: ${(err as Error).message}`, { cause: err });
+      }
+    });
+  });
+  attempt(() => {
+    const problem = unusablePath(config.storage.path, 'directory');
+    if (problem !== undefined) throw new Error(`storage.path: ${problem}`);
+  });
   if (config.listen.enabled && config.listen.tls.enabled) attempt(() => readTls(config));
   if (config.exporter.enabled) attempt(() => exporterTlsOptions(config.exporter));
   config.sources.grpc.forEach((grpc, index) => {

@@ -1,7 +1,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { eyrieCli, spawnEyrie } from './helpers/eyrie-process.ts';
@@ -137,20 +137,69 @@ describe('eyrie check and version', () => {
     assert.doesNotMatch(res.stderr, /Good/);
   });
 
-  it('keeps the credentials of an unusable address out of stderr', async () => {
+  it('check refuses what building the destinations would, located, and creates nothing', async () => {
+    const dir = tempDir();
+    const notADir = join(dir, 'plain-file');
+    writeFileSync(notADir, 'x');
+    const native = join(dir, 'build.yaml');
+    writeFileSync(
+      native,
+      [
+        /* 1 */ 'storage:',
+        /* 2 */ `  path: ${notADir}/data`,
+        /* 3 */ 'destinations:',
+        /* 4 */ '  - name: a',
+        /* 5 */ '    type: webhook',
+        /* 6 */ '    address: http://127.0.0.1:9/',
+        /* 7 */ `    request: { tls: { ca_file: ${dir}/missing-ca.pem } }`,
+        /* 8 */ '  - name: e',
+        /* 9 */ '    type: eyrie',
+        /* 10 */ '    url: "http://[::1/x"',
+        /* 11 */ '  - name: f',
+        /* 12 */ '    type: file',
+        /* 13 */ `    path: ${notADir}/out.ndjson`,
+        /* 14 */ '  - name: g',
+        /* 15 */ '    type: file',
+        /* 16 */ `    path: ${dir}/new/dir/out.ndjson`,
+        '',
+      ].join('\n'),
+    );
+    const res = await run(['check', '-c', native]);
+    assert.equal(res.code, 1, res.stderr);
+    assert.deepEqual(res.stderr.trim().split('\n'), [
+      `${native}:7:32: destinations[0].request.tls.ca_file: cannot read "${dir}/missing-ca.pem": ENOENT: no such file or directory, open '${dir}/missing-ca.pem'`,
+      `${native}:10:10: destinations[1].url: "http://[::1/x" is not a valid URL`,
+      `${native}:13:11: destinations[2].path: cannot access ${notADir}/out.ndjson: ENOTDIR: not a directory, stat '${notADir}/out.ndjson'`,
+      `${native}:2:9: storage.path: cannot access ${notADir}/data: ENOTDIR: not a directory, stat '${notADir}/data'`,
+    ]);
+    assert.equal(existsSync(join(dir, 'new')), false, 'check made no directory for the file destination');
+    // A Falcosidekick file: located at its own key.
+    const sidekick = join(dir, 'sidekick.yaml');
+    writeFileSync(
+      sidekick,
+      `tlsclient:\n  cacertfile: ${dir}/missing-ca.pem\nwebhook:\n  address: http://127.0.0.1:9/\n`,
+    );
+    const res2 = await run(['check', '-c', sidekick]);
+    assert.equal(res2.code, 1);
+    assert.match(res2.stderr, new RegExp(`${sidekick}:2:15: tlsclient\\.cacertfile: cannot read`));
+  });
+
+  it('refuses an address Node cannot parse at check, located, without its credentials', async () => {
     const dir = tempDir();
     const file = join(dir, 'address.yaml');
     writeFileSync(
       file,
       `storage:\n  path: ${join(dir, 'data')}\ndestinations:\n  - name: hook\n    type: webhook\n    address: http://alice:S3cretPassw0rd@hooks.example.com:99999/falco\n`,
     );
-    const res = await run(['serve', '-c', file]);
-    assert.equal(res.code, 1, res.stderr);
-    assert.match(
-      res.stderr,
-      /eyrie: destination "hook": "http:\/\/\[redacted\]@hooks.example.com:99999\/falco" is not a valid URL/,
-    );
-    assert.doesNotMatch(res.stderr, /S3cret/);
+    for (const command of ['check', 'serve']) {
+      const res = await run([command, '-c', file]);
+      assert.equal(res.code, 1, res.stderr);
+      assert.equal(
+        res.stderr,
+        `${file}:6:14: destinations[0].address: "http://[redacted]@hooks.example.com:99999/falco" is not a valid URL\n`,
+        command,
+      );
+    }
   });
 
   it('locates what only compiling finds (CEL, templates, TLS files) at file:line:column, in check and serve alike', async () => {

@@ -66,14 +66,22 @@ program
 /** How long closing may take beyond delivery.shutdown_timeout before the process exits with 1. */
 const SHUTDOWN_MARGIN_MS = 20_000;
 
+/**
+ * Exits with 1 after listing what preflight finds, each located in the file. The messages quote
+ * settings (a URL that is not one), so the config's secrets are redacted as in the log.
+ */
+function refuseProblems(loaded: LoadedConfig): void {
+  const problems = preflight(loaded.config);
+  if (problems.length === 0) return;
+  const secrets = secretValues(loaded.config);
+  for (const p of locateProblems(loaded, problems)) process.stderr.write(`${redactSecrets(p, secrets)}\n`);
+  process.exit(1);
+}
+
 /** Starts every role of a loaded config and runs until SIGTERM/SIGINT. */
 async function runService(loaded: LoadedConfig): Promise<void> {
   // Refused before anything starts, located in the file as `eyrie check` shows it.
-  const problems = preflight(loaded.config);
-  if (problems.length > 0) {
-    for (const p of locateProblems(loaded, problems)) process.stderr.write(`${p}\n`);
-    process.exit(1);
-  }
+  refuseProblems(loaded);
   const secrets = secretValues(loaded.config);
   const logger = createLogger(loaded.config.log, secrets);
   for (const warning of loaded.warnings) logger.info({ config: loaded.file }, warning);
@@ -160,11 +168,7 @@ program
   .action((opts: { config?: string }) => {
     const loaded = load(opts.config);
     for (const warning of loaded.warnings) process.stderr.write(`note: ${warning}\n`);
-    const problems = preflight(loaded.config);
-    if (problems.length > 0) {
-      for (const p of locateProblems(loaded, problems)) process.stderr.write(`${p}\n`);
-      process.exit(1);
-    }
+    refuseProblems(loaded);
     process.stdout.write(renderConfig(loaded));
   });
 

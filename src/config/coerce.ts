@@ -21,6 +21,8 @@ export function coerceText(text: string, schema: JsonSchema): unknown {
       .map((s) => coerceText(s, items));
   }
   if (types.includes('integer') && /^[+-]?\d+$/.test(trimmed)) return Number(trimmed);
+  // YAML 1.2's octal form, which the YAML file takes for permission bits (`mode: 0o640`).
+  if (types.includes('integer') && /^0o[0-7]+$/i.test(trimmed)) return parseInt(trimmed.slice(2), 8);
   if (types.includes('number') && trimmed !== '' && Number.isFinite(Number(trimmed))) return Number(trimmed);
   if (types.includes('boolean')) {
     if (TRUE.has(trimmed.toLowerCase())) return true;

@@ -38,3 +38,20 @@ export class ConfigError extends Error {
     return this.issues.map(formatIssue).join('\n');
   }
 }
+
+/**
+ * A setting of one destination that cannot be used (an unreadable file, a URL Node cannot parse),
+ * found when the destination is built. `key` is its path in the destination's entry, so that
+ * `eyrie check` and `serve` point at it in the file.
+ */
+export class DestinationSettingError extends Error {
+  readonly key: string;
+  readonly detail: string;
+
+  constructor(destination: string, key: string, detail: string, options?: ErrorOptions) {
+    super(`destination "${destination}": ${key}: ${detail}`, options);
+    this.name = 'DestinationSettingError';
+    this.key = key;
+    this.detail = detail;
+  }
+}

@@ -165,6 +165,28 @@ describe('native config: located errors', () => {
     ]);
   });
 
+  it('refuses what would fail later: a concurrency that exhausts memory, a filter name that is empty', () => {
+    const yaml = [
+      /* 1 */ 'destinations:',
+      /* 2 */ '  - name: out',
+      /* 3 */ '    type: stdout',
+      /* 4 */ '    queue: { concurrency: 1000000000 }',
+      /* 5 */ '    filter:',
+      /* 6 */ '      rules: ["${RULE:-}", ok]',
+      /* 7 */ '      tags: { none: [""] }',
+      '',
+    ].join('\n');
+    const file = join(dir, 'later.yaml');
+    assert.deepEqual(
+      problems(() => load(yaml, {}, 'later.yaml')),
+      [
+        `${file}:4:27: destinations[0].queue.concurrency: must be an integer 1-1000`,
+        `${file}:6:15: destinations[0].filter.rules[0]: must be a non-empty string`,
+        `${file}:7:22: destinations[0].filter.tags.none[0]: must be a non-empty string`,
+      ],
+    );
+  });
+
   it('names unknown options of a destination type, with the options it has', () => {
     const found = problems(() => load('destinations:\n  - name: out\n    type: stdout\n    steam: stderr\n'));
     assert.equal(found.length, 1);
@@ -379,6 +401,20 @@ destinations:
       'env EYRIE_LISTEN_PORT: unknown setting; did you mean EYRIE_LISTEN__PORT?',
       'env EYRIE_LISTEN__PORT: must be an integer 1-65535 (or 0 for any free port)',
     ]);
+  });
+
+  it('refuse a duration past 2^53 ms, and read octal integers as YAML does', () => {
+    assert.deepEqual(
+      problems(() => load(yaml, { EYRIE_DESTINATIONS__MY_OUT__REQUEST__TIMEOUT: '100000000000000000000' })),
+      [
+        `env EYRIE_DESTINATIONS__MY_OUT__REQUEST__TIMEOUT: 100000000000000000000 is too large: at most 9007199254740991`,
+      ],
+    );
+    assert.equal(
+      load(yaml, { EYRIE_DESTINATIONS__MY_OUT__QUEUE__CONCURRENCY: '0o17' }).config.destinations[0]!.queue
+        .concurrency,
+      15,
+    );
   });
 
   it('warn that Falcosidekick env vars do not apply to a native file', () => {

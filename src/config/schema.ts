@@ -37,7 +37,8 @@ const duration = (fallback?: number, minimum = 0): TSchema =>
     unitMinimum: minimum,
   });
 
-const integer = (fallback: number, minimum = 0): TSchema => Type.Integer({ minimum, default: fallback });
+const integer = (fallback: number, minimum = 0, maximum?: number): TSchema =>
+  Type.Integer({ minimum, ...(maximum === undefined ? {} : { maximum }), default: fallback });
 const strings = (fallback?: string[]): TSchema =>
   Type.Array(Type.String(), fallback === undefined ? {} : { default: fallback });
 const stringMap = (): TSchema => Type.Record(Type.String(), Type.String(), { default: {} });
@@ -71,6 +72,8 @@ const oneOf = (values: string[], fallback?: string): TSchema =>
   );
 
 const MiB = 1024 * 1024;
+/** The most sends in flight per destination. */
+export const MAX_CONCURRENCY = 1000;
 const SECOND = 1000;
 
 export const DESTINATION_NAME = /^[a-z0-9][a-z0-9_.-]*$/i;
@@ -80,18 +83,18 @@ const httpStatuses = Type.Optional(
   Type.Array(Type.Integer({ minimum: 100, maximum: 599, expect: 'an HTTP status 100-599' })),
 );
 
+/** Names a filter matches: an empty one (an unset `${VAR:-}`) would match no event, silently. */
+const names = (): TSchema =>
+  Type.Optional(Type.Array(Type.String({ minLength: 1, expect: 'a non-empty string' })));
+
 const filterSchema = Type.Object(
   {
     minimum_priority: Type.Optional(Type.String()),
-    rules: Type.Optional(strings()),
-    exclude_rules: Type.Optional(strings()),
-    sources: Type.Optional(strings()),
-    tags: optionalSection({
-      any: Type.Optional(strings()),
-      all: Type.Optional(strings()),
-      none: Type.Optional(strings()),
-    }),
-    hostnames: Type.Optional(strings()),
+    rules: names(),
+    exclude_rules: names(),
+    sources: names(),
+    tags: optionalSection({ any: names(), all: names(), none: names() }),
+    hostnames: names(),
     fields: Type.Optional(
       Type.Record(
         Type.String(),
@@ -123,7 +126,8 @@ export const destinationCommonSchema = Type.Object(
     filter: filterSchema,
     durability: oneOf(['disk', 'memory'], 'disk'),
     queue: section({
-      concurrency: integer(4, 1),
+      // Each unit is a worker loop with its own prefetched entries: a billion would exhaust memory.
+      concurrency: integer(4, 1, MAX_CONCURRENCY),
       max_events: integer(100_000, 1),
       max_bytes: size(256 * MiB),
       when_full: oneOf(['drop_oldest', 'drop_newest'], 'drop_oldest'),

@@ -32,6 +32,11 @@ export function convertUnits(
 function convertOne(value: unknown, schema: JsonSchema, path: Path, issues: Issues): unknown {
   const isSize = schema.unit === 'size';
   const parsed = isSize ? parseSize(value) : parseDuration(value);
+  if (typeof value === 'number' && parsed === undefined && Number.isInteger(value) && value >= 0) {
+    // The schema takes any integer; one past 2^53 (from an env var's digits) is not exact.
+    issues.atValue(path, `${value} is too large: at most ${Number.MAX_SAFE_INTEGER}`);
+    return value;
+  }
   if (typeof value !== 'string') return parsed ?? value;
   if (parsed === undefined) {
     issues.atValue(

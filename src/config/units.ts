@@ -39,7 +39,7 @@ export function parseDuration(value: unknown): number | undefined {
   if (typeof value === 'number') return Number.isSafeInteger(value) && value >= 0 ? value : undefined;
   if (typeof value !== 'string') return undefined;
   const text = value.trim();
-  if (/^\d+$/.test(text)) return Number(text);
+  if (/^\d+$/.test(text)) return Number.isSafeInteger(Number(text)) ? Number(text) : undefined;
   const part = /(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s|m|h|d)\s*/gy;
   let total = 0;
   let consumed = 0;
@@ -48,7 +48,8 @@ export function parseDuration(value: unknown): number | undefined {
     consumed = part.lastIndex;
   }
   if (text === '' || consumed !== text.length) return undefined;
-  return Math.round(total);
+  const ms = Math.round(total);
+  return Number.isSafeInteger(ms) ? ms : undefined;
 }
 
 /** The shortest exact spelling: `1MiB`, `10MB`, or plain bytes. */

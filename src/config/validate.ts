@@ -68,7 +68,9 @@ export function validateInto(
     } else if (error.keyword === 'format') {
       issues.atValue(path, `must be a valid ${(error.params as { format: string }).format}`);
     } else if (
-      ['type', 'minimum', 'maximum', 'anyOf', 'oneOf', 'const', 'enum', 'pattern'].includes(error.keyword)
+      ['type', 'minimum', 'maximum', 'minLength', 'anyOf', 'oneOf', 'const', 'enum', 'pattern'].includes(
+        error.keyword,
+      )
     ) {
       issues.atValue(path, `must be ${expectation(parent)}`);
     } else {

@@ -120,6 +120,7 @@ export const eyrieForwardDestination: DestinationType<EyrieForwardOptions> = {
     const transport: HttpTransport = createHttpTransport(request, {
       name: context.name,
       baseUrl: options.url,
+      baseUrlKey: 'url',
       userAgent: 'Eyrie',
     });
     const logger = context.logger.child({ destination: context.name });

@@ -274,12 +274,12 @@ describe('file destination', () => {
 
   it('fails create() clearly when path is a directory', () => {
     mkdirSync(path, { recursive: true });
-    assert.throws(() => create(), /file destination "file-test": path .*events\.ndjson is a directory/);
+    assert.throws(() => create(), /destination "file-test": path: .*events\.ndjson is a directory/);
   });
 
   it('fails create() clearly when the directory cannot be created', () => {
     writeFileSync(join(dir, 'logs'), 'a file, not a directory');
-    assert.throws(() => create(), /file destination "file-test": cannot create directory .*logs: ENOTDIR/);
+    assert.throws(() => create(), /destination "file-test": path: cannot create directory .*logs: ENOTDIR/);
   });
 
   it(
@@ -289,7 +289,7 @@ describe('file destination', () => {
       mkdirSync(join(dir, 'logs'), { mode: 0o500 });
       assert.throws(
         () => create(),
-        /file destination "file-test": cannot open .*events\.ndjson for writing: .*EACCES/,
+        /destination "file-test": path: cannot open .*events\.ndjson for writing: .*EACCES/,
       );
     },
   );
@@ -297,7 +297,7 @@ describe('file destination', () => {
   it('fails create() clearly when the directory cannot be made even by root', () => {
     assert.throws(
       () => create({ path: '/proc/eyrie-test/events.ndjson', max_size: 0 }),
-      /file destination "file-test": cannot create directory \/proc\/eyrie-test: /,
+      /destination "file-test": path: cannot create directory \/proc\/eyrie-test: /,
     );
   });
 
@@ -305,7 +305,7 @@ describe('file destination', () => {
     // /proc exists, but no file can be created in it, whoever runs the tests (CI runs as root).
     assert.throws(
       () => create({ path: '/proc/eyrie-test.ndjson', max_size: 0 }),
-      /file destination "file-test": cannot open \/proc\/eyrie-test\.ndjson for writing: /,
+      /destination "file-test": path: cannot open \/proc\/eyrie-test\.ndjson for writing: /,
     );
   });
 });

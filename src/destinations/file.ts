@@ -7,7 +7,8 @@ import type { Destination, DestinationType } from './types.ts';
 import { toSidekickJson } from '../event/sidekick-json.ts';
 import { RetryableError } from '../delivery/errors.ts';
 import type { FalcoEvent } from '../event/falco-event.ts';
-import { makeDirectory } from '../util/directory.ts';
+import { makeDirectory, unusablePath } from '../util/directory.ts';
+import { DestinationSettingError } from '../config/errors.ts';
 import { errorCode } from '../util/error.ts';
 
 export interface FileOptions {
@@ -60,6 +61,10 @@ export const fileDestination: DestinationType<FileOptions> = {
   ),
   secretOptions: [],
   batch: { max_events: 1000, max_bytes: 4 * MiB, timeout: 200 },
+  check(options, context) {
+    const problem = unusablePath(resolve(options.path), 'file');
+    if (problem !== undefined) throw new DestinationSettingError(context.name, 'path', problem);
+  },
   create(options, context): Destination {
     const path = resolve(options.path);
     checkWritable(path, options.mode, context.name);
@@ -69,21 +74,24 @@ export const fileDestination: DestinationType<FileOptions> = {
 
 /** Startup checks: creates the directory and the file, so a bad path fails `create()`, not every send. */
 function checkWritable(path: string, mode: number, name: string): void {
-  const prefix = `file destination "${name}": `;
+  // Typed in full: TypeScript narrows on a call that returns never only then.
+  const refuse: (detail: string, cause?: unknown) => never = (detail, cause) => {
+    throw new DestinationSettingError(name, 'path', detail, cause === undefined ? undefined : { cause });
+  };
   const dir = dirname(path);
   try {
     makeDirectory(dir);
   } catch (err) {
-    throw new Error(`${prefix}cannot create directory ${dir}: ${message(err)}`, { cause: err });
+    refuse(`cannot create directory ${dir}: ${message(err)}`, err);
   }
   let existing;
   try {
     existing = statSync(path, { throwIfNoEntry: false });
   } catch (err) {
-    throw new Error(`${prefix}cannot access ${path}: ${message(err)}`, { cause: err });
+    refuse(`cannot access ${path}: ${message(err)}`, err);
   }
-  if (existing?.isDirectory()) throw new Error(`${prefix}path ${path} is a directory, not a file`);
-  if (existing && !existing.isFile()) throw new Error(`${prefix}path ${path} is not a regular file`);
+  if (existing?.isDirectory()) refuse(`${path} is a directory, not a file`);
+  if (existing && !existing.isFile()) refuse(`${path} is not a regular file`);
   let fd: number;
   let created = false;
   try {
@@ -95,7 +103,7 @@ function checkWritable(path: string, mode: number, name: string): void {
       fd = openSync(path, APPEND_FLAGS);
     }
   } catch (err) {
-    throw new Error(`${prefix}cannot open ${path} for writing: ${message(err)}`, { cause: err });
+    refuse(`cannot open ${path} for writing: ${message(err)}`, err);
   }
   try {
     // The umask may have narrowed the mode: files Eyrie creates get exactly `mode`.

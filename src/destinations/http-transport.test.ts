@@ -727,7 +727,7 @@ describe('http transport: proxy', () => {
       return !e.message.includes('S3cret');
     });
     assert.throws(bad('http://127.0.0.1:1/', 'http://bob:Pr0xyPass@proxy.example.com:99999'), (e: Error) => {
-      assert.match(e.message, /request.proxy "http:\/\/\[redacted\]@proxy.example.com:99999" is not a URL/);
+      assert.match(e.message, /request.proxy: "http:\/\/\[redacted\]@proxy.example.com:99999" is not a URL/);
       return !e.message.includes('Pr0xy');
     });
   });

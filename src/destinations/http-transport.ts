@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { Agent, buildConnector, Dispatcher, Pool, ProxyAgent, request as undiciRequest } from 'undici';
 import type { RequestConfig } from '../config/types.ts';
 import { HttpStatusError, parseRetryAfter } from '../delivery/errors.ts';
+import { DestinationSettingError } from '../config/errors.ts';
 import { timerDelay } from '../util/timer.ts';
 import { proxyFromEnvironment, withoutCredentials, type ProxyFunc } from './proxy-from-env.ts';
 
@@ -40,6 +41,8 @@ export interface HttpTransportOptions {
   name: string;
   /** Endpoint every relative `path` is appended to. http: or https:. */
   baseUrl: string;
+  /** The option `baseUrl` comes from, for errors (default `address`). */
+  baseUrlKey?: string;
   /** Connections per origin; default unlimited (the delivery engine bounds concurrency). */
   connections?: number;
   /** Default User-Agent; `Eyrie` when not given. */
@@ -115,11 +118,11 @@ function readConfigFile(destination: string, key: string, path: string): Buffer 
   try {
     return readFileSync(path);
   } catch (err) {
-    throw new Error(
-      `destination "${destination}": cannot read request.tls.${key} "${path}": ${(err as Error).message}`,
-      {
-        cause: err,
-      },
+    throw new DestinationSettingError(
+      destination,
+      `request.tls.${key}`,
+      `cannot read "${path}": ${(err as Error).message}`,
+      { cause: err },
     );
   }
 }
@@ -168,8 +171,10 @@ function tlsOptions(name: string, tls: RequestConfig['tls']): TlsOptions {
         }
       }
       if (problem !== '') {
-        throw new Error(
-          `destination "${name}": request.tls.ca_file "${file}" holds no usable PEM certificate: ${problem}`,
+        throw new DestinationSettingError(
+          name,
+          'request.tls.ca_file',
+          `"${file}" holds no usable PEM certificate: ${problem}`,
         );
       }
       options.ca.push(ca);
@@ -177,8 +182,10 @@ function tlsOptions(name: string, tls: RequestConfig['tls']): TlsOptions {
   }
   if (tls.cert_file || tls.key_file) {
     if (!tls.cert_file || !tls.key_file) {
-      throw new Error(
-        `destination "${name}": request.tls.cert_file and request.tls.key_file must be set together (mutual TLS)`,
+      throw new DestinationSettingError(
+        name,
+        tls.cert_file ? 'request.tls.key_file' : 'request.tls.cert_file',
+        'request.tls.cert_file and request.tls.key_file must be set together (mutual TLS)',
       );
     }
     options.cert = readConfigFile(name, 'cert_file', tls.cert_file);
@@ -186,8 +193,10 @@ function tlsOptions(name: string, tls: RequestConfig['tls']): TlsOptions {
     try {
       nodeTls.createSecureContext({ cert: options.cert, key: options.key });
     } catch (err) {
-      throw new Error(
-        `destination "${name}": client certificate "${tls.cert_file}" / key "${tls.key_file}" cannot be used: ${(err as Error).message}`,
+      throw new DestinationSettingError(
+        name,
+        'request.tls.cert_file',
+        `client certificate "${tls.cert_file}" / key "${tls.key_file}" cannot be used: ${(err as Error).message}`,
         { cause: err },
       );
     }
@@ -238,7 +247,11 @@ function proxyChooser(name: string, configured: string): ProxyFunc {
   try {
     proxyUrl = new URL(configured);
   } catch {
-    throw new Error(`destination "${name}": request.proxy "${withoutCredentials(configured)}" is not a URL`);
+    throw new DestinationSettingError(
+      name,
+      'request.proxy',
+      `"${withoutCredentials(configured)}" is not a URL`,
+    );
   }
   return () => proxyUrl;
 }
@@ -251,8 +264,11 @@ function buildDispatcher(
 ): Dispatcher {
   if (proxy === undefined) return new Agent(options);
   if (!PROXY_PROTOCOLS.includes(proxy.protocol)) {
-    const what = fromEnv ? `proxy "${proxy.protocol}//${proxy.host}" from the environment` : 'request.proxy';
-    throw new Error(`destination "${name}": ${what} must be an http://, https:// or socks5:// URL`);
+    const must = 'must be an http://, https:// or socks5:// URL';
+    if (!fromEnv) throw new DestinationSettingError(name, 'request.proxy', must);
+    throw new Error(
+      `destination "${name}": proxy "${proxy.protocol}//${proxy.host}" from the environment ${must}`,
+    );
   }
   const isSocks = proxy.protocol === 'socks5:' || proxy.protocol === 'socks:';
   // Go's transport uses its TLS config for an https proxy too: same CA, client cert and checkcert.
@@ -454,21 +470,30 @@ class Deadline extends EventEmitter {
 
 export function createHttpTransport(request: RequestConfig, options: HttpTransportOptions): HttpTransport {
   const { name } = options;
+  const urlKey = options.baseUrlKey ?? 'address';
   let baseUrl: URL;
   try {
     baseUrl = new URL(options.baseUrl);
   } catch {
-    throw new Error(`destination "${name}": "${withoutCredentials(options.baseUrl)}" is not a valid URL`);
+    throw new DestinationSettingError(
+      name,
+      urlKey,
+      `"${withoutCredentials(options.baseUrl)}" is not a valid URL`,
+    );
   }
   if (baseUrl.protocol !== 'http:' && baseUrl.protocol !== 'https:') {
-    throw new Error(
-      `destination "${name}": "${withoutCredentials(options.baseUrl)}" must be an http:// or https:// URL`,
+    throw new DestinationSettingError(
+      name,
+      urlKey,
+      `"${withoutCredentials(options.baseUrl)}" must be an http:// or https:// URL`,
     );
   }
   const { username, password, bearer_token: bearer } = request.auth;
   if (bearer && (username || password)) {
-    throw new Error(
-      `destination "${name}": set request.auth.bearer_token or request.auth.username/password, not both`,
+    throw new DestinationSettingError(
+      name,
+      'request.auth.bearer_token',
+      'set request.auth.bearer_token or request.auth.username/password, not both',
     );
   }
   let authorization: string | undefined;

@@ -59,5 +59,11 @@ export interface DestinationType<Options = Record<string, unknown>> {
   readonly sidekick?: SidekickMapping;
   /** Default batch policy for types that send several events per request; absent = one event per send. */
   readonly batch?: BatchConfig;
+  /**
+   * Refuses options that create() would refuse, without creating anything (`eyrie check`). A type
+   * whose create() has no side effects (it opens no file, no connection) omits it: check builds
+   * and closes the destination instead.
+   */
+  check?(options: Options, context: DestinationContext): void;
   create(options: Options, context: DestinationContext): Destination;
 }

@@ -1,5 +1,6 @@
 import { Type } from 'typebox';
 import { headerMap } from '../config/schema.ts';
+import { DestinationSettingError } from '../config/errors.ts';
 import type { Destination, DestinationType } from './types.ts';
 import { toSidekickJson } from '../event/sidekick-json.ts';
 import { createHttpTransport, DEFAULT_CONTENT_TYPE } from './http-transport.ts';
@@ -64,7 +65,11 @@ export const webhookDestination: DestinationType<WebhookOptions> = {
   create(options, context): Destination {
     const method = (options.method || 'POST').toUpperCase();
     if (method !== 'POST' && method !== 'PUT') {
-      throw new Error(`destination "${context.name}": method must be POST or PUT, not "${options.method}"`);
+      throw new DestinationSettingError(
+        context.name,
+        'method',
+        `must be POST or PUT, not "${options.method}"`,
+      );
     }
     const transport = createHttpTransport(context.request, {
       name: context.name,

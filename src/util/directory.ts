@@ -1,4 +1,4 @@
-import { mkdirSync, statSync } from 'node:fs';
+import { accessSync, constants as fsConstants, mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { errorCode } from './error.ts';
 
@@ -18,5 +18,39 @@ export function makeDirectory(dir: string): void {
     mkdirSync(dir);
   } catch (err) {
     if (errorCode(err) !== 'EEXIST' || !statSync(dir).isDirectory()) throw err;
+  }
+}
+
+/**
+ * Why `path` could not be written as a `kind` (created with its missing directories, or opened if it
+ * exists), found without creating anything, for `eyrie check`; undefined when nothing stands in the way.
+ * Root passes write-permission checks, so a read-only mount such as /proc shows only when created.
+ */
+export function unusablePath(path: string, kind: 'file' | 'directory'): string | undefined {
+  if (path === '') return 'is empty';
+  const writable = (target: string): string | undefined => {
+    try {
+      accessSync(target, fsConstants.W_OK);
+      return undefined;
+    } catch (err) {
+      return `${target} is not writable: ${(err as Error).message}`;
+    }
+  };
+  try {
+    const existing = statSync(path, { throwIfNoEntry: false });
+    if (existing) {
+      if (kind === 'directory' && !existing.isDirectory()) return `${path} exists and is not a directory`;
+      if (kind === 'file' && existing.isDirectory()) return `${path} is a directory, not a file`;
+      if (kind === 'file' && !existing.isFile()) return `${path} is not a regular file`;
+      return writable(path);
+    }
+    // The nearest ancestor that exists must be a directory this process may create entries in.
+    for (let dir = dirname(path); ; dir = dirname(dir)) {
+      const ancestor = statSync(dir, { throwIfNoEntry: false });
+      if (ancestor) return ancestor.isDirectory() ? writable(dir) : `${dir} exists and is not a directory`;
+      if (dirname(dir) === dir) return undefined;
+    }
+  } catch (err) {
+    return `cannot access ${path}: ${(err as Error).message}`;
   }
 }
