@@ -229,6 +229,36 @@ describe('eyrie dlq', { timeout: 180_000 }, () => {
     assert.deepEqual(deadLetterRows(copy, 'sink'), []);
   });
 
+  it('replay fills a queue up to its cap and keeps the rest; a -d that names nothing says so', async (t) => {
+    const { file, dir } = writeConfig(
+      'destinations:\n  - { name: sink, type: stdout, queue: { max_events: 3 } }\n  - { name: other, type: stdout }\n',
+      testTempDir(t),
+    );
+    const copy = join(dir, 'data');
+    cpSync(dataDir, copy, { recursive: true });
+
+    const capped = await dlq('replay', '-c', file, '-d', 'sink');
+    assert.equal(capped.code, 1);
+    assert.match(capped.stdout, /^replayed 3 dead letters$/m);
+    assert.match(
+      capped.stderr,
+      /^kept 2 dead letters of "sink": its queue is at its cap \(queue\.max_events 3, queue\.max_bytes 268435456\); replay again once it has drained$/m,
+    );
+    assert.equal(queuedUuids(copy, 'sink').length, 3);
+    assert.equal(deadLetterRows(copy, 'sink').length, 2, 'the rest are still dead letters');
+    const again = await dlq('replay', '-c', file, '-d', 'sink');
+    assert.match(again.stdout, /^replayed 0 dead letters$/m);
+    assert.equal(deadLetterRows(copy, 'sink').length, 2);
+
+    const typo = await dlq('purge', '-c', file, '-d', 'snk');
+    assert.equal(typo.code, 1);
+    assert.match(typo.stderr, /^no destination "snk" in .* \(destinations: sink, other\)$/m);
+    assert.match(typo.stdout, /^purged 0 dead letters$/m);
+    const bare = await dlq('list', '--data-dir', copy, '-d', 'snk');
+    assert.equal(bare.code, 0);
+    assert.equal(bare.stderr.trim(), 'no dead letters of "snk" (dead letters are kept for: other, sink)');
+  });
+
   it('replay moves dead letters back to the queue; twice is idempotent; a new engine delivers each exactly once', async () => {
     const first = await dlq('replay', '--data-dir', dataDir, '-d', 'sink');
     assert.equal(first.code, 0, first.stderr);

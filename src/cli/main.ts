@@ -9,7 +9,7 @@ import type { LoadedConfig } from '../config/load.ts';
 import { applyExporterFlags, type ExporterFlags } from './exporter-flags.ts';
 import { sendEvents } from './send.ts';
 import { timerDelay } from '../util/timer.ts';
-import { DeadLetters, type Selection } from '../delivery/dead-letters.ts';
+import { DeadLetters, type QueueCaps, type Selection } from '../delivery/dead-letters.ts';
 import { parseDuration } from '../config/units.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
@@ -224,9 +224,34 @@ program
     },
   );
 
-function openDeadLetters(opts: { config?: string; dataDir?: string }): DeadLetters {
-  const dataDir = opts.dataDir ?? load(opts.config).config.storage.path;
-  return new DeadLetters(dataDir);
+/** The dead letters, and the config when one is named (or needed for storage.path). */
+function openDeadLetters(opts: { config?: string; dataDir?: string }): {
+  store: DeadLetters;
+  loaded: LoadedConfig | undefined;
+} {
+  const loaded = opts.dataDir === undefined || opts.config !== undefined ? load(opts.config) : undefined;
+  return { store: new DeadLetters(opts.dataDir ?? loaded!.config.storage.path), loaded };
+}
+
+/**
+ * A `-d NAME` with no dead letters: a typo would otherwise look like an empty list. Exits 1 when the
+ * config has no such destination; without a config, names those that have dead letters.
+ */
+function checkDestinationName(store: DeadLetters, loaded: LoadedConfig | undefined, name?: string): void {
+  if (name === undefined || store.count({ destination: name }) > 0) return;
+  if (loaded !== undefined) {
+    const names = loaded.config.destinations.map((d) => d.name);
+    if (names.includes(name)) return;
+    process.stderr.write(
+      `no destination "${name}" in ${loaded.file ?? 'the configuration'} (destinations: ${names.join(', ') || 'none'})\n`,
+    );
+    process.exitCode = 1;
+    return;
+  }
+  const withLetters = store.summary().map((s) => s.destination);
+  process.stderr.write(
+    `no dead letters of "${name}" (dead letters are kept for: ${withLetters.join(', ') || 'none'})\n`,
+  );
 }
 
 function progressReporter(verb: string): (done: number, total: number) => void {
@@ -256,8 +281,9 @@ dlqOptions(dlq.command('list').description('dead letters per destination, or the
   .option('--json', 'JSON output')
   .action(
     (opts: { config?: string; dataDir?: string; destination?: string; limit: number; json?: boolean }) => {
-      const store = openDeadLetters(opts);
+      const { store, loaded } = openDeadLetters(opts);
       try {
+        checkDestinationName(store, loaded, opts.destination);
         if (opts.destination === undefined) {
           const summary = store.summary();
           if (opts.json) process.stdout.write(JSON.stringify(summary) + '\n');
@@ -286,7 +312,7 @@ dlqOptions(
     .description('one dead letter with its event')
     .argument('<id>', 'dead letter id', positiveInt),
 ).action((id: number, opts: { config?: string; dataDir?: string }) => {
-  const store = openDeadLetters(opts);
+  const { store } = openDeadLetters(opts);
   try {
     const entry = store.show(id);
     if (!entry) {
@@ -310,25 +336,35 @@ dlqOptions(
   .option('--id <ids...>', 'only these ids')
   .action((opts: { config?: string; dataDir?: string; destination?: string; id?: string[] }) => {
     // With a config, dead letters of a destination it lacks (renamed, removed, memory-only) stay:
-    // queued for it, no worker would ever read them. `--data-dir` alone has no config to check.
-    const loaded = opts.dataDir === undefined || opts.config !== undefined ? load(opts.config) : undefined;
-    const store = new DeadLetters(opts.dataDir ?? loaded!.config.storage.path);
+    // queued for it, no worker would ever read them; and each queue is filled up to its cap only.
+    // `--data-dir` alone has no config to check either against.
+    const { store, loaded } = openDeadLetters(opts);
     try {
+      checkDestinationName(store, loaded, opts.destination);
       const selection: Selection = { destination: opts.destination, ids: opts.id?.map(Number) };
+      const caps = new Map<string, QueueCaps>();
       if (loaded !== undefined) {
-        const durable = loaded.config.destinations
-          .filter((d) => d.durability !== 'memory')
-          .map((d) => d.name);
-        for (const [destination, count] of store.outside(selection, durable)) {
+        const durable = loaded.config.destinations.filter((d) => d.durability !== 'memory');
+        const names = durable.map((d) => d.name);
+        for (const [destination, count] of store.outside(selection, names)) {
           process.stderr.write(
             `kept ${count} dead letters of "${destination}": ${loaded.file ?? 'the configuration'} has no durable destination of that name\n`,
           );
           process.exitCode = 1;
         }
-        selection.destinations = durable;
+        selection.destinations = names;
+        for (const d of durable)
+          caps.set(d.name, { maxEvents: d.queue.max_events, maxBytes: d.queue.max_bytes });
       }
-      const n = store.replay(selection, progressReporter('replayed'));
-      process.stdout.write(`${process.stderr.isTTY ? '\n' : ''}replayed ${n} dead letters\n`);
+      const { replayed, kept } = store.replay(selection, progressReporter('replayed'), caps);
+      process.stdout.write(`${process.stderr.isTTY ? '\n' : ''}replayed ${replayed} dead letters\n`);
+      for (const [destination, count] of kept) {
+        const cap = caps.get(destination)!;
+        process.stderr.write(
+          `kept ${count} dead letters of "${destination}": its queue is at its cap (queue.max_events ${cap.maxEvents}, queue.max_bytes ${cap.maxBytes}); replay again once it has drained\n`,
+        );
+        process.exitCode = 1;
+      }
     } finally {
       store.close();
     }
@@ -337,8 +373,9 @@ dlqOptions(
 dlqOptions(dlq.command('purge').description('delete dead letters'))
   .option('--id <ids...>', 'only these ids')
   .action((opts: { config?: string; dataDir?: string; destination?: string; id?: string[] }) => {
-    const store = openDeadLetters(opts);
+    const { store, loaded } = openDeadLetters(opts);
     try {
+      checkDestinationName(store, loaded, opts.destination);
       const n = store.purge(
         { destination: opts.destination, ids: opts.id?.map(Number) },
         progressReporter('purged'),

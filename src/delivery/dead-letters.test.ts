@@ -35,7 +35,7 @@ describe('DeadLetters', () => {
     try {
       // Each chunk replayed fails again at once and comes back as new dead letters, faster than the
       // replay moves on: a replay that chased them would never end.
-      const replayed = dlq.replay({ destination: 'd' }, () => addDeadLetters(dlq, 1000));
+      const { replayed } = dlq.replay({ destination: 'd' }, () => addDeadLetters(dlq, 1000));
       assert.equal(replayed, 2500);
       assert.equal(
         dlq.count({ destination: 'd' }),
@@ -44,6 +44,31 @@ describe('DeadLetters', () => {
       );
       const queued = dlq.db.prepare('SELECT count(*) AS n FROM deliveries').get() as { n: number };
       assert.equal(queued.n, 2500);
+    } finally {
+      dlq.close();
+    }
+  });
+
+  it('fills a capped queue up to its cap, by count or by bytes, and keeps the rest as dead letters', () => {
+    const dlq = withDeadLetters(2500);
+    const queued = () => (dlq.db.prepare('SELECT count(*) AS n FROM deliveries').get() as { n: number }).n;
+    try {
+      const byCount = new Map([['d', { maxEvents: 1000, maxBytes: 0 }]]);
+      const first = dlq.replay({ destination: 'd' }, undefined, byCount);
+      assert.deepEqual(first, { replayed: 1000, kept: new Map([['d', 1500]]) });
+      assert.equal(queued(), 1000);
+      assert.equal(dlq.count({ destination: 'd' }), 1500);
+      // Still full: nothing moves.
+      assert.deepEqual(dlq.replay({ destination: 'd' }, undefined, byCount).replayed, 0);
+      // Each dead letter is 2 bytes: 2,010 bytes of room take 5 more.
+      const byBytes = new Map([['d', { maxEvents: 0, maxBytes: 2010 }]]);
+      assert.deepEqual(dlq.replay({ destination: 'd' }, undefined, byBytes), {
+        replayed: 5,
+        kept: new Map([['d', 1495]]),
+      });
+      // Uncapped: the rest.
+      assert.equal(dlq.replay({ destination: 'd' }).replayed, 1495);
+      assert.equal(queued(), 2500);
     } finally {
       dlq.close();
     }

@@ -34,6 +34,18 @@ export interface Selection {
 
 const CHUNK = 1000;
 
+/** A destination's queue caps (`queue.max_events`, `queue.max_bytes`; 0 = none). */
+export interface QueueCaps {
+  maxEvents: number;
+  maxBytes: number;
+}
+
+export interface ReplayResult {
+  replayed: number;
+  /** Dead letters left where they are because their queue was at its cap, per destination. */
+  kept: Map<string, number>;
+}
+
 function where(selection: Selection): { sql: string; params: (string | number)[] } {
   const clauses: string[] = [];
   const params: (string | number)[] = [];
@@ -143,19 +155,65 @@ export class DeadLetters {
    * Puts dead letters back on their destination's queue, due now, with a fresh retry budget. Each
    * chunk moves rows in one transaction (insert delivery + delete dead letter), so a replay that is
    * interrupted or run twice never delivers an entry twice from the dead letters.
+   *
+   * With `caps`, a destination's queue is filled up to its cap and no further: the rest stay dead
+   * letters, for another replay once it has drained. Beyond the cap, the running Eyrie would drop
+   * the replayed entries (`drop_oldest`) or refuse new events (`drop_newest`). The room is measured
+   * inside each chunk's transaction, so entries Eyrie queued meanwhile count.
    */
-  replay(selection: Selection, progress: (done: number, total: number) => void = () => {}): number {
-    return this.inChunks(selection, progress, (ids) => {
+  replay(
+    selection: Selection,
+    progress: (done: number, total: number) => void = () => {},
+    caps: ReadonlyMap<string, QueueCaps> = new Map(),
+  ): ReplayResult {
+    const kept = new Map<string, number>();
+    const rowsOf = (placeholders: string) =>
+      this.db.prepare(
+        `SELECT id, destination, bytes FROM dead_letters WHERE id IN (${placeholders}) ORDER BY id`,
+      );
+    const queued = this.db.prepare(
+      'SELECT count(*) AS count, coalesce(sum(bytes), 0) AS bytes FROM deliveries WHERE destination = ?',
+    );
+    const replayed = this.inChunks(selection, progress, (ids) => {
       const now = Date.now();
-      const placeholders = ids.map(() => '?').join(',');
+      const rows = rowsOf(ids.map(() => '?').join(',')).all(...ids) as {
+        id: number;
+        destination: string;
+        bytes: number;
+      }[];
+      const room = new Map<string, { count: number; bytes: number }>();
+      const fits = rows.filter((row) => {
+        const cap = caps.get(row.destination);
+        if (cap === undefined) return true;
+        let used = room.get(row.destination);
+        if (used === undefined) {
+          used = queued.get(row.destination) as { count: number; bytes: number };
+          room.set(row.destination, used);
+        }
+        const over =
+          (cap.maxEvents > 0 && used.count + 1 > cap.maxEvents) ||
+          (cap.maxBytes > 0 && used.bytes + row.bytes > cap.maxBytes);
+        if (over) {
+          kept.set(row.destination, (kept.get(row.destination) ?? 0) + 1);
+          return false;
+        }
+        used.count++;
+        used.bytes += row.bytes;
+        return true;
+      });
+      if (fits.length === 0) return 0;
+      const placeholders = fits.map(() => '?').join(',');
+      const fitIds = fits.map((r) => r.id);
       this.db
         .prepare(
           `INSERT INTO deliveries (destination, event_id, bytes, enqueued_at, due_at)
            SELECT destination, event_id, bytes, ?, ? FROM dead_letters WHERE id IN (${placeholders}) ORDER BY id`,
         )
-        .run(now, now, ...ids);
-      this.db.prepare(`DELETE FROM dead_letters WHERE id IN (${placeholders})`).run(...ids);
+        .run(now, now, ...fitIds);
+      this.db.prepare(`DELETE FROM dead_letters WHERE id IN (${placeholders})`).run(...fitIds);
+      return fits.length;
     });
+    return { replayed, kept };
   }
 
   /** Deletes dead letters (and events nothing else references). */
@@ -171,13 +229,15 @@ export class DeadLetters {
         const row = unref.get(event_id) as { refs: number } | undefined;
         if (row && row.refs <= 0) drop.run(event_id);
       }
+      return ids.length;
     });
   }
 
   private inChunks(
     selection: Selection,
     progress: (done: number, total: number) => void,
-    apply: (ids: number[]) => void,
+    /** Acts on one chunk in a transaction; returns how many dead letters it took. */
+    apply: (ids: number[]) => number,
   ): number {
     const total = this.count(selection);
     const w = where(selection);
@@ -194,16 +254,19 @@ export class DeadLetters {
       `SELECT d.id FROM dead_letters d ${and} d.id > ? AND d.id <= ? ORDER BY d.id LIMIT ?`,
     );
     let done = 0;
+    let taken = 0;
     let after = 0;
+    // IMMEDIATE: the room a chunk measures must not change before it writes (see Journal.transaction).
+    const chunk = this.db.transaction((ids: number[]) => apply(ids));
     for (;;) {
       const ids = (next.all(...w.params, after, last, CHUNK) as { id: number }[]).map((r) => r.id);
       if (ids.length === 0) break;
-      this.db.transaction(() => apply(ids))();
+      taken += chunk.immediate(ids);
       after = ids[ids.length - 1]!;
       done += ids.length;
       progress(done, total);
     }
-    return done;
+    return taken;
   }
 
   close(): void {

@@ -1,4 +1,7 @@
 import { after, describe, it } from 'node:test';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createRequire } from 'node:module';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -30,6 +33,38 @@ function queueOf(journal: Journal) {
 }
 
 describe('Journal', () => {
+  it('waits while another process (eyrie dlq) holds the write lock, instead of failing a claim as locked', async () => {
+    const dir = dataDir();
+    const journal = openJournal(dir);
+    try {
+      const queue = queueOf(journal);
+      await journal.append(makeEvents(2, 3).map((event) => ({ event, destinations: [queue] })));
+      // Takes the write lock, writes, and commits 300 ms later: a claim that read first and then
+      // asked for the lock would find its snapshot stale (SQLITE_BUSY) instead of waiting.
+      const holder = spawn(
+        process.execPath,
+        [
+          '-e',
+          `const Database = require(${JSON.stringify(createRequire(import.meta.url).resolve('better-sqlite3'))});
+           const db = new Database(${JSON.stringify(join(dir, 'eyrie.db'))});
+           db.exec("BEGIN IMMEDIATE; INSERT INTO events (uuid, body, received_at, refs) VALUES ('x', '{}', 0, 0)");
+           process.stdout.write('locked\\n');
+           Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
+           db.exec('COMMIT');`,
+        ],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      );
+      const exited = once(holder, 'exit');
+      await once(holder.stdout, 'data');
+      const started = Date.now();
+      assert.equal(queue.claim(Date.now(), 10, 0, 60_000).length, 2);
+      assert.ok(Date.now() - started >= 150, `waited for the lock (${Date.now() - started} ms)`);
+      assert.deepEqual(await exited, [0, null]);
+    } finally {
+      await journal.close();
+    }
+  });
+
   it('refuses an append over the disk cap with a rejected promise, never a throw', async () => {
     const dir = dataDir();
     const journal = openJournal(dir, { diskCap: 1 });

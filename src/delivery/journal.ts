@@ -537,7 +537,9 @@ export class Journal {
   private settleTimer: NodeJS.Timeout | undefined;
   /**
    * Runs its argument in a transaction (a savepoint when one is open). Made once: better-sqlite3
-   * builds a new wrapper on every `db.transaction()` call.
+   * builds a new wrapper on every `db.transaction()` call. IMMEDIATE takes the write lock at BEGIN,
+   * waiting up to busy_timeout while `eyrie dlq` commits beside this process; a deferred one that
+   * reads first (a claim) would fail with SQLITE_BUSY at its first write instead.
    */
   private readonly transaction: <T>(fn: () => T) => T;
 
@@ -552,7 +554,8 @@ export class Journal {
     }
     this.statements = prepare(this.db);
     this.pageSize = this.db.prepare('PRAGMA page_size').pluck().get() as number;
-    this.transaction = this.db.transaction((fn: () => unknown) => fn()) as <T>(fn: () => T) => T;
+    const transaction = this.db.transaction((fn: () => unknown) => fn());
+    this.transaction = <T>(fn: () => T): T => transaction.immediate(fn) as T;
     // This process is the only consumer: whatever a previous run had leased is due again now.
     try {
       this.statements.releaseAll.run();
