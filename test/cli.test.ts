@@ -169,8 +169,8 @@ describe('eyrie check and version', () => {
     assert.deepEqual(res.stderr.trim().split('\n'), [
       `${native}:7:32: destinations[0].request.tls.ca_file: cannot read "${dir}/missing-ca.pem": ENOENT: no such file or directory, open '${dir}/missing-ca.pem'`,
       `${native}:10:10: destinations[1].url: "http://[::1/x" is not a valid URL`,
-      `${native}:13:11: destinations[2].path: cannot access ${notADir}/out.ndjson: ENOTDIR: not a directory, stat '${notADir}/out.ndjson'`,
-      `${native}:2:9: storage.path: cannot access ${notADir}/data: ENOTDIR: not a directory, stat '${notADir}/data'`,
+      `${native}:13:11: destinations[2].path: ${notADir} exists and is not a directory`,
+      `${native}:2:9: storage.path: ${notADir} exists and is not a directory`,
     ]);
     assert.equal(existsSync(join(dir, 'new')), false, 'check made no directory for the file destination');
     // A Falcosidekick file: located at its own key.

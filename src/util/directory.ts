@@ -36,8 +36,17 @@ export function unusablePath(path: string, kind: 'file' | 'directory'): string |
       return `${target} is not writable: ${(err as Error).message}`;
     }
   };
+  // Under a file, Node 20 throws ENOTDIR where Node 24 answers "no entry": the walk up finds the file.
+  const stat = (target: string) => {
+    try {
+      return statSync(target, { throwIfNoEntry: false });
+    } catch (err) {
+      if (errorCode(err) === 'ENOTDIR') return undefined;
+      throw err;
+    }
+  };
   try {
-    const existing = statSync(path, { throwIfNoEntry: false });
+    const existing = stat(path);
     if (existing) {
       if (kind === 'directory' && !existing.isDirectory()) return `${path} exists and is not a directory`;
       if (kind === 'file' && existing.isDirectory()) return `${path} is a directory, not a file`;
@@ -46,7 +55,7 @@ export function unusablePath(path: string, kind: 'file' | 'directory'): string |
     }
     // The nearest ancestor that exists must be a directory this process may create entries in.
     for (let dir = dirname(path); ; dir = dirname(dir)) {
-      const ancestor = statSync(dir, { throwIfNoEntry: false });
+      const ancestor = stat(dir);
       if (ancestor) return ancestor.isDirectory() ? writable(dir) : `${dir} exists and is not a directory`;
       if (dirname(dir) === dir) return undefined;
     }
