@@ -33,8 +33,14 @@ interface CliResult {
 
 /** Runs `eyrie dlq ARGS` as a child process (asynchronously: an engine in this process keeps running). */
 function dlq(...args: string[]): Promise<CliResult> {
+  return dlqWith({}, ...args);
+}
+
+/** `dlq` with these environment variables (EYRIE_CONFIG unset otherwise). */
+function dlqWith(extraEnv: NodeJS.ProcessEnv, ...args: string[]): Promise<CliResult> {
   const env = { ...process.env };
   delete env.EYRIE_CONFIG;
+  Object.assign(env, extraEnv);
   return new Promise((resolve) => {
     execFile(
       process.execPath,
@@ -231,7 +237,7 @@ describe('eyrie dlq', { timeout: 180_000 }, () => {
 
   it('replay fills a queue up to its cap and keeps the rest; a -d that names nothing says so', async (t) => {
     const { file, dir } = writeConfig(
-      'destinations:\n  - { name: sink, type: stdout, queue: { max_events: 3 } }\n  - { name: other, type: stdout }\n',
+      'destinations:\n  - { name: sink, type: stdout, queue: { max_events: 3 } }\n  - { name: other, type: stdout, queue: { max_bytes: 10 } }\n',
       testTempDir(t),
     );
     const copy = join(dir, 'data');
@@ -246,6 +252,13 @@ describe('eyrie dlq', { timeout: 180_000 }, () => {
     );
     assert.equal(queuedUuids(copy, 'sink').length, 3);
     assert.equal(deadLetterRows(copy, 'sink').length, 2, 'the rest are still dead letters');
+    const large = await dlq('replay', '-c', file, '-d', 'other');
+    assert.equal(large.code, 1);
+    assert.match(
+      large.stderr,
+      /^kept 2 dead letters of "other": each is larger than its queue\.max_bytes \(10\); raise it to replay them, or purge them$/m,
+    );
+    assert.equal(deadLetterRows(copy, 'other').length, 2);
     const again = await dlq('replay', '-c', file, '-d', 'sink');
     assert.match(again.stdout, /^replayed 0 dead letters$/m);
     assert.equal(deadLetterRows(copy, 'sink').length, 2);
@@ -254,7 +267,15 @@ describe('eyrie dlq', { timeout: 180_000 }, () => {
     assert.equal(typo.code, 1);
     assert.match(typo.stderr, /^no destination "snk" in .* \(destinations: sink, other\)$/m);
     assert.match(typo.stdout, /^purged 0 dead letters$/m);
-    const bare = await dlq('list', '--data-dir', copy, '-d', 'snk');
+    // --data-dir needs no config: one EYRIE_CONFIG names (even one that is not there) is not read.
+    const bare = await dlqWith(
+      { EYRIE_CONFIG: join(dir, 'missing.yaml') },
+      'list',
+      '--data-dir',
+      copy,
+      '-d',
+      'snk',
+    );
     assert.equal(bare.code, 0);
     assert.equal(bare.stderr.trim(), 'no dead letters of "snk" (dead letters are kept for: other, sink)');
   });

@@ -224,12 +224,16 @@ program
     },
   );
 
-/** The dead letters, and the config when one is named (or needed for storage.path). */
-function openDeadLetters(opts: { config?: string; dataDir?: string }): {
-  store: DeadLetters;
-  loaded: LoadedConfig | undefined;
-} {
-  const loaded = opts.dataDir === undefined || opts.config !== undefined ? load(opts.config) : undefined;
+/**
+ * The dead letters, and the config: read for storage.path when there is no `--data-dir`, and by
+ * `replay` whenever one is named (`-c` or EYRIE_CONFIG), to check destinations and caps.
+ */
+function openDeadLetters(
+  opts: { config?: string; dataDir?: string },
+  readConfig: 'when named' | 'for storage.path' = 'for storage.path',
+): { store: DeadLetters; loaded: LoadedConfig | undefined } {
+  const wanted = opts.dataDir === undefined || (readConfig === 'when named' && opts.config !== undefined);
+  const loaded = wanted ? load(opts.config) : undefined;
   return { store: new DeadLetters(opts.dataDir ?? loaded!.config.storage.path), loaded };
 }
 
@@ -338,7 +342,7 @@ dlqOptions(
     // With a config, dead letters of a destination it lacks (renamed, removed, memory-only) stay:
     // queued for it, no worker would ever read them; and each queue is filled up to its cap only.
     // `--data-dir` alone has no config to check either against.
-    const { store, loaded } = openDeadLetters(opts);
+    const { store, loaded } = openDeadLetters(opts, 'when named');
     try {
       checkDestinationName(store, loaded, opts.destination);
       const selection: Selection = { destination: opts.destination, ids: opts.id?.map(Number) };
@@ -356,12 +360,18 @@ dlqOptions(
         for (const d of durable)
           caps.set(d.name, { maxEvents: d.queue.max_events, maxBytes: d.queue.max_bytes });
       }
-      const { replayed, kept } = store.replay(selection, progressReporter('replayed'), caps);
+      const { replayed, kept, tooLarge } = store.replay(selection, progressReporter('looked at'), caps);
       process.stdout.write(`${process.stderr.isTTY ? '\n' : ''}replayed ${replayed} dead letters\n`);
       for (const [destination, count] of kept) {
         const cap = caps.get(destination)!;
         process.stderr.write(
           `kept ${count} dead letters of "${destination}": its queue is at its cap (queue.max_events ${cap.maxEvents}, queue.max_bytes ${cap.maxBytes}); replay again once it has drained\n`,
+        );
+        process.exitCode = 1;
+      }
+      for (const [destination, count] of tooLarge) {
+        process.stderr.write(
+          `kept ${count} dead letters of "${destination}": each is larger than its queue.max_bytes (${caps.get(destination)!.maxBytes}); raise it to replay them, or purge them\n`,
         );
         process.exitCode = 1;
       }

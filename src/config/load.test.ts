@@ -165,7 +165,7 @@ describe('native config: located errors', () => {
     ]);
   });
 
-  it('refuses what would fail later: a concurrency that exhausts memory, a filter name that is empty', () => {
+  it('refuses what would fail later: a concurrency that exhausts memory, an empty name a filter requires', () => {
     const yaml = [
       /* 1 */ 'destinations:',
       /* 2 */ '  - name: out',
@@ -173,7 +173,8 @@ describe('native config: located errors', () => {
       /* 4 */ '    queue: { concurrency: 1000000000 }',
       /* 5 */ '    filter:',
       /* 6 */ '      rules: ["${RULE:-}", ok]',
-      /* 7 */ '      tags: { none: [""] }',
+      /* 7 */ '      tags: { any: [""], none: [""] }',
+      /* 8 */ '      exclude_rules: ["${EXTRA:-}"]',
       '',
     ].join('\n');
     const file = join(dir, 'later.yaml');
@@ -182,7 +183,7 @@ describe('native config: located errors', () => {
       [
         `${file}:4:27: destinations[0].queue.concurrency: must be an integer 1-1000`,
         `${file}:6:15: destinations[0].filter.rules[0]: must be a non-empty string`,
-        `${file}:7:22: destinations[0].filter.tags.none[0]: must be a non-empty string`,
+        `${file}:7:21: destinations[0].filter.tags.any[0]: must be a non-empty string`,
       ],
     );
   });

@@ -51,7 +51,7 @@ export const headerMap = (): TSchema =>
     Type.String(),
     Type.String({
       pattern: '^[\\t\\x20-\\x7e\\x80-\\xff]*$',
-      expect: 'a header value on one line, without control characters',
+      expect: 'a header value on one line: Latin-1 characters, no control characters',
     }),
     {
       default: {},
@@ -83,7 +83,10 @@ const httpStatuses = Type.Optional(
   Type.Array(Type.Integer({ minimum: 100, maximum: 599, expect: 'an HTTP status 100-599' })),
 );
 
-/** Names a filter matches: an empty one (an unset `${VAR:-}`) would match no event, silently. */
+/**
+ * Names a filter requires: an empty one (an unset `${VAR:-}`) would match no event, silently. An
+ * empty name in an exclusion (`exclude_rules`, `tags.none`) excludes nothing, which is harmless.
+ */
 const names = (): TSchema =>
   Type.Optional(Type.Array(Type.String({ minLength: 1, expect: 'a non-empty string' })));
 
@@ -91,9 +94,9 @@ const filterSchema = Type.Object(
   {
     minimum_priority: Type.Optional(Type.String()),
     rules: names(),
-    exclude_rules: names(),
+    exclude_rules: Type.Optional(strings()),
     sources: names(),
-    tags: optionalSection({ any: names(), all: names(), none: names() }),
+    tags: optionalSection({ any: names(), all: names(), none: Type.Optional(strings()) }),
     hostnames: names(),
     fields: Type.Optional(
       Type.Record(

@@ -55,7 +55,7 @@ describe('DeadLetters', () => {
     try {
       const byCount = new Map([['d', { maxEvents: 1000, maxBytes: 0 }]]);
       const first = dlq.replay({ destination: 'd' }, undefined, byCount);
-      assert.deepEqual(first, { replayed: 1000, kept: new Map([['d', 1500]]) });
+      assert.deepEqual(first, { replayed: 1000, kept: new Map([['d', 1500]]), tooLarge: new Map() });
       assert.equal(queued(), 1000);
       assert.equal(dlq.count({ destination: 'd' }), 1500);
       // Still full: nothing moves.
@@ -65,6 +65,14 @@ describe('DeadLetters', () => {
       assert.deepEqual(dlq.replay({ destination: 'd' }, undefined, byBytes), {
         replayed: 5,
         kept: new Map([['d', 1495]]),
+        tooLarge: new Map(),
+      });
+      // Each larger than the whole byte cap: never kept "until it drains".
+      const tiny = new Map([['d', { maxEvents: 0, maxBytes: 1 }]]);
+      assert.deepEqual(dlq.replay({ destination: 'd' }, undefined, tiny), {
+        replayed: 0,
+        kept: new Map(),
+        tooLarge: new Map([['d', 1495]]),
       });
       // Uncapped: the rest.
       assert.equal(dlq.replay({ destination: 'd' }).replayed, 1495);

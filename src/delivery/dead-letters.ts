@@ -44,6 +44,8 @@ export interface ReplayResult {
   replayed: number;
   /** Dead letters left where they are because their queue was at its cap, per destination. */
   kept: Map<string, number>;
+  /** Dead letters left because each alone is larger than the queue's max_bytes, per destination. */
+  tooLarge: Map<string, number>;
 }
 
 function where(selection: Selection): { sql: string; params: (string | number)[] } {
@@ -167,6 +169,9 @@ export class DeadLetters {
     caps: ReadonlyMap<string, QueueCaps> = new Map(),
   ): ReplayResult {
     const kept = new Map<string, number>();
+    const tooLarge = new Map<string, number>();
+    const count = (map: Map<string, number>, destination: string) =>
+      map.set(destination, (map.get(destination) ?? 0) + 1);
     const rowsOf = (placeholders: string) =>
       this.db.prepare(
         `SELECT id, destination, bytes FROM dead_letters WHERE id IN (${placeholders}) ORDER BY id`,
@@ -185,6 +190,11 @@ export class DeadLetters {
       const fits = rows.filter((row) => {
         const cap = caps.get(row.destination);
         if (cap === undefined) return true;
+        // Never fits, however far the queue drains: said apart, and not in the way of the others.
+        if (cap.maxBytes > 0 && row.bytes > cap.maxBytes) {
+          count(tooLarge, row.destination);
+          return false;
+        }
         let used = room.get(row.destination);
         if (used === undefined) {
           used = queued.get(row.destination) as { count: number; bytes: number };
@@ -194,7 +204,7 @@ export class DeadLetters {
           (cap.maxEvents > 0 && used.count + 1 > cap.maxEvents) ||
           (cap.maxBytes > 0 && used.bytes + row.bytes > cap.maxBytes);
         if (over) {
-          kept.set(row.destination, (kept.get(row.destination) ?? 0) + 1);
+          count(kept, row.destination);
           return false;
         }
         used.count++;
@@ -213,7 +223,7 @@ export class DeadLetters {
       this.db.prepare(`DELETE FROM dead_letters WHERE id IN (${placeholders})`).run(...fitIds);
       return fits.length;
     });
-    return { replayed, kept };
+    return { replayed, kept, tooLarge };
   }
 
   /** Deletes dead letters (and events nothing else references). */

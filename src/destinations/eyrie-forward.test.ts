@@ -132,6 +132,20 @@ describe('eyrie forward destination → a real Eyrie ingest', () => {
     );
   });
 
+  it('reads a 400 listing 100 problems whole: a large batch with no valid event is rejected, not a permanent_400', async () => {
+    const { context } = capture();
+    const dest = eyrieForwardDestination.create(options({ url: ingest.url, token: 'edge-token' }), context);
+    const events = Array.from({ length: 150 }, (_, i) => ({ ...makeEvent(i), rule: '' }));
+    try {
+      const err = await rejection(dest.send(events));
+      assert.equal(err.rejected.length, 150);
+      assert.equal(err.rejected[0]!.message, 'rejected by the receiver: missing "rule"');
+      assert.match(err.rejected[149]!.message, /^rejected by the receiver: no valid event in the batch/);
+    } finally {
+      await dest.close();
+    }
+  });
+
   it('fails with HttpStatusError when the token is refused', async () => {
     const { context } = capture();
     const dest = eyrieForwardDestination.create(options({ url: ingest.url, token: 'wrong' }), context);

@@ -2,7 +2,7 @@ import { Type } from 'typebox';
 import type { FalcoEvent } from '../event/falco-event.ts';
 import type { Destination, DestinationType } from './types.ts';
 import { toSidekickJson } from '../event/sidekick-json.ts';
-import { createHttpTransport, type HttpTransport } from './http-transport.ts';
+import { createHttpTransport, RESPONSE_LIMIT, type HttpTransport } from './http-transport.ts';
 import {
   HttpStatusError,
   PartialRejectionError,
@@ -130,7 +130,13 @@ export const eyrieForwardDestination: DestinationType<EyrieForwardOptions> = {
       const body = events.map((e) => toSidekickJson(e) + '\n').join('');
       let res;
       try {
-        res = await transport.send({ method: 'POST', body, contentType: NDJSON });
+        // A 400 lists the receiver's problems (up to 100 of them): kept whole, see below.
+        res = await transport.send({
+          method: 'POST',
+          body,
+          contentType: NDJSON,
+          errorBodyLimit: RESPONSE_LIMIT,
+        });
       } catch (err) {
         if (err instanceof HttpStatusError && err.status === 413 && events.length > 1) {
           const half = Math.ceil(events.length / 2);

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { RequestConfig } from '../config/types.ts';
 import { classify, HttpStatusError } from '../delivery/errors.ts';
+import { DestinationSettingError } from '../config/errors.ts';
 import {
   canonicalHeaderName,
   createHttpTransport,
@@ -148,6 +149,9 @@ describe('http transport: statuses and errors', () => {
     const t = transport(requestConfig(), server.url);
     server.respondWith(() => ({ headers: { 'content-encoding': 'gzip' }, body: gzipSync('{"accepted":1}') }));
     assert.equal((await t.send({ body: '{}' })).body, '{"accepted":1}');
+    server.respondWith(() => ({ headers: { 'content-encoding': 'gzip' }, body: gzipSync('') }));
+    assert.equal((await t.send({ body: '{}' })).body, '', 'an empty gzip body is empty text');
+    server.respondWith(() => ({}));
   });
 
   it('decodes no more of a gzip body than it keeps: a small body that inflates to gigabytes stays bounded', async () => {
@@ -343,11 +347,24 @@ describe('http transport: auth, headers, gzip', () => {
     assert.equal(r.rawHeaders.filter((h) => h.toLowerCase() === 'x-override').length, 1);
   });
 
-  it('ignores a Host header, as Go does: the URL names the host', async () => {
+  it('ignores Host and Content-Length headers, as Go does; refuses at creation those undici cannot send', async () => {
     server.reset();
-    const t = transport(requestConfig({ headers: { Host: 'evil.example' } }), server.url);
-    await t.send({ body: '{}', headers: { host: 'other.example' } });
+    const t = transport(
+      requestConfig({ headers: { Host: 'evil.example', 'Content-Length': '1' } }),
+      server.url,
+    );
+    await t.send({ body: '{"a":1}', headers: { host: 'other.example' } });
     assert.equal(server.requests[0]!.headers.host, `127.0.0.1:${server.port}`);
+    assert.equal(server.requests[0]!.headers['content-length'], '7');
+    for (const name of ['Transfer-Encoding', 'keep-alive', 'Upgrade', 'Expect']) {
+      assert.throws(
+        () => transport(requestConfig({ headers: { [name]: 'x' } }), server.url),
+        (e: unknown) =>
+          e instanceof DestinationSettingError &&
+          e.key === `request.headers.${name}` &&
+          /cannot be configured: the HTTP client sets it itself/.test(e.detail),
+      );
+    }
   });
 
   it('canonicalizes header names as Go does', () => {

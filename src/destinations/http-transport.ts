@@ -28,7 +28,8 @@ import { proxyFromEnvironment, withoutCredentials, type ProxyFunc } from './prox
  * - Headers, later ones winning (names compared case-insensitively, sent in Go's canonical form
  *   `X-Custom-Header` like Falcosidekick): User-Agent, Content-Type, Accept-Encoding: gzip,
  *   Content-Encoding, Authorization (basic or bearer from `request.auth`), then `request.headers`,
- *   then the per-call headers. A `Host` among them is ignored, as Go's client ignores it.
+ *   then the per-call headers. `Host` and `Content-Length` among them are ignored, as Go's client
+ *   ignores them; Transfer-Encoding, Keep-Alive, Upgrade and Expect are refused at creation.
  * - `request.gzip` gzips the body. A gzip response body is decoded (Go's transport does the same), at
  *   most as many bytes as are kept of it.
  * - Any 2xx resolves. Any other status throws HttpStatusError (with `Retry-After` parsed); redirects
@@ -58,6 +59,8 @@ export interface HttpSendRequest {
   body: string | Buffer;
   /** Content-Type of the body; default `application/json; charset=utf-8`. */
   contentType?: string;
+  /** Most of an error answer's body kept in HttpStatusError, for a caller that reads it; default 4 KiB. */
+  errorBodyLimit?: number;
 }
 
 export interface HttpResponse {
@@ -96,6 +99,24 @@ export function canonicalHeaderName(name: string): string {
     : name;
   if (canonicalNames.size < CANONICAL_CACHE_LIMIT) canonicalNames.set(name, canonical);
   return canonical;
+}
+
+/** Headers undici manages itself and refuses from a caller: refused at start, not at every send. */
+const UNSENDABLE_HEADERS = new Set(['transfer-encoding', 'keep-alive', 'upgrade', 'expect']);
+/** Set from the URL and the body whatever a configured header says, as Go's client does. */
+const IGNORED_HEADERS = new Set(['host', 'content-length']);
+
+/** Refuses configured headers (at `key`, e.g. `request.headers`) that could never be sent. */
+export function checkHeaders(destination: string, key: string, headers: Record<string, string>): void {
+  for (const header of Object.keys(headers)) {
+    if (UNSENDABLE_HEADERS.has(header.toLowerCase())) {
+      throw new DestinationSettingError(
+        destination,
+        `${key}.${header}`,
+        `a ${canonicalHeaderName(header)} header cannot be configured: the HTTP client sets it itself`,
+      );
+    }
+  }
 }
 
 /** Ordered, case-insensitive header set; later `set` wins. */
@@ -237,11 +258,14 @@ function dispatcherOptions(
 /** The proxy for each request URL: `request.proxy` for all when set, else Go's environment rules. */
 function proxyChooser(name: string, configured: string): ProxyFunc {
   if (configured === '') {
-    try {
-      return proxyFromEnvironment(process.env);
-    } catch (err) {
-      throw new Error(`destination "${name}": ${(err as Error).message}`, { cause: err });
-    }
+    const fromEnvironment = proxyFromEnvironment(process.env);
+    return (url) => {
+      try {
+        return fromEnvironment(url);
+      } catch (err) {
+        throw new Error(`destination "${name}": ${(err as Error).message}`, { cause: err });
+      }
+    };
   }
   let proxyUrl: URL;
   try {
@@ -399,21 +423,21 @@ function gunzipAtMost(raw: Buffer, limit: number): Promise<Buffer | undefined> {
     let size = 0;
     let settled = false;
     const inflate = createGunzip();
-    const finish = () => {
+    const finish = (complete: boolean) => {
       if (settled) return;
       settled = true;
       inflate.destroy();
-      resolve(size > 0 ? Buffer.concat(chunks, size) : undefined);
+      resolve(size > 0 || complete ? Buffer.concat(chunks, size) : undefined);
     };
     inflate.on('data', (chunk: Buffer) => {
       if (settled) return;
       const take = Math.min(chunk.length, limit - size);
       chunks.push(chunk.subarray(0, take));
       size += take;
-      if (size >= limit) finish();
+      if (size >= limit) finish(true);
     });
-    inflate.on('end', finish);
-    inflate.on('error', finish);
+    inflate.on('end', () => finish(true));
+    inflate.on('error', () => finish(false));
     inflate.end(raw);
   });
 }
@@ -488,6 +512,7 @@ export function createHttpTransport(request: RequestConfig, options: HttpTranspo
       `"${withoutCredentials(options.baseUrl)}" must be an http:// or https:// URL`,
     );
   }
+  checkHeaders(name, 'request.headers', request.headers);
   const { username, password, bearer_token: bearer } = request.auth;
   if (bearer && (username || password)) {
     throw new DestinationSettingError(
@@ -543,9 +568,11 @@ export function createHttpTransport(request: RequestConfig, options: HttpTranspo
         headers.set('Content-Encoding', 'gzip');
       }
       if (authorization !== undefined) headers.set('Authorization', authorization);
-      // Go's client sends the URL's host whatever a `Host` header says (a leftover customheaders entry).
+      // Go's client sends the URL's host and the body's length whatever the headers say (a leftover
+      // customheaders entry).
       for (const set of [request.headers, req.headers ?? {}]) {
-        for (const [k, v] of Object.entries(set)) if (k.toLowerCase() !== 'host') headers.set(k, v);
+        for (const [k, v] of Object.entries(set))
+          if (!IGNORED_HEADERS.has(k.toLowerCase())) headers.set(k, v);
       }
 
       const deadline = new Deadline(request.timeout, `${method} ${url.origin}`);
@@ -562,7 +589,8 @@ export function createHttpTransport(request: RequestConfig, options: HttpTranspo
         });
         const status = res.statusCode;
         const success = status >= 200 && status < 300;
-        const limit = success ? RESPONSE_LIMIT : ERROR_BODY_LIMIT;
+        const errorLimit = req.errorBodyLimit ?? ERROR_BODY_LIMIT;
+        const limit = success ? RESPONSE_LIMIT : errorLimit;
         const raw = await readBody(res.body, limit);
         const text = await decodeBody(raw, res.headers['content-encoding'], limit);
         // undici hands a keep-alive socket back to the pool one event-loop turn after the response
@@ -571,7 +599,7 @@ export function createHttpTransport(request: RequestConfig, options: HttpTranspo
         if (!success) {
           throw new HttpStatusError(
             status,
-            text.slice(0, ERROR_BODY_LIMIT),
+            text.slice(0, errorLimit),
             parseRetryAfter(res.headers['retry-after']),
           );
         }

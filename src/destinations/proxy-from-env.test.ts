@@ -113,13 +113,18 @@ describe('proxyFromEnvironment (Go ProxyFromEnvironment rules)', () => {
     });
   }
 
-  it('names the variable of a proxy URL it cannot read, without its credentials', () => {
+  it('names the variable of a proxy URL it cannot read, without its credentials, for a URL it would proxy', () => {
     for (const name of ['HTTPS_PROXY', 'https_proxy']) {
+      const bad = { [name]: 'http://bob:Pr0x/y@Pass@proxy.example.com:99999', NO_PROXY: 'internal.example' };
+      const proxyFor = proxyFromEnvironment(bad);
       assert.throws(
-        () => proxyFromEnvironment({ [name]: 'http://bob:Pr0xyPass@proxy.example.com:99999' }),
+        () => proxyFor(new URL('https://example.com/')),
         (e: Error) =>
           e.message === `${name} "http://[redacted]@proxy.example.com:99999" is not a valid proxy URL`,
       );
+      // As in Go: the broken variable does not matter where it would not be used.
+      assert.equal(proxyFor(new URL('https://internal.example/')), undefined);
+      assert.equal(proxyFor(new URL('http://example.com/')), undefined);
     }
   });
 

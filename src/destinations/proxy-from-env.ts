@@ -29,11 +29,19 @@ LOOPBACK.addAddress('::1', 'ipv6');
 
 const ipType = (family: number) => (family === 6 ? 'ipv6' : 'ipv4');
 
-/** Reads the environment once, like Go's `httpproxy.FromEnvironment().ProxyFunc()`. */
+/**
+ * Reads the environment once, like Go's `httpproxy.FromEnvironment().ProxyFunc()`. As in Go, a
+ * variable that is not a URL is an error only for a URL it would proxy (NO_PROXY, loopback and
+ * the other scheme are unaffected): the returned function throws it then.
+ */
 export function proxyFromEnvironment(env: NodeJS.ProcessEnv): ProxyFunc {
-  const proxyFrom = (upper: string, lower: string): URL | undefined => {
+  const proxyFrom = (upper: string, lower: string): URL | Error | undefined => {
     const name = env[upper] ? upper : lower;
-    return parseProxy(name, env[name] ?? '');
+    try {
+      return parseProxy(name, env[name] ?? '');
+    } catch (err) {
+      return err as Error;
+    }
   };
   const httpProxy = proxyFrom('HTTP_PROXY', 'http_proxy');
   const httpsProxy = proxyFrom('HTTPS_PROXY', 'https_proxy');
@@ -48,13 +56,16 @@ export function proxyFromEnvironment(env: NodeJS.ProcessEnv): ProxyFunc {
     const family = isIP(host);
     if (family !== 0 && LOOPBACK.check(host, ipType(family))) return undefined;
     const port = url.port || (https ? '443' : '80');
-    return noProxy.some((m) => m(host, port, family)) ? undefined : proxy;
+    if (noProxy.some((m) => m(host, port, family))) return undefined;
+    if (proxy instanceof Error) throw proxy;
+    return proxy;
   };
 }
 
 /** A URL text for a message: `user:password@` replaced, since such messages reach stderr as they are. */
 export function withoutCredentials(text: string): string {
-  return text.replace(/\/\/[^/@]*@/, '//[redacted]@');
+  // Up to the last "@": a password may hold "/" or "@" (which is why such a URL does not parse).
+  return text.replace(/^([a-z][a-z0-9+.-]*:\/\/).*@/i, '$1[redacted]@');
 }
 
 /**

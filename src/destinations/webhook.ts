@@ -3,7 +3,7 @@ import { headerMap } from '../config/schema.ts';
 import { DestinationSettingError } from '../config/errors.ts';
 import type { Destination, DestinationType } from './types.ts';
 import { toSidekickJson } from '../event/sidekick-json.ts';
-import { createHttpTransport, DEFAULT_CONTENT_TYPE } from './http-transport.ts';
+import { checkHeaders, createHttpTransport, DEFAULT_CONTENT_TYPE } from './http-transport.ts';
 
 /**
  * Falcosidekick's `webhook` output, byte for byte: one request per event to `address`, body = the
@@ -71,6 +71,7 @@ export const webhookDestination: DestinationType<WebhookOptions> = {
         `must be POST or PUT, not "${options.method}"`,
       );
     }
+    checkHeaders(context.name, 'custom_headers', options.custom_headers ?? {});
     const transport = createHttpTransport(context.request, {
       name: context.name,
       baseUrl: options.address,
