@@ -135,13 +135,101 @@ describe('http transport: statuses and errors', () => {
     assert.ok(err.retryAfterMs! > 55_000 && err.retryAfterMs! <= 60_000, String(err.retryAfterMs));
   });
 
-  it('treats 3xx as a failure (redirects are not followed)', async () => {
+  it('follows a 307 or 308 with the same method, body and headers, as Go does (an ingress redirecting to https)', async () => {
+    const t = transport(
+      requestConfig({
+        headers: { 'x-custom': 'kept' },
+        auth: { username: 'u', password: 'p', bearer_token: '' },
+        gzip: true,
+      }),
+      `${server.url}hook`,
+    );
+    for (const status of [307, 308]) {
+      server.reset();
+      server.respondWith((req) =>
+        req.url === '/hook'
+          ? { status, headers: { location: '/moved?x=1' }, body: 'moved' }
+          : { body: 'done' },
+      );
+      const res = await t.send({ method: 'PUT', body: '{"uuid":"a"}' });
+      assert.equal(res.body, 'done');
+      const [first, second] = await server.waitFor(2);
+      assert.equal(server.requests.length, 2);
+      assert.equal(second!.url, '/moved?x=1');
+      assert.equal(second!.method, 'PUT');
+      assert.equal(second!.text, '{"uuid":"a"}');
+      assert.equal(second!.headers['content-encoding'], 'gzip');
+      for (const name of ['authorization', 'x-custom', 'content-type', 'user-agent'])
+        assert.equal(second!.headers[name], first!.headers[name], name);
+    }
+    server.respondWith(() => ({}));
+  });
+
+  it('drops credentials on a redirect to another host name, for the rest of the chain, as Go does', async () => {
+    const other = await startRecordingServer({ host: '127.0.0.2' });
+    try {
+      const t = transport(
+        requestConfig({ headers: { cookie: 'c=1', 'x-custom': 'kept' } }),
+        `http://u:p@127.0.0.1:${server.port}/`,
+      );
+      server.reset();
+      server.respondWith((req) =>
+        req.url === '/' ? { status: 308, headers: { location: `${other.url}next` } } : { body: 'back' },
+      );
+      other.respondWith(() => ({ status: 307, headers: { location: `${server.url}again` } }));
+      assert.equal((await t.send({ body: 'x' })).body, 'back');
+      const [first, back] = await server.waitFor(2);
+      const [hop] = await other.waitFor(1);
+      assert.equal(first!.headers.authorization, `Basic ${Buffer.from('u:p').toString('base64')}`);
+      for (const req of [hop!, back!]) {
+        assert.equal(req.headers.authorization, undefined, req.url);
+        assert.equal(req.headers.cookie, undefined, req.url);
+        assert.equal(req.headers['x-custom'], 'kept', req.url);
+        assert.equal(req.text, 'x');
+      }
+    } finally {
+      await other.close();
+      server.respondWith(() => ({}));
+    }
+  });
+
+  it('does not follow 301, 302 or 303 (a POST repeated as a GET would lose the event), nor a 3xx without Location', async () => {
     const t = transport(requestConfig(), server.url);
-    server.respondWith(() => ({ status: 302, headers: { location: '/elsewhere' } }));
+    for (const status of [301, 302, 303]) {
+      server.reset();
+      server.respondWith(() => ({ status, headers: { location: 'https://u:secret@elsewhere.example/x' } }));
+      const err = (await t.send({ body: '{}' }).catch((e: unknown) => e)) as HttpStatusError;
+      assert.ok(err instanceof HttpStatusError);
+      assert.equal(err.status, status);
+      assert.match(
+        err.message,
+        /redirect to https:\/\/\[redacted\]@elsewhere\.example\/x not followed: it would repeat the POST as a GET/,
+      );
+      assert.doesNotMatch(err.message, /secret/);
+      assert.equal(classify(err).retryable, false);
+      assert.equal(server.requests.length, 1);
+    }
+    server.respondWith(() => ({ status: 308, body: 'no location' }));
     await assert.rejects(
       t.send({ body: '{}' }),
-      (e: unknown) => e instanceof HttpStatusError && e.status === 302,
+      (e: unknown) => e instanceof HttpStatusError && e.status === 308 && e.body === 'no location',
     );
+    server.respondWith(() => ({}));
+  });
+
+  it('stops after 10 requests of a redirect loop, a permanent failure', async () => {
+    const t = transport(requestConfig(), server.url);
+    server.reset();
+    server.respondWith((_req, i) => ({ status: 308, headers: { location: `/loop${i}` } }));
+    const err = (await t.send({ body: '{}' }).catch((e: unknown) => e)) as HttpStatusError;
+    assert.ok(err instanceof HttpStatusError);
+    assert.equal(err.status, 308);
+    assert.match(err.message, /stopped after 10 redirects/);
+    assert.equal(classify(err).retryable, false);
+    assert.equal(server.requests.length, 10);
+    server.respondWith(() => ({ status: 307, headers: { location: 'ftp://files.example/' } }));
+    await assert.rejects(t.send({ body: '{}' }), /not followed: not an http\(s\) URL/);
+    server.respondWith(() => ({}));
   });
 
   it('decodes a gzip response body', async () => {

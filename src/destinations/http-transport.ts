@@ -15,7 +15,7 @@ import { proxyFromEnvironment, withoutCredentials, type ProxyFunc } from './prox
  *
  * - One undici dispatcher per destination: pooled keep-alive connections, HTTP/1.1.
  * - `request.connect_timeout` bounds TCP connect + TLS handshake; `request.timeout` is a deadline for the
- *   whole exchange (connect, send, response headers and body). 0 disables either.
+ *   whole exchange (connect, send, response headers and body, redirects). 0 disables either.
  * - TLS: `tls.verify: false` accepts any server certificate; `tls.ca_file` is trusted in addition to
  *   Node's default store (its roots and NODE_EXTRA_CA_CERTS); `tls.cert_file` + `tls.key_file` are presented as a client certificate (mTLS).
  *   Files are read, and the certificate/key checked, when the transport is created.
@@ -32,9 +32,11 @@ import { proxyFromEnvironment, withoutCredentials, type ProxyFunc } from './prox
  *   ignores them; Transfer-Encoding, Keep-Alive, Upgrade and Expect are refused at creation.
  * - `request.gzip` gzips the body. A gzip response body is decoded (Go's transport does the same), at
  *   most as many bytes as are kept of it.
- * - Any 2xx resolves. Any other status throws HttpStatusError (with `Retry-After` parsed); redirects
- *   are not followed. Network errors (undici errors with their `code`) propagate. It never retries:
- *   the delivery engine classifies and retries.
+ * - Any 2xx resolves. Any other status throws HttpStatusError (with `Retry-After` parsed). A 307 or
+ *   308 is followed as Go's client follows it (up to 10 requests, the same method and body,
+ *   credentials kept only for the first host or its subdomains); 301, 302 and 303 are not (see
+ *   redirectTarget). Network errors (undici errors with their `code`) propagate. It never retries: the
+ *   delivery engine classifies and retries.
  */
 
 export interface HttpTransportOptions {
@@ -127,6 +129,9 @@ class HeaderSet {
   }
   has(name: string): boolean {
     return this.map.has(name.toLowerCase());
+  }
+  delete(name: string): void {
+    this.map.delete(name.toLowerCase());
   }
   toObject(): Record<string, string> {
     const out: Record<string, string> = {};
@@ -455,6 +460,60 @@ async function decodeBody(
   return raw.toString('utf8');
 }
 
+/** The statuses Go's client treats as redirects. */
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+
+/** Requests one send may make, redirects included: Go's client stops after 10. */
+const MAX_REQUESTS = 10;
+
+/**
+ * Where a non-2xx answer sends the request next, as Go's client decides for Falcosidekick: 307 and 308
+ * repeat the request (method and body) at their Location. Otherwise a string: why the answer is the
+ * final one ('' when it simply is). Written here rather than with undici's redirect interceptor, which
+ * follows 301, 302 and 303 by turning the POST into a GET without the event (Go does the same, and the
+ * receiver's 200 to that GET would count a lost alert as delivered), and which would send every hop
+ * through the first hop's proxy choice.
+ */
+function redirectTarget(
+  url: URL,
+  status: number,
+  location: string | string[] | undefined,
+  method: string,
+  requests: number,
+): URL | string {
+  if (!REDIRECT_STATUSES.has(status)) return '';
+  const to = Array.isArray(location) ? location[0] : location;
+  if (to === undefined || to === '') return ''; // answered as it stands, as in Go
+  let next: URL;
+  try {
+    next = new URL(to, url);
+  } catch {
+    return `redirect to an unusable Location "${withoutCredentials(to)}"`;
+  }
+  const shown = withoutCredentials(next.href);
+  if (status !== 307 && status !== 308) {
+    return `redirect to ${shown} not followed: it would repeat the ${method} as a GET without the event`;
+  }
+  if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+    return `redirect to ${shown} not followed: not an http(s) URL`;
+  }
+  if (requests >= MAX_REQUESTS) return `stopped after ${MAX_REQUESTS} redirects (the last to ${shown})`;
+  next.username = '';
+  next.password = '';
+  return next;
+}
+
+/** Headers Go's client drops on a redirect to another host, for good once dropped. */
+const SENSITIVE_HEADERS = ['Authorization', 'Www-Authenticate', 'Cookie', 'Cookie2', 'Proxy-Authorization'];
+
+/** Go's rule for keeping credentials across a redirect: the first URL's host name or a subdomain of it. */
+function sameHostOrSubdomain(next: URL, first: URL): boolean {
+  const to = next.hostname;
+  const from = first.hostname;
+  if (to === from) return true;
+  return !/[:%]/.test(to) && to.endsWith(`.${from}`);
+}
+
 /** undici's error when a proxy answers CONNECT with anything but 200: its status, or undefined. */
 function tunnelRefusal(err: unknown): number | undefined {
   if (!(err instanceof Error) || (err as Error & { code?: unknown }).code !== 'UND_ERR_ABORTED')
@@ -556,7 +615,7 @@ export function createHttpTransport(request: RequestConfig, options: HttpTranspo
     baseUrl,
     async send(req) {
       if (closed) throw new Error(`destination "${name}": transport is closed`);
-      const url = resolveUrl(baseUrl, req.path);
+      let url = resolveUrl(baseUrl, req.path);
       const method = (req.method ?? 'POST').toUpperCase();
       const headers = new HeaderSet();
       headers.set('User-Agent', userAgent);
@@ -575,35 +634,43 @@ export function createHttpTransport(request: RequestConfig, options: HttpTranspo
           if (!IGNORED_HEADERS.has(k.toLowerCase())) headers.set(k, v);
       }
 
+      // One deadline for the whole exchange, redirects included, as Go's Client.Timeout.
       const deadline = new Deadline(request.timeout, `${method} ${url.origin}`);
+      const firstUrl = url;
       try {
-        const res = await undiciRequest(url, {
-          dispatcher:
-            url === baseUrl || (url.host === baseUrl.host && url.protocol === baseUrl.protocol)
-              ? dispatcher
-              : dispatcherFor(url),
-          method,
-          headers: headers.toObject(),
-          body,
-          signal: deadline,
-        });
-        const status = res.statusCode;
-        const success = status >= 200 && status < 300;
-        const errorLimit = req.errorBodyLimit ?? ERROR_BODY_LIMIT;
-        const limit = success ? RESPONSE_LIMIT : errorLimit;
-        const raw = await readBody(res.body, limit);
-        const text = await decodeBody(raw, res.headers['content-encoding'], limit);
-        // undici hands a keep-alive socket back to the pool one event-loop turn after the response
-        // ends; waiting for that lets the next sequential send reuse it instead of opening another.
-        await new Promise((resolve) => setImmediate(resolve));
-        if (!success) {
-          throw new HttpStatusError(
-            status,
-            text.slice(0, errorLimit),
-            parseRetryAfter(res.headers['retry-after']),
-          );
+        for (let requests = 1; ; requests++) {
+          const res = await undiciRequest(url, {
+            dispatcher:
+              url === baseUrl || (url.host === baseUrl.host && url.protocol === baseUrl.protocol)
+                ? dispatcher
+                : dispatcherFor(url),
+            method,
+            headers: headers.toObject(),
+            body,
+            signal: deadline,
+          });
+          const status = res.statusCode;
+          const success = status >= 200 && status < 300;
+          const errorLimit = req.errorBodyLimit ?? ERROR_BODY_LIMIT;
+          const limit = success ? RESPONSE_LIMIT : errorLimit;
+          const raw = await readBody(res.body, limit);
+          const text = await decodeBody(raw, res.headers['content-encoding'], limit);
+          // undici hands a keep-alive socket back to the pool one event-loop turn after the response
+          // ends; waiting for that lets the next sequential send reuse it instead of opening another.
+          await new Promise((resolve) => setImmediate(resolve));
+          if (success) return { status, headers: res.headers, body: text };
+          const next = redirectTarget(url, status, res.headers.location, method, requests);
+          if (typeof next === 'string') {
+            throw new HttpStatusError(
+              status,
+              next || text.slice(0, errorLimit),
+              parseRetryAfter(res.headers['retry-after']),
+            );
+          }
+          // As Go: credentials only to the first host or its subdomains, and never again once dropped.
+          if (!sameHostOrSubdomain(next, firstUrl)) for (const h of SENSITIVE_HEADERS) headers.delete(h);
+          url = next;
         }
-        return { status, headers: res.headers, body: text };
       } catch (err) {
         // A deadline abort surfaces as the reason we gave it; anything else is undici's own error.
         if (deadline.aborted && err !== deadline.reason && !(err instanceof HttpStatusError)) {

@@ -18,8 +18,8 @@ import { checkHeaders, createHttpTransport, DEFAULT_CONTENT_TYPE } from './http-
  * ./types.ts); `minimumpriority` is handled by the loader.
  *
  * Differences from Falcosidekick: any 2xx counts as success (it accepts 200/201/202/204 only);
- * redirects are not followed (Go follows them); a method other than POST/PUT is an error (it
- * silently used POST).
+ * 301, 302 and 303 are not followed (Go repeats the request as a GET without the event; 307 and 308
+ * are followed as in Go); a method other than POST/PUT is an error (it silently used POST).
  */
 export interface WebhookOptions {
   address: string;

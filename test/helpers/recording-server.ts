@@ -67,6 +67,8 @@ export type Script =
 export type Responder = (req: RecordedRequest, index: number) => Script | Promise<Script>;
 
 export interface RecordingServerOptions {
+  /** Loopback address to listen on; default 127.0.0.1 (127.0.0.2 gives a second host name). */
+  host?: string;
   tls?: {
     cert: string | Buffer;
     key: string | Buffer;
@@ -78,7 +80,7 @@ export interface RecordingServerOptions {
 }
 
 export interface RecordingServer {
-  /** Base URL, `http://127.0.0.1:PORT/` (or https). */
+  /** Base URL, `http://127.0.0.1:PORT/` (or https, or the `host` option's address). */
   url: string;
   port: number;
   server: Server;
@@ -210,11 +212,12 @@ export async function startRecordingServer(options: RecordingServerOptions = {})
   }
   server.on('tlsClientError', () => {});
 
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const host = options.host ?? '127.0.0.1';
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
   const port = (server.address() as AddressInfo).port;
 
   return {
-    url: `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}/`,
+    url: `${options.tls ? 'https' : 'http'}://${host}:${port}/`,
     port,
     server,
     requests,
