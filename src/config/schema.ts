@@ -37,6 +37,9 @@ const duration = (fallback?: number, minimum = 0): TSchema =>
     unitMinimum: minimum,
   });
 
+/** For destination types' options: the same units, converted by the same walk (resolve.ts). */
+export { size as sizeSchema, duration as durationSchema };
+
 const integer = (fallback: number, minimum = 0, maximum?: number): TSchema =>
   Type.Integer({ minimum, ...(maximum === undefined ? {} : { maximum }), default: fallback });
 const strings = (fallback?: string[]): TSchema =>

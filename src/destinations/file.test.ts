@@ -21,6 +21,8 @@ import type { Destination, DestinationContext } from './types.ts';
 import type { RequestConfig } from '../config/types.ts';
 import { parseFalcoEvent, type FalcoEvent } from '../event/falco-event.ts';
 import { RetryableError } from '../delivery/errors.ts';
+import { loadConfig } from '../config/load.ts';
+import { ConfigError } from '../config/errors.ts';
 
 const context: DestinationContext = {
   name: 'file-test',
@@ -109,6 +111,29 @@ describe('file destination', () => {
     assert.equal(
       (fileDestination.optionsSchema as unknown as { additionalProperties: boolean }).additionalProperties,
       false,
+    );
+  });
+
+  it('takes max_size and rotate_every as sizes and durations in the config, and refuses a bad one at its line', () => {
+    const file = join(dir, 'eyrie.yaml');
+    const yaml = (size: string, every: string): string =>
+      `destinations:\n  - name: archive\n    type: file\n    path: ${join(dir, 'out.ndjson')}\n    max_size: ${size}\n    rotate_every: ${every}\n`;
+    const types = new Map([['file', fileDestination]]);
+    writeFileSync(file, yaml('64MiB', '24h'));
+    const [archive] = loadConfig({ file, env: {}, destinationTypes: types }).config.destinations;
+    assert.equal(archive?.options.max_size, 64 * 1024 * 1024);
+    assert.equal(archive?.options.rotate_every, 24 * 3600 * 1000);
+    writeFileSync(file, yaml('1048576', '0'));
+    const [plain] = loadConfig({ file, env: {}, destinationTypes: types }).config.destinations;
+    assert.equal(plain?.options.max_size, 1048576);
+    assert.equal(plain?.options.rotate_every, 0);
+    writeFileSync(file, yaml('big', 'daily'));
+    assert.throws(
+      () => loadConfig({ file, env: {}, destinationTypes: types }),
+      (err: unknown) =>
+        err instanceof ConfigError &&
+        err.toString().includes(`${file}:5:15: destinations[0].max_size: "big" is not a size`) &&
+        err.toString().includes(`${file}:6:19: destinations[0].rotate_every: "daily" is not a duration`),
     );
   });
 

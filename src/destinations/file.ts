@@ -9,6 +9,7 @@ import { RetryableError } from '../delivery/errors.ts';
 import type { FalcoEvent } from '../event/falco-event.ts';
 import { makeDirectory, unusablePath } from '../util/directory.ts';
 import { DestinationSettingError } from '../config/errors.ts';
+import { durationSchema, sizeSchema } from '../config/schema.ts';
 import { errorCode } from '../util/error.ts';
 
 export interface FileOptions {
@@ -38,16 +39,8 @@ export const fileDestination: DestinationType<FileOptions> = {
   optionsSchema: Type.Object(
     {
       path: Type.String({ minLength: 1, expect: 'a file path' }),
-      max_size: Type.Integer({
-        minimum: 0,
-        default: 100 * MiB,
-        expect: 'a size in bytes (0 = no size rotation)',
-      }),
-      rotate_every: Type.Integer({
-        minimum: 0,
-        default: 0,
-        expect: 'a duration in milliseconds (0 = no time rotation)',
-      }),
+      max_size: sizeSchema(100 * MiB),
+      rotate_every: durationSchema(0),
       max_files: Type.Integer({ minimum: 0, default: 5 }),
       mode: Type.Integer({
         minimum: 0,
