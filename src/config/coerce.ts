@@ -5,6 +5,24 @@ const TRUE = new Set(['true', 't', '1', 'yes', 'on']);
 const FALSE = new Set(['false', 'f', '0', 'no', 'off']);
 
 /**
+ * Integer text with a leading zero whose decimal and octal readings differ (`0640`): YAML 1.2 reads it
+ * as decimal 640, YAML 1.1 readers and Go's viper as octal 416. Eyrie refuses it rather than guess
+ * (permission bits written this way silently became other bits).
+ */
+export function leadingZeroTrap(text: string): boolean {
+  const match = /^0(\d+)$/.exec(text);
+  if (!match) return false;
+  const digits = match[1]!;
+  return /[89]/.test(digits) || parseInt(digits, 8) !== parseInt(digits, 10);
+}
+
+/** Why `text` (where leadingZeroTrap holds) is refused, and how to write it. */
+export function leadingZeroProblem(text: string): string {
+  const digits = text.replace(/^0+/, '');
+  return `${text} has a leading zero: YAML 1.2 reads it as the decimal number ${digits}, older readers as octal; write 0o${digits} for octal (permission bits) or ${digits}`;
+}
+
+/**
  * Turns text (an env var, or a string where Falcosidekick's weakly typed viper would accept one) into the
  * type `schema` wants. Text that does not fit is returned unchanged, so schema validation reports it with
  * the usual message.
@@ -20,7 +38,8 @@ export function coerceText(text: string, schema: JsonSchema): unknown {
       .filter((s) => s !== '')
       .map((s) => coerceText(s, items));
   }
-  if (types.includes('integer') && /^[+-]?\d+$/.test(trimmed)) return Number(trimmed);
+  if (types.includes('integer') && /^[+-]?\d+$/.test(trimmed) && !leadingZeroTrap(trimmed))
+    return Number(trimmed);
   // YAML 1.2's octal form, which the YAML file takes for permission bits (`mode: 0o640`).
   if (types.includes('integer') && /^0o[0-7]+$/i.test(trimmed)) return parseInt(trimmed.slice(2), 8);
   if (types.includes('number') && trimmed !== '' && Number.isFinite(Number(trimmed))) return Number(trimmed);

@@ -418,6 +418,28 @@ destinations:
     );
   });
 
+  it('refuse an integer with a leading zero, which YAML 1.2 reads as decimal and older readers as octal', () => {
+    assert.deepEqual(
+      problems(() => load(yaml, { EYRIE_DESTINATIONS__MY_OUT__QUEUE__CONCURRENCY: '010' })),
+      [
+        'env EYRIE_DESTINATIONS__MY_OUT__QUEUE__CONCURRENCY: 010 has a leading zero: YAML 1.2 reads it as the decimal number 10, older readers as octal; write 0o10 for octal (permission bits) or 10',
+      ],
+    );
+    const found = problems(() => load('listen:\n  port: 02801\n'));
+    assert.equal(found.length, 1);
+    assert.match(
+      found[0]!,
+      /eyrie\.yaml:2:9: listen\.port: 02801 has a leading zero: YAML 1\.2 reads it as the decimal number 2801, older readers as octal; write 0o2801 for octal \(permission bits\) or 2801$/,
+    );
+    // Where both readings agree there is nothing to refuse.
+    assert.equal(load('listen:\n  port: 007\n').config.listen.port, 7);
+    assert.equal(
+      load(yaml, { EYRIE_DESTINATIONS__MY_OUT__QUEUE__CONCURRENCY: '007' }).config.destinations[0]!.queue
+        .concurrency,
+      7,
+    );
+  });
+
   it('warn that Falcosidekick env vars do not apply to a native file', () => {
     const { warnings, config } = load(yaml, { LISTENPORT: '9999' });
     assert.equal(config.listen.port, 2801);

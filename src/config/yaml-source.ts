@@ -1,6 +1,7 @@
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parse, parseDocument } from 'yaml';
 import type { Alias, Document, Node } from 'yaml';
 import { expandVars } from './interpolate.ts';
+import { leadingZeroProblem, leadingZeroTrap } from './coerce.ts';
 import { isPlainObject } from './plain.ts';
 import type { Issues, Origin, Path } from './origins.ts';
 
@@ -83,7 +84,11 @@ class Walker {
       return out;
     }
     if (isSeq(node)) return node.items.map((item, i) => this.walk(item, [...path, i]));
-    if (isScalar(node)) return this.scalar(node.value, node.type === 'PLAIN', path);
+    if (isScalar(node)) {
+      if (typeof node.value === 'number' && node.type === 'PLAIN' && leadingZeroTrap(node.source ?? ''))
+        this.issues.atValue(path, leadingZeroProblem(node.source ?? ''));
+      return this.scalar(node.value, node.type === 'PLAIN', path);
+    }
     return null;
   }
 
