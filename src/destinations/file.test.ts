@@ -166,13 +166,24 @@ describe('file destination', () => {
     assert.deepEqual(numbersIn(path), [8, 9, 10, 11]);
   });
 
-  it('keeps only max_files rotated files, deleting older ones (and leftovers of a larger max_files)', async () => {
+  it('keeps only max_files rotated files, deleting older ones and leftovers of a larger max_files, not other files', async () => {
     mkdirSync(join(dir, 'logs'), { recursive: true });
-    writeFileSync(`${path}.7`, 'left over\n');
+    // Left by max_files: 4, then files of other tools: logrotate's dateext and %s names, a gap.
+    const others = [
+      'events.ndjson.1795939000',
+      'events.ndjson.20261128',
+      'events.ndjson.7',
+      'events.ndjson.1.gz',
+    ];
+    for (const name of ['events.ndjson.3', 'events.ndjson.4', ...others])
+      writeFileSync(join(dir, 'logs', name), 'left over\n');
     const d = create({ max_size: LINE_BYTES, max_files: 2 });
     for (let i = 0; i < 6; i++) await d.send([event(i)]);
-    const names = readdirSync(join(dir, 'logs')).sort();
+    const names = readdirSync(join(dir, 'logs'))
+      .filter((name) => !others.includes(name))
+      .sort();
     assert.deepEqual(names, ['events.ndjson', 'events.ndjson.1', 'events.ndjson.2']);
+    for (const name of others) assert.equal(readFileSync(join(dir, 'logs', name), 'utf8'), 'left over\n');
     assert.deepEqual(numbersIn(path), [5]);
     assert.deepEqual(numbersIn(`${path}.1`), [4]);
     assert.deepEqual(numbersIn(`${path}.2`), [3]);
@@ -231,12 +242,38 @@ describe('file destination', () => {
     assert.deepEqual(numbersIn(path), [3]);
   });
 
-  it('ends a partial last line left by a crash before appending', async () => {
+  it('cuts off a partial last line left by a crash before appending, so every line parses', async () => {
     mkdirSync(join(dir, 'logs'), { recursive: true });
-    writeFileSync(path, `${line(0)}\n{"uuid":"trunc`);
+    // The partial line longer than the 64 KiB read back at a time.
+    writeFileSync(path, `${line(0)}\n{"uuid":"trunc${'x'.repeat(100_000)}`);
     const d = create();
     await d.send([event(1)]);
-    assert.equal(readFileSync(path, 'utf8'), `${line(0)}\n{"uuid":"trunc\n${line(1)}\n`);
+    assert.equal(readFileSync(path, 'utf8'), `${line(0)}\n${line(1)}\n`);
+    await d.close();
+    writeFileSync(path, '{"uuid":"no newline at all');
+    await create().send([event(2)]);
+    assert.equal(readFileSync(path, 'utf8'), `${line(2)}\n`);
+  });
+
+  it('keeps writing to the current file while a non-file blocks rotation, and rotates once it is gone', async () => {
+    mkdirSync(`${path}.1`, { recursive: true });
+    const d = create({ max_size: LINE_BYTES, max_files: 1 });
+    for (let i = 0; i < 3; i++) await d.send([event(i)]);
+    assert.deepEqual(numbersIn(path), [0, 1, 2]);
+    assert.ok(statSync(`${path}.1`).isDirectory(), 'the directory is not moved or deleted');
+    rmSync(`${path}.1`, { recursive: true });
+    await d.send([event(3)]);
+    assert.deepEqual(numbersIn(`${path}.1`), [0, 1, 2]);
+    assert.deepEqual(numbersIn(path), [3]);
+  });
+
+  it('makes the directory again when it was removed while Eyrie runs', async () => {
+    const d = create();
+    await d.send([event(0)]);
+    rmSync(join(dir, 'logs'), { recursive: true });
+    await d.send([event(1)]);
+    assert.deepEqual(numbersIn(path), [1]);
+    assert.equal(statSync(path).mode & 0o777, 0o640);
   });
 
   it('recreates path when the file was moved away (logrotate) or deleted', async () => {

@@ -1,7 +1,8 @@
 import { Type } from 'typebox';
 import { closeSync, constants as fsConstants, fchmodSync, openSync, statSync } from 'node:fs';
-import { open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { lstat, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Destination, DestinationType } from './types.ts';
 import { toSidekickJson } from '../event/sidekick-json.ts';
@@ -11,6 +12,7 @@ import { makeDirectory, unusablePath } from '../util/directory.ts';
 import { DestinationSettingError } from '../config/errors.ts';
 import { durationSchema, sizeSchema } from '../config/schema.ts';
 import { errorCode } from '../util/error.ts';
+import { LogThrottle } from '../util/log-throttle.ts';
 
 export interface FileOptions {
   /** File the events are appended to, one Falcosidekick JSON document per line (NDJSON). */
@@ -127,6 +129,8 @@ class FileDestination implements Destination {
   /** Sends run one at a time (the queue may run several concurrently). */
   private tail: Promise<unknown> = Promise.resolve();
   private closed = false;
+  private readonly rotateFailures = new LogThrottle(60_000);
+  private warnedNoBirthTime = false;
 
   constructor(name: string, path: string, options: FileOptions, logger: Logger) {
     this.name = name;
@@ -177,7 +181,19 @@ class FileDestination implements Destination {
     const tooOld = rotateEvery > 0 && now - file.since >= rotateEvery;
     if (tooOld && size === 0) file.since = now; // nothing to rotate: start the period afresh
     if (tooBig || (tooOld && size > 0)) {
-      await this.rotate(tooBig ? `size ${size + data.length} > max_size ${maxSize}` : 'rotate_every elapsed');
+      try {
+        await this.rotate(
+          tooBig ? `size ${size + data.length} > max_size ${maxSize}` : 'rotate_every elapsed',
+        );
+      } catch (err) {
+        // Events kept flowing into an oversized file beat a destination stalled until someone looks.
+        const heldBack = this.rotateFailures.take();
+        if (heldBack !== undefined)
+          this.logger.error(
+            { path: this.path, err, heldBack },
+            'file: cannot rotate; appending to the current file until rotation works again',
+          );
+      }
       ({ file, size } = await this.current());
     }
     let written = 0;
@@ -225,7 +241,12 @@ class FileDestination implements Destination {
     let handle: FileHandle;
     let created = false;
     try {
-      handle = await open(this.path, CREATE_FLAGS, this.options.mode);
+      handle = await open(this.path, CREATE_FLAGS, this.options.mode).catch((err: unknown) => {
+        // The directory was removed while Eyrie ran: made again, as at startup.
+        if (errorCode(err) !== 'ENOENT') throw err;
+        makeDirectory(dirname(this.path));
+        return open(this.path, CREATE_FLAGS, this.options.mode);
+      });
       created = true;
     } catch (err) {
       if (errorCode(err) !== 'EEXIST') throw err;
@@ -239,22 +260,29 @@ class FileDestination implements Destination {
       const st = await handle.stat({ bigint: true });
       if (!st.isFile()) throw new Error(`${this.path} is not a regular file`);
       const size = Number(st.size);
-      // A crash mid-write may have left a partial last line: end it, so the next event starts a line.
+      // A crash (or a full disk) mid-write may have left a partial last line. It is cut off, not
+      // ended with a newline, which would leave a line no NDJSON reader can parse; its batch was not
+      // acknowledged and is sent again.
       if (size > 0) {
-        const last = Buffer.alloc(1);
-        const readable = await open(this.path, 'r').catch(() => undefined);
-        if (readable) {
-          try {
-            await readable.read(last, 0, 1, size - 1);
-          } finally {
-            await readable.close();
-          }
-          if (last[0] !== 0x0a) await handle.write('\n');
+        const complete = await completeLinesLength(this.path, size);
+        if (complete < size) {
+          await handle.truncate(complete);
+          this.logger.warn(
+            { path: this.path, bytes: size - complete },
+            'file: removed a partial last line left by an interrupted write',
+          );
         }
       }
       const now = Date.now();
       const born = Number(st.birthtimeMs);
       const since = born > 0 && born <= now ? born : now;
+      if (this.options.rotate_every > 0 && !(born > 0) && !this.warnedNoBirthTime) {
+        this.warnedNoBirthTime = true;
+        this.logger.warn(
+          { path: this.path },
+          "file: this file system does not record when a file was created: rotate_every counts from now, not from the file's creation",
+        );
+      }
       this.file = { handle, dev: st.dev, ino: st.ino, since };
       return this.file;
     } catch (err) {
@@ -274,6 +302,12 @@ class FileDestination implements Destination {
   /** `path.<max_files-1>` → `path.<max_files>`, …, `path` → `path.1`; deletes rotated files beyond max_files. */
   private async rotate(reason: string): Promise<void> {
     const { max_files: maxFiles } = this.options;
+    // Checked before anything moves: a directory at path.N would fail a rename half way along the
+    // chain, or be moved along it.
+    for (let i = 1; i <= maxFiles; i++) {
+      const entry = await lstatIfAny(`${this.path}.${i}`);
+      if (entry && !entry.isFile()) throw new Error(`${this.path}.${i} is not a regular file`);
+    }
     this.logger.info({ path: this.path, reason }, 'file: rotating');
     await this.closeFile();
     await this.prune(maxFiles);
@@ -288,14 +322,15 @@ class FileDestination implements Destination {
     if (this.options.fsync) await syncDirectory(dirname(this.path));
   }
 
-  /** Deletes `path.N` for N >= keep (they are about to be overwritten or are left from a larger max_files). */
+  /**
+   * Deletes `path.<keep+1>`, `path.<keep+2>`… up to the first gap: files left from a larger max_files.
+   * Not every `path.<digits>`: logrotate's dateext (`path.20261129`) and other tools' files stay.
+   */
   private async prune(keep: number): Promise<void> {
-    const dir = dirname(this.path);
-    const prefix = `${basename(this.path)}.`;
-    for (const entry of await readdir(dir)) {
-      if (!entry.startsWith(prefix)) continue;
-      const suffix = entry.slice(prefix.length);
-      if (/^[1-9]\d*$/.test(suffix) && Number(suffix) > keep) await ignoreMissing(unlink(join(dir, entry)));
+    for (let n = keep + 1; ; n++) {
+      const entry = `${this.path}.${n}`;
+      if (!(await lstatIfAny(entry))?.isFile()) return;
+      await ignoreMissing(unlink(entry));
     }
   }
 }
@@ -308,6 +343,34 @@ async function syncDirectory(dir: string): Promise<void> {
     await handle.sync();
   } catch {
     // EINVAL/EISDIR on platforms without directory fsync: nothing more can be done.
+  } finally {
+    await handle.close();
+  }
+}
+
+/** The entry's lstat, or undefined when there is none. */
+async function lstatIfAny(path: string): Promise<Stats | undefined> {
+  try {
+    return await lstat(path);
+  } catch (err) {
+    if (errorCode(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** The length of `path`'s first `size` bytes up to and including their last newline (0 if none). */
+async function completeLinesLength(path: string, size: number): Promise<number> {
+  const handle = await open(path, 'r');
+  try {
+    const chunk = Buffer.alloc(64 * 1024);
+    for (let end = size; end > 0;) {
+      const start = Math.max(0, end - chunk.length);
+      const { bytesRead } = await handle.read(chunk, 0, end - start, start);
+      const newline = chunk.subarray(0, bytesRead).lastIndexOf(0x0a);
+      if (newline !== -1) return start + newline + 1;
+      end = start;
+    }
+    return 0;
   } finally {
     await handle.close();
   }
