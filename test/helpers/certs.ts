@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { removeAtExit } from './config-file.ts';
 
 export interface TestPki {
   dir: string;
@@ -22,7 +23,7 @@ function openssl(dir: string, ...args: string[]): void {
 
 /** A throw-away CA with server and client certificates for 127.0.0.1/localhost, made with openssl. */
 export function makePki(): TestPki {
-  const dir = mkdtempSync(join(tmpdir(), 'eyrie-pki-'));
+  const dir = removeAtExit(mkdtempSync(join(tmpdir(), 'eyrie-pki-')));
   const ca = (name: string) => {
     openssl(
       dir,

@@ -4,9 +4,21 @@ import { join } from 'node:path';
 import { loadConfig } from '../../src/config/load.ts';
 import type { EyrieConfig } from '../../src/config/types.ts';
 
-/** A fresh temporary directory. */
+const leftAtExit = new Set<string>();
+
+/** Removes `dir` when the test process exits (each test file runs in its own process). */
+export function removeAtExit(dir: string): string {
+  if (leftAtExit.size === 0)
+    process.once('exit', () => {
+      for (const d of leftAtExit) rmSync(d, { recursive: true, force: true });
+    });
+  leftAtExit.add(dir);
+  return dir;
+}
+
+/** A fresh temporary directory, removed at the latest when the test process exits. */
 export function tempDir(prefix = 'eyrie-test-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  return removeAtExit(mkdtempSync(join(tmpdir(), prefix)));
 }
 
 /** A fresh temporary directory removed after the test `t`. */
