@@ -81,4 +81,29 @@ describe('DeadLetters', () => {
       dlq.close();
     }
   });
+  it('counts entries Eyrie queues between chunks against the cap (estimated from the ids past those counted)', () => {
+    const dlq = withDeadLetters(3000);
+    const queue = dlq.db.prepare(
+      "INSERT INTO deliveries (destination, event_id, bytes, enqueued_at, due_at) VALUES ('d', 1, 2, 0, 0)",
+    );
+    const queueMeanwhile = (n: number) =>
+      dlq.db.transaction(() => {
+        for (let i = 0; i < n; i++) queue.run();
+      })();
+    const queued = () => (dlq.db.prepare('SELECT count(*) AS n FROM deliveries').get() as { n: number }).n;
+    try {
+      let chunks = 0;
+      // After the first chunk Eyrie queues 6,000 (the estimate, far from the cap, counts nothing
+      // again), after the second 1,500 (near the cap: the count of the first chunk stands in).
+      const result = dlq.replay(
+        { destination: 'd' },
+        () => queueMeanwhile([6000, 1500, 0][chunks++]!),
+        new Map([['d', { maxEvents: 10_000, maxBytes: 0 }]]),
+      );
+      assert.deepEqual(result, { replayed: 2500, kept: new Map([['d', 500]]), tooLarge: new Map() });
+      assert.equal(queued(), 10_000);
+    } finally {
+      dlq.close();
+    }
+  });
 });

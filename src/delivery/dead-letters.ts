@@ -40,6 +40,75 @@ export interface QueueCaps {
   maxBytes: number;
 }
 
+interface Fill {
+  count: number;
+  bytes: number;
+}
+
+/** How long a count of a queue near its cap stands in for counting it again. */
+const RECOUNT_INTERVAL_MS = 1000;
+
+/**
+ * How full each destination's queue is, for a replay's chunks. Counting a queue scans its rows
+ * (about 90 ms per million, inside a chunk's write lock, which a running Eyrie waits for), so a queue
+ * is counted when a chunk first meets it and then estimated: plus the rows queued since (an index
+ * range past the highest id seen), never minus those delivered. Near the cap, where rows the estimate
+ * can miss (SQLite may reuse the highest id after a delete) could matter, it is counted again, at most
+ * once a second: a queue that stays full keeps dead letters, as counting it at every chunk would. A
+ * count stops past the cap's `max_events`.
+ */
+class QueueRoom {
+  private readonly known = new Map<string, Fill & { lastId: number }>();
+  private readonly countedAt = new Map<string, number>();
+  private readonly countAll;
+  private readonly countUpTo;
+  private readonly countSince;
+  private readonly lastIdOf;
+
+  constructor(db: Database.Database) {
+    const fill = 'count(*) AS count, coalesce(sum(bytes), 0) AS bytes';
+    this.countAll = db.prepare(`SELECT ${fill} FROM deliveries WHERE destination = ?`);
+    this.countUpTo = db.prepare(
+      `SELECT ${fill} FROM (SELECT bytes FROM deliveries WHERE destination = ? LIMIT ?)`,
+    );
+    this.countSince = db.prepare(`SELECT ${fill} FROM deliveries WHERE destination = ? AND id > ?`);
+    this.lastIdOf = db.prepare('SELECT coalesce(max(id), 0) AS id FROM deliveries WHERE destination = ?');
+  }
+
+  /**
+   * The queue's fill before a chunk of at most `margin` / 2 rows. `trusted` is false for an estimate
+   * far from the cap, which a chunk that finds it full must replace with `count`.
+   */
+  fill(destination: string, cap: QueueCaps, margin: number): Fill & { trusted: boolean } {
+    const known = this.known.get(destination);
+    if (known !== undefined) {
+      const since = this.countSince.get(destination, known.lastId) as Fill;
+      const estimate = { count: known.count + since.count, bytes: known.bytes + since.bytes };
+      const near =
+        (cap.maxEvents > 0 && estimate.count + margin >= cap.maxEvents) ||
+        (cap.maxBytes > 0 && estimate.bytes >= 0.9 * cap.maxBytes);
+      const recent = performance.now() - (this.countedAt.get(destination) ?? -Infinity) < RECOUNT_INTERVAL_MS;
+      if (!near || recent) return { ...estimate, trusted: near };
+    }
+    return { ...this.count(destination, cap), trusted: true };
+  }
+
+  /** Counts the queue: max_events + 1 rows at most, which say "full" as well as all of them would. */
+  count(destination: string, cap: QueueCaps): Fill {
+    this.countedAt.set(destination, performance.now());
+    // The byte sum needs every row when max_bytes is the only cap.
+    return (
+      cap.maxEvents > 0 ? this.countUpTo.get(destination, cap.maxEvents + 1) : this.countAll.get(destination)
+    ) as Fill;
+  }
+
+  /** After a chunk's inserts (in its transaction): what the queue holds, and its highest id. */
+  settle(destination: string, fill: Fill): void {
+    const lastId = (this.lastIdOf.get(destination) as { id: number }).id;
+    this.known.set(destination, { ...fill, lastId });
+  }
+}
+
 export interface ReplayResult {
   replayed: number;
   /** Dead letters left where they are because their queue was at its cap, per destination. */
@@ -161,7 +230,7 @@ export class DeadLetters {
    * With `caps`, a destination's queue is filled up to its cap and no further: the rest stay dead
    * letters, for another replay once it has drained. Beyond the cap, the running Eyrie would drop
    * the replayed entries (`drop_oldest`) or refuse new events (`drop_newest`). The room is measured
-   * inside each chunk's transaction, so entries Eyrie queued meanwhile count.
+   * inside each chunk's transaction, so entries Eyrie queued meanwhile count (see QueueRoom).
    */
   replay(
     selection: Selection,
@@ -176,9 +245,7 @@ export class DeadLetters {
       this.db.prepare(
         `SELECT id, destination, bytes FROM dead_letters WHERE id IN (${placeholders}) ORDER BY id`,
       );
-    const queued = this.db.prepare(
-      'SELECT count(*) AS count, coalesce(sum(bytes), 0) AS bytes FROM deliveries WHERE destination = ?',
-    );
+    const queues = new QueueRoom(this.db);
     const replayed = this.inChunks(selection, progress, (ids) => {
       const now = Date.now();
       const rows = rowsOf(ids.map(() => '?').join(',')).all(...ids) as {
@@ -186,7 +253,8 @@ export class DeadLetters {
         destination: string;
         bytes: number;
       }[];
-      const room = new Map<string, { count: number; bytes: number }>();
+      // Per destination: its queue's fill before this chunk, and what this chunk adds.
+      const room = new Map<string, { before: Fill & { trusted: boolean }; added: Fill }>();
       const fits = rows.filter((row) => {
         const cap = caps.get(row.destination);
         if (cap === undefined) return true;
@@ -195,32 +263,37 @@ export class DeadLetters {
           count(tooLarge, row.destination);
           return false;
         }
-        let used = room.get(row.destination);
-        if (used === undefined) {
-          used = queued.get(row.destination) as { count: number; bytes: number };
-          room.set(row.destination, used);
+        let queue = room.get(row.destination);
+        if (queue === undefined) {
+          queue = { before: queues.fill(row.destination, cap, 2 * CHUNK), added: { count: 0, bytes: 0 } };
+          room.set(row.destination, queue);
         }
-        const over =
-          (cap.maxEvents > 0 && used.count + 1 > cap.maxEvents) ||
-          (cap.maxBytes > 0 && used.bytes + row.bytes > cap.maxBytes);
-        if (over) {
+        const over = (): boolean =>
+          (cap.maxEvents > 0 && queue.before.count + queue.added.count + 1 > cap.maxEvents) ||
+          (cap.maxBytes > 0 && queue.before.bytes + queue.added.bytes + row.bytes > cap.maxBytes);
+        if (over() && !queue.before.trusted)
+          queue.before = { ...queues.count(row.destination, cap), trusted: true };
+        if (over()) {
           count(kept, row.destination);
           return false;
         }
-        used.count++;
-        used.bytes += row.bytes;
+        queue.added.count++;
+        queue.added.bytes += row.bytes;
         return true;
       });
-      if (fits.length === 0) return 0;
-      const placeholders = fits.map(() => '?').join(',');
-      const fitIds = fits.map((r) => r.id);
-      this.db
-        .prepare(
-          `INSERT INTO deliveries (destination, event_id, bytes, enqueued_at, due_at)
-           SELECT destination, event_id, bytes, ?, ? FROM dead_letters WHERE id IN (${placeholders}) ORDER BY id`,
-        )
-        .run(now, now, ...fitIds);
-      this.db.prepare(`DELETE FROM dead_letters WHERE id IN (${placeholders})`).run(...fitIds);
+      if (fits.length > 0) {
+        const placeholders = fits.map(() => '?').join(',');
+        const fitIds = fits.map((r) => r.id);
+        this.db
+          .prepare(
+            `INSERT INTO deliveries (destination, event_id, bytes, enqueued_at, due_at)
+             SELECT destination, event_id, bytes, ?, ? FROM dead_letters WHERE id IN (${placeholders}) ORDER BY id`,
+          )
+          .run(now, now, ...fitIds);
+        this.db.prepare(`DELETE FROM dead_letters WHERE id IN (${placeholders})`).run(...fitIds);
+      }
+      for (const [destination, { before, added }] of room)
+        queues.settle(destination, { count: before.count + added.count, bytes: before.bytes + added.bytes });
       return fits.length;
     });
     return { replayed, kept, tooLarge };
