@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { once } from 'node:events';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, locateProblems } from '../config/load.ts';
 import { ConfigError } from '../config/errors.ts';
@@ -280,11 +281,57 @@ const dlqOptions = (cmd: Command) =>
     .option('--data-dir <dir>', 'data directory (overrides the config)')
     .option('-d, --destination <name>', 'only this destination');
 
+function* map<T>(items: Iterable<T>, line: (item: T) => string): Generator<string> {
+  for (const item of items) yield line(item);
+}
+
+function* jsonArray(items: Iterable<unknown>): Generator<string> {
+  let first = true;
+  for (const item of items) {
+    yield `${first ? '[' : ','}${JSON.stringify(item)}`;
+    first = false;
+  }
+  yield first ? '[]\n' : ']\n';
+}
+
+/**
+ * Writes text to stdout as it is produced, waiting while the reader is behind (a long listing into a
+ * pipe holds about 64 KiB, not all of it), and stops quietly when the reader is gone (`| head`).
+ */
+async function writeAll(texts: Iterable<string>): Promise<void> {
+  let failed: NodeJS.ErrnoException | undefined;
+  const onError = (err: NodeJS.ErrnoException) => {
+    failed ??= err;
+    if (err.code !== 'EPIPE') process.exitCode = 1;
+  };
+  // Left in place: the reader may go away after the last write was handed over.
+  process.stdout.on('error', onError);
+  let pending = '';
+  const flush = async () => {
+    // once() rejects on 'error' too: an EPIPE while waiting ends the wait.
+    if (!failed && !process.stdout.write(pending)) await once(process.stdout, 'drain').catch(onError);
+    pending = '';
+  };
+  for (const text of texts) {
+    pending += text;
+    if (pending.length >= 64 * 1024) await flush();
+    if (failed) break;
+  }
+  await flush();
+  if (failed && failed.code !== 'EPIPE') throw failed;
+}
+
 dlqOptions(dlq.command('list').description('dead letters per destination, or the entries of one destination'))
   .option('-n, --limit <n>', 'entries to show', positiveInt, 50)
   .option('--json', 'JSON output')
   .action(
-    (opts: { config?: string; dataDir?: string; destination?: string; limit: number; json?: boolean }) => {
+    async (opts: {
+      config?: string;
+      dataDir?: string;
+      destination?: string;
+      limit: number;
+      json?: boolean;
+    }) => {
       const { store, loaded } = openDeadLetters(opts);
       try {
         checkDestinationName(store, loaded, opts.destination);
@@ -296,13 +343,15 @@ dlqOptions(dlq.command('list').description('dead letters per destination, or the
             for (const s of summary)
               process.stdout.write(`${s.destination}\t${s.count}\toldest ${s.oldest}\tnewest ${s.newest}\n`);
         } else {
-          const entries = store.list({ destination: opts.destination }, opts.limit);
-          if (opts.json) process.stdout.write(JSON.stringify(entries) + '\n');
-          else
-            for (const e of entries)
-              process.stdout.write(
-                `${e.id}\t${e.failedAt}\t${e.priority}\t${e.rule}\t${e.reason}\t${e.error}\n`,
-              );
+          const entries = store.entries({ destination: opts.destination }, opts.limit);
+          await writeAll(
+            opts.json
+              ? jsonArray(entries)
+              : map(
+                  entries,
+                  (e) => `${e.id}\t${e.failedAt}\t${e.priority}\t${e.rule}\t${e.reason}\t${e.error}\n`,
+                ),
+          );
         }
       } finally {
         store.close();

@@ -174,13 +174,23 @@ export class DeadLetters {
   }
 
   list(selection: Selection, limit = 100): DeadLetter[] {
+    return [...this.entries(selection, limit)];
+  }
+
+  /**
+   * The dead letters one at a time, read as they are consumed: a listing of half a million holds one
+   * in memory, not all of them with their event bodies parsed.
+   */
+  *entries(selection: Selection, limit = 100): Generator<DeadLetter> {
     const w = where(selection);
     const rows = this.db
       .prepare(
-        `SELECT d.id, d.destination, d.failed_at, d.attempts, d.reason, d.error, e.uuid, e.body
+        `SELECT d.id, d.destination, d.failed_at, d.attempts, d.reason, d.error, e.uuid,
+                coalesce(json_extract(e.body, '$.rule'), '') AS rule,
+                coalesce(json_extract(e.body, '$.priority'), '') AS priority
          FROM dead_letters d JOIN events e ON e.id = d.event_id ${w.sql} ORDER BY d.id LIMIT ?`,
       )
-      .all(...w.params, limit) as {
+      .iterate(...w.params, limit) as IterableIterator<{
       id: number;
       destination: string;
       failed_at: number;
@@ -188,22 +198,22 @@ export class DeadLetters {
       reason: string;
       error: string;
       uuid: string;
-      body: string;
-    }[];
-    return rows.map((r) => {
-      const event = JSON.parse(r.body) as { rule?: string; priority?: string };
-      return {
+      rule: unknown;
+      priority: unknown;
+    }>;
+    for (const r of rows) {
+      yield {
         id: r.id,
         destination: r.destination,
         uuid: r.uuid,
-        rule: event.rule ?? '',
-        priority: event.priority ?? '',
+        rule: String(r.rule),
+        priority: String(r.priority),
         failedAt: new Date(r.failed_at).toISOString(),
         attempts: r.attempts,
         reason: r.reason,
         error: r.error,
       };
-    });
+    }
   }
 
   show(id: number): DeadLetterDetail | undefined {
