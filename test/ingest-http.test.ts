@@ -53,6 +53,23 @@ describe('HTTP ingest', () => {
     assert.equal((got.output_fields['evt.time'] as ExactNumber).text, '1767258001000000123');
   });
 
+  it("decodes bad UTF-8 and lone surrogate escapes as Falcosidekick's Go decoder, so the payload bytes match", async () => {
+    const body = Buffer.concat([
+      Buffer.from(
+        '{"output":"x","priority":"Notice","rule":"r","time":"2026-01-01T09:00:01Z","output_fields":{"\\ud800":"first","\\udbff":"second","proc.name":"c',
+      ),
+      Buffer.from([0xf0, 0x9f, 0x98]), // the first three bytes of an emoji, then "t"
+      Buffer.from('t"}}'),
+    ]);
+    for (const path of ['/', '/any/path']) {
+      const res = await post(ingest.url, body, { 'content-type': 'application/json' }, path);
+      assert.equal(res.status, 200, res.text);
+      const json = toSidekickJson(ingest.router.events.at(-1)!);
+      // What Falcosidekick sent for the same bytes (side by side, Go 1.26).
+      assert.match(json, /"output_fields":\{"proc\.name":"c\ufffd\ufffd\ufffdt","\ufffd":"second"\}/, json);
+    }
+  });
+
   it('keeps the connection alive with a long idle timeout', async () => {
     const res = await request(ingest.url, {
       method: 'POST',

@@ -123,6 +123,23 @@ describe('Falco event parser', () => {
     assert.equal(normalizeTime('2026-01-01t09:00:01.000000123z'), '2026-01-01T09:00:01.000000123Z');
   });
 
+  it("reads times as Falcosidekick's Go parser does", () => {
+    const read: [string, string | undefined][] = [
+      ['2026-11-29T08:00:00.1234567891Z', '2026-11-29T08:00:00.123456789Z'], // Go keeps 9 digits
+      ['2026-11-29T08:00:00,5Z', '2026-11-29T08:00:00.5Z'],
+      ['2026-11-29t08:00:00,123456789999+02:00', '2026-11-29T08:00:00.123456789+02:00'],
+      ['0001-01-01T00:00:00.5Z', '0001-01-01T00:00:00.5Z'], // not the zero time
+      ['2026-12-31T23:59:60Z', undefined], // Go refuses second 60
+      ['2026-11-29T08:00:00+24:00', undefined],
+      ['0001-01-01T00:00:00Z', undefined], // the zero time, however written
+      ['0001-01-01T00:00:00.000Z', undefined],
+      ['0000-12-31T23:00:00-01:00', undefined],
+      ['0001-01-01T01:30:00+01:30', undefined],
+    ];
+    for (const [text, normal] of read) assert.equal(normalizeTime(text), normal, text);
+    assert.equal(timeToNanos('2026-11-29T08:00:00.123456789Z') % 1_000_000_000n, 123456789n);
+  });
+
   it('knows the length of every month, leap years included', () => {
     const valid = ['2024-02-29', '2000-02-29', '2026-01-31', '2026-04-30', '2026-12-31', '2026-02-28'];
     const invalid = ['2026-02-29', '1900-02-29', '2100-02-29', '2026-04-31', '2026-06-31', '2026-11-31'];

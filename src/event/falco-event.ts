@@ -38,36 +38,47 @@ export const SIDEKICK_DEFAULT_SOURCE = 'syscalls';
 /** Falcosidekick's test rule: always source `internal`, bypasses minimum priorities. */
 export const TEST_RULE = 'Test rule';
 
-const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$/;
+/** RFC 3339 as Go's time parser takes it: any number of fraction digits, after `.` or `,`. */
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?([Zz]|[+-]\d{2}:\d{2})$/;
+/** Go's zero time, 0001-01-01T00:00:00Z, in milliseconds since the epoch. */
+const GO_ZERO_TIME_MS = -62135596800000;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-/** Validates an RFC 3339 timestamp; returns it with `T`/`Z` upper-cased, or undefined. */
+/**
+ * Validates an RFC 3339 timestamp as Falcosidekick's Go parser does, or undefined. Returned with `T`/`Z`
+ * upper-cased (Go refuses lower case, RFC 3339 allows it), a `,` before the fraction as `.`, and the
+ * fraction cut to nanoseconds (Go keeps 9 digits of any number). Refused like Go: second 60, an offset
+ * of 24 hours or more (Go takes it, then fails to write the time: Falcosidekick posts an empty body), and
+ * Go's zero time, at whatever offset it is written.
+ */
 export function normalizeTime(text: string): string | undefined {
   const m = RFC3339.exec(text);
   if (!m) return undefined;
-  const [, y, mo, d, h, mi, s, , zone] = m;
+  const [, y, mo, d, h, mi, s, fraction, zone] = m;
   const month = Number(mo);
   const day = Number(d);
-  if (month < 1 || month > 12 || day < 1 || day > 31 || Number(h) > 23 || Number(mi) > 59 || Number(s) > 60) {
+  if (month < 1 || month > 12 || day < 1 || day > 31 || Number(h) > 23 || Number(mi) > 59 || Number(s) > 59) {
     return undefined;
   }
   if (day > daysInMonth(Number(y), month)) return undefined;
+  let offsetMinutes = 0;
   if (zone !== 'Z' && zone !== 'z') {
     const [zh, zm] = zone!.slice(1).split(':').map(Number);
     if (zh! > 23 || zm! > 59) return undefined;
+    offsetMinutes = (zone![0] === '-' ? -1 : 1) * (zh! * 60 + zm!);
   }
-  if (
-    Number(y) === 1 &&
-    Number(mo) === 1 &&
-    day === 1 &&
-    Number(h) === 0 &&
-    Number(mi) === 0 &&
-    Number(s) === 0
-  ) {
-    return undefined; // Go's zero time, which Falcosidekick rejects
+  if (fraction === undefined || /^0+$/.test(fraction)) {
+    const at = new Date(0);
+    at.setUTCFullYear(Number(y), month - 1, day);
+    at.setUTCHours(Number(h), Number(mi) - offsetMinutes, Number(s), 0);
+    if (at.getTime() === GO_ZERO_TIME_MS) return undefined; // Falcosidekick rejects the zero time
   }
-  // Falco writes `T` and `Z`: no copy of the string in the usual case.
-  return text.includes('t') || text.includes('z') ? text.toUpperCase() : text;
+  // Falco writes `T`, `Z` and at most 9 digits after a `.`: no copy of the string in the usual case.
+  let normal = text.includes('t') || text.includes('z') ? text.toUpperCase() : text;
+  if (fraction !== undefined && (fraction.length > 9 || normal[19] === ',')) {
+    normal = `${normal.slice(0, 19)}.${fraction.slice(0, 9)}${normal.slice(20 + fraction.length)}`;
+  }
+  return normal;
 }
 
 const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];

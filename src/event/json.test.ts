@@ -65,4 +65,21 @@ describe('lossless JSON limits', () => {
     assert.throws(() => parseJson(deep), /nested deeper than 64/);
     assert.throws(() => parseJson('['.repeat(100_000)), /nested deeper/);
   });
+
+  it("reads a lone surrogate escape as U+FFFD, in keys too, as Go's decoder (two such keys are one, the last wins)", () => {
+    const value = parseJson(
+      '{"\\ud800":"first","\\udbff":"second","s":"a\\udc00b","pair":"\\ud83d\\ude00","list":["\\ud800",{"\\udfff":1}],"kept":"\\\\ud800","__proto__":{"n":12345678901234567890}}',
+    ) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(value), ['\uFFFD', 's', 'pair', 'list', 'kept', '__proto__']);
+    assert.equal(value['\uFFFD'], 'second');
+    assert.equal(value.s, 'a\uFFFDb');
+    assert.equal(value.pair, '😀');
+    assert.deepEqual(value.list, ['\uFFFD', { '\uFFFD': 1 }]);
+    assert.equal(value.kept, '\\ud800', 'an escaped backslash then "ud800" is text');
+    assert.equal(Object.getPrototypeOf(value), Object.prototype);
+    assert.equal(
+      stringifyJson(Object.getOwnPropertyDescriptor(value, '__proto__')!.value),
+      '{"n":12345678901234567890}',
+    );
+  });
 });

@@ -151,12 +151,39 @@ function restoreMarks(value: unknown, left: { count: number }): unknown {
   return value;
 }
 
-/** `JSON.parse` that keeps number text a JS number would change (big integers, `1.0`, `1e3`, `-0`). */
+/**
+ * `JSON.parse` that keeps number text a JS number would change (big integers, `1.0`, `1e3`, `-0`), and
+ * reads a lone surrogate escape (`"\ud800"`) as U+FFFD, as Go's decoder does, in keys too: two keys
+ * that differ only there are one key, the last value winning, as in Falcosidekick.
+ */
 export function parseJson(text: string): JsonValue {
   const marked = markInexactNumbers(text);
-  if (marked === undefined) return JSON.parse(text) as JsonValue;
   // The mark is random per process, so only our own rewrites carry it.
-  return restoreMarks(JSON.parse(marked.text), { count: marked.count }) as JsonValue;
+  const value =
+    marked === undefined
+      ? (JSON.parse(text) as JsonValue)
+      : (restoreMarks(JSON.parse(marked.text), { count: marked.count }) as JsonValue);
+  return SURROGATE_ESCAPE.test(text) ? replaceLoneSurrogates(value) : value;
+}
+
+/** A `\uD800`–`\uDFFF` escape: the only way a lone surrogate gets into decoded UTF-8 text. */
+const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
+
+function replaceLoneSurrogates(value: JsonValue): JsonValue {
+  if (typeof value === 'string') return value.toWellFormed();
+  if (Array.isArray(value)) return value.map(replaceLoneSurrogates);
+  if (value === null || typeof value !== 'object' || value instanceof ExactNumber) return value;
+  const out: { [key: string]: JsonValue } = {};
+  for (const [key, item] of Object.entries(value)) {
+    // Defined, not assigned: a "__proto__" key stays an own property, as JSON.parse makes it.
+    Object.defineProperty(out, key.toWellFormed(), {
+      value: replaceLoneSurrogates(item),
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+  return out;
 }
 
 const MARKED = new RegExp(`"${MARK}([^"]*)"`, 'g');

@@ -4,6 +4,7 @@ import type { FalcoEvent } from '../event/falco-event.ts';
 import type { CounterHandle } from '../metrics/hot-counter.ts';
 import { decodeBody } from './http/decode.ts';
 import type { SourceContext } from './source.ts';
+import { decodeUtf8AsGo } from '../event/go-utf8.ts';
 
 /**
  * What the line-oriented sources (a tailed file_output, stdin from program_output) share: cutting
@@ -93,7 +94,7 @@ export class LineSplitter {
       } else {
         const piece = chunk.subarray(from, newline);
         const bytes = this.partialBytes === 0 ? piece : Buffer.concat([...this.partial, piece]);
-        lines.push({ text: bytes.toString('utf8'), start: this.lineStart, end });
+        lines.push({ text: decodeUtf8AsGo(bytes), start: this.lineStart, end });
       }
       this.partial = [];
       this.partialBytes = 0;
@@ -109,7 +110,7 @@ export class LineSplitter {
   flush(): SourceLine | undefined {
     const tooLong = this.discarding === 'too-long';
     const silently = this.discarding === 'silently';
-    const text = tooLong ? this.discardedHead : Buffer.concat(this.partial).toString('utf8');
+    const text = tooLong ? this.discardedHead : decodeUtf8AsGo(Buffer.concat(this.partial));
     const start = this.lineStart;
     const end = start + this.partialBytes;
     this.reset(end);

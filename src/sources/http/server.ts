@@ -19,6 +19,7 @@ import { IngestError } from './decode.ts';
 import { IngestCore, type BodyShape, type IngestAnswer } from './ingest-core.ts';
 import { JournalUnavailableError } from '../../delivery/journal.ts';
 import { closeConnectionsWhileClosing } from '../../util/close-connections.ts';
+import { decodeUtf8AsGo } from '../../event/go-utf8.ts';
 
 export interface IngestAppOptions {
   config: EyrieConfig;
@@ -164,8 +165,7 @@ export function buildIngestApp(options: IngestAppOptions): FastifyInstance {
     });
     req.on('end', () => {
       if (refused) return;
-      const body =
-        chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks, size).toString('utf8');
+      const body = decodeUtf8AsGo(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
       const requestTurn = readingTurn();
       const answer = core.ingest(body, req.headers['content-type'], 'falco');
       if (answer instanceof Promise)
@@ -233,8 +233,8 @@ export function buildIngestApp(options: IngestAppOptions): FastifyInstance {
 
   // Every body is read raw and decoded by us: lossless numbers, JSON/NDJSON/arrays, clear errors.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
-    done(null, body);
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => {
+    done(null, decodeUtf8AsGo(body as Buffer));
   });
 
   app.addHook('preParsing', (request, _reply, payload, done) => {
