@@ -504,7 +504,14 @@ function redirectTarget(
 }
 
 /** Headers Go's client drops on a redirect to another host, for good once dropped. */
-const SENSITIVE_HEADERS = ['Authorization', 'Www-Authenticate', 'Cookie', 'Cookie2', 'Proxy-Authorization'];
+const SENSITIVE_HEADERS = [
+  'Authorization',
+  'Www-Authenticate',
+  'Cookie',
+  'Cookie2',
+  'Proxy-Authorization',
+  'Proxy-Authenticate',
+];
 
 /** Go's rule for keeping credentials across a redirect: the first URL's host name or a subdomain of it. */
 function sameHostOrSubdomain(next: URL, first: URL): boolean {

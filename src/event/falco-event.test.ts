@@ -129,6 +129,10 @@ describe('Falco event parser', () => {
       ['2026-11-29T08:00:00,5Z', '2026-11-29T08:00:00.5Z'],
       ['2026-11-29t08:00:00,123456789999+02:00', '2026-11-29T08:00:00.123456789+02:00'],
       ['0001-01-01T00:00:00.5Z', '0001-01-01T00:00:00.5Z'], // not the zero time
+      ['2026-11-29T8:00:00.5Z', '2026-11-29T08:00:00.5Z'], // Go takes a one-digit hour
+      ['2026-11-29T8:00:00Z', '2026-11-29T08:00:00Z'],
+      ['2026-11-29T08:0:00Z', undefined], // not a one-digit minute
+      ['0001-01-01T00:00:00.0000000001Z', undefined], // Go keeps 9 digits: the zero time
       ['2026-12-31T23:59:60Z', undefined], // Go refuses second 60
       ['2026-11-29T08:00:00+24:00', undefined],
       ['0001-01-01T00:00:00Z', undefined], // the zero time, however written

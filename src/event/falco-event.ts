@@ -38,8 +38,12 @@ export const SIDEKICK_DEFAULT_SOURCE = 'syscalls';
 /** Falcosidekick's test rule: always source `internal`, bypasses minimum priorities. */
 export const TEST_RULE = 'Test rule';
 
-/** RFC 3339 as Go's time parser takes it: any number of fraction digits, after `.` or `,`. */
-const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?([Zz]|[+-]\d{2}:\d{2})$/;
+/**
+ * RFC 3339 as Go's time parser takes it (Falcosidekick's JSON decoder): a one-digit hour, any number
+ * of fraction digits, after `.` or `,`.
+ */
+const RFC3339 =
+  /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{1,2}):(\d{2}):(\d{2})(?:([.,])(\d+))?([Zz]|[+-]\d{2}:\d{2})$/;
 /** Go's zero time, 0001-01-01T00:00:00Z, in milliseconds since the epoch. */
 const GO_ZERO_TIME_MS = -62135596800000;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -54,7 +58,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export function normalizeTime(text: string): string | undefined {
   const m = RFC3339.exec(text);
   if (!m) return undefined;
-  const [, y, mo, d, h, mi, s, fraction, zone] = m;
+  const [, y, mo, d, h, mi, s, separator, fraction, zone] = m;
   const month = Number(mo);
   const day = Number(d);
   if (month < 1 || month > 12 || day < 1 || day > 31 || Number(h) > 23 || Number(mi) > 59 || Number(s) > 59) {
@@ -67,18 +71,18 @@ export function normalizeTime(text: string): string | undefined {
     if (zh! > 23 || zm! > 59) return undefined;
     offsetMinutes = (zone![0] === '-' ? -1 : 1) * (zh! * 60 + zm!);
   }
-  if (fraction === undefined || /^0+$/.test(fraction)) {
+  // Only years 0 and 1 can hold the zero instant (0000-12-31 at a negative offset).
+  if ((y === '0001' || y === '0000') && (fraction === undefined || /^0+$/.test(fraction.slice(0, 9)))) {
     const at = new Date(0);
     at.setUTCFullYear(Number(y), month - 1, day);
     at.setUTCHours(Number(h), Number(mi) - offsetMinutes, Number(s), 0);
     if (at.getTime() === GO_ZERO_TIME_MS) return undefined; // Falcosidekick rejects the zero time
   }
-  // Falco writes `T`, `Z` and at most 9 digits after a `.`: no copy of the string in the usual case.
-  let normal = text.includes('t') || text.includes('z') ? text.toUpperCase() : text;
-  if (fraction !== undefined && (fraction.length > 9 || normal[19] === ',')) {
-    normal = `${normal.slice(0, 19)}.${fraction.slice(0, 9)}${normal.slice(20 + fraction.length)}`;
-  }
-  return normal;
+  // Falco writes `T`, `Z`, two-digit hours and at most 9 digits after a `.`: the text as it is.
+  if (h!.length === 2 && (fraction === undefined || (separator === '.' && fraction.length <= 9)))
+    return text.includes('t') || text.includes('z') ? text.toUpperCase() : text;
+  const nanos = fraction === undefined ? '' : `.${fraction.slice(0, 9)}`;
+  return `${y}-${mo}-${d}T${h!.padStart(2, '0')}:${mi}:${s}${nanos}${zone!.toUpperCase()}`;
 }
 
 const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
@@ -92,7 +96,7 @@ function daysInMonth(year: number, month: number): number {
 /** Epoch nanoseconds of a normalized RFC 3339 time, exact. */
 export function timeToNanos(time: string): bigint {
   const m = RFC3339.exec(time)!;
-  const fraction = (m[7] ?? '').padEnd(9, '0');
+  const fraction = (m[8] ?? '').padEnd(9, '0');
   const whole = Date.parse(time.replace(/\.\d+/, ''));
   return BigInt(whole) * 1_000_000n + BigInt(fraction);
 }

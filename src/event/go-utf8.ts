@@ -9,7 +9,10 @@ import { isUtf8 } from 'node:buffer';
  */
 export function decodeUtf8AsGo(bytes: Buffer): string {
   if (isUtf8(bytes)) return bytes.toString('utf8');
-  let out = '';
+  // Valid runs copied and U+FFFD written as bytes into one buffer, decoded once: a body of invalid
+  // bytes (up to body_limit) costs a pass over it, not a string per byte.
+  const out = Buffer.allocUnsafe(bytes.length * 3);
+  let length = 0;
   let runStart = 0;
   let i = 0;
   while (i < bytes.length) {
@@ -18,11 +21,15 @@ export function decodeUtf8AsGo(bytes: Buffer): string {
       i += width;
       continue;
     }
-    out += bytes.toString('utf8', runStart, i) + '\uFFFD';
+    if (i > runStart) length += bytes.copy(out, length, runStart, i);
+    out[length++] = 0xef;
+    out[length++] = 0xbf;
+    out[length++] = 0xbd;
     i++;
     runStart = i;
   }
-  return out + bytes.toString('utf8', runStart);
+  length += bytes.copy(out, length, runStart, bytes.length);
+  return out.toString('utf8', 0, length);
 }
 
 const continuation = (b: number | undefined): boolean => b !== undefined && b >= 0x80 && b <= 0xbf;
