@@ -12,6 +12,8 @@ import {
   unlinkSync,
   writeFileSync,
 } from 'node:fs';
+import fsPromises from 'node:fs/promises';
+import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -242,17 +244,53 @@ describe('file destination', () => {
     assert.deepEqual(numbersIn(path), [3]);
   });
 
-  it('cuts off a partial last line left by a crash before appending, so every line parses', async () => {
+  it('moves a partial last line left by a crash aside before appending, so every line parses', async () => {
     mkdirSync(join(dir, 'logs'), { recursive: true });
     // The partial line longer than the 64 KiB read back at a time.
-    writeFileSync(path, `${line(0)}\n{"uuid":"trunc${'x'.repeat(100_000)}`);
+    const partial = `{"uuid":"trunc${'x'.repeat(100_000)}`;
+    writeFileSync(path, `${line(0)}\n${partial}`);
     const d = create();
     await d.send([event(1)]);
     assert.equal(readFileSync(path, 'utf8'), `${line(0)}\n${line(1)}\n`);
-    await d.close();
-    writeFileSync(path, '{"uuid":"no newline at all');
-    await create().send([event(2)]);
-    assert.equal(readFileSync(path, 'utf8'), `${line(2)}\n`);
+    const aside = readdirSync(join(dir, 'logs')).filter((name) => name.startsWith('events.ndjson.partial-'));
+    assert.equal(aside.length, 1);
+    assert.equal(readFileSync(join(dir, 'logs', aside[0]!), 'utf8'), partial);
+    assert.equal(statSync(join(dir, 'logs', aside[0]!)).mode & 0o777, 0o640);
+  });
+
+  it('cuts nothing from a file that logrotate moved away between opening it and reading it back', async () => {
+    mkdirSync(join(dir, 'logs'), { recursive: true });
+    writeFileSync(path, `${line(0)}\n{"uuid":"trunc`);
+    const d = create();
+    const realOpen = fsPromises.open;
+    let rotated = false;
+    // logrotate (create mode) runs right when the file is opened for reading back.
+    (fsPromises as { open: typeof fsPromises.open }).open = ((
+      file: string,
+      flags?: string,
+      mode?: number,
+    ) => {
+      if (!rotated && file === path && flags === 'r') {
+        rotated = true;
+        renameSync(path, `${path}.1`);
+        writeFileSync(path, '');
+      }
+      return realOpen(file, flags, mode);
+    }) as typeof fsPromises.open;
+    syncBuiltinESMExports();
+    try {
+      await d.send([event(1)]);
+    } finally {
+      (fsPromises as { open: typeof fsPromises.open }).open = realOpen;
+      syncBuiltinESMExports();
+    }
+    assert.ok(rotated);
+    assert.equal(
+      readFileSync(`${path}.1`, 'utf8'),
+      `${line(0)}\n{"uuid":"trunc`,
+      'left as logrotate left it',
+    );
+    assert.equal(readFileSync(path, 'utf8'), `${line(1)}\n`, 'written to the file now at path');
   });
 
   it('keeps writing to the current file while a non-file blocks rotation, and rotates once it is gone', async () => {

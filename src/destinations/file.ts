@@ -1,7 +1,7 @@
 import { Type } from 'typebox';
 import { closeSync, constants as fsConstants, fchmodSync, openSync, statSync } from 'node:fs';
 import { lstat, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
-import type { Stats } from 'node:fs';
+import type { BigIntStats, Stats } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Destination, DestinationType } from './types.ts';
@@ -237,7 +237,7 @@ class FileDestination implements Destination {
     return { file, size: Number(st.size) };
   }
 
-  private async openFile(): Promise<OpenFile> {
+  private async openFile(replacedMeanwhile = 0): Promise<OpenFile> {
     let handle: FileHandle;
     let created = false;
     try {
@@ -259,19 +259,10 @@ class FileDestination implements Destination {
       }
       const st = await handle.stat({ bigint: true });
       if (!st.isFile()) throw new Error(`${this.path} is not a regular file`);
-      const size = Number(st.size);
-      // A crash (or a full disk) mid-write may have left a partial last line. It is cut off, not
-      // ended with a newline, which would leave a line no NDJSON reader can parse; its batch was not
-      // acknowledged and is sent again.
-      if (size > 0) {
-        const complete = await completeLinesLength(this.path, size);
-        if (complete < size) {
-          await handle.truncate(complete);
-          this.logger.warn(
-            { path: this.path, bytes: size - complete },
-            'file: removed a partial last line left by an interrupted write',
-          );
-        }
+      if (st.size > 0n && !(await this.setPartialLineAside(handle, st)) && replacedMeanwhile < 3) {
+        // Moved away (logrotate) between the two opens: the file at `path` now is the one to use.
+        await handle.close();
+        return await this.openFile(replacedMeanwhile + 1);
       }
       const now = Date.now();
       const born = Number(st.birthtimeMs);
@@ -288,6 +279,33 @@ class FileDestination implements Destination {
     } catch (err) {
       await handle.close().catch(() => undefined);
       throw err;
+    }
+  }
+
+  /**
+   * A crash mid-write may have left a partial last line: it is moved to `path.partial-<ms>` and cut
+   * off, not ended with a newline, which would leave a line no NDJSON reader can parse (its batch was
+   * not acknowledged and is sent again). False, with nothing cut, when `path` is no longer the file
+   * opened (logrotate moved it meanwhile): that file is someone else's now.
+   */
+  private async setPartialLineAside(handle: FileHandle, st: BigIntStats): Promise<boolean> {
+    const size = Number(st.size);
+    const reader = await open(this.path, 'r');
+    try {
+      const read = await reader.stat({ bigint: true });
+      if (read.dev !== st.dev || read.ino !== st.ino) return false;
+      const complete = await completeLinesLength(reader, size);
+      if (complete === size) return true;
+      const aside = `${this.path}.partial-${Date.now()}`;
+      await copyRange(reader, complete, size, aside, this.options.mode);
+      await handle.truncate(complete);
+      this.logger.warn(
+        { path: this.path, bytes: size - complete, aside },
+        'file: a partial last line left by an interrupted write was moved aside',
+      );
+      return true;
+    } finally {
+      await reader.close();
     }
   }
 
@@ -358,21 +376,41 @@ async function lstatIfAny(path: string): Promise<Stats | undefined> {
   }
 }
 
-/** The length of `path`'s first `size` bytes up to and including their last newline (0 if none). */
-async function completeLinesLength(path: string, size: number): Promise<number> {
-  const handle = await open(path, 'r');
+const READ_CHUNK = 64 * 1024;
+
+/** The length of the file's first `size` bytes up to and including their last newline (0 if none). */
+async function completeLinesLength(handle: FileHandle, size: number): Promise<number> {
+  const chunk = Buffer.alloc(READ_CHUNK);
+  for (let end = size; end > 0;) {
+    const start = Math.max(0, end - chunk.length);
+    const { bytesRead } = await handle.read(chunk, 0, end - start, start);
+    const newline = chunk.subarray(0, bytesRead).lastIndexOf(0x0a);
+    if (newline !== -1) return start + newline + 1;
+    end = start;
+  }
+  return 0;
+}
+
+/** Copies bytes `from`…`to` of `source` into a new file `target`, synced. */
+async function copyRange(
+  source: FileHandle,
+  from: number,
+  to: number,
+  target: string,
+  mode: number,
+): Promise<void> {
+  const out = await open(target, 'wx', mode);
   try {
-    const chunk = Buffer.alloc(64 * 1024);
-    for (let end = size; end > 0;) {
-      const start = Math.max(0, end - chunk.length);
-      const { bytesRead } = await handle.read(chunk, 0, end - start, start);
-      const newline = chunk.subarray(0, bytesRead).lastIndexOf(0x0a);
-      if (newline !== -1) return start + newline + 1;
-      end = start;
+    const chunk = Buffer.alloc(READ_CHUNK);
+    for (let at = from; at < to;) {
+      const { bytesRead } = await source.read(chunk, 0, Math.min(chunk.length, to - at), at);
+      if (bytesRead === 0) break;
+      await out.write(chunk, 0, bytesRead);
+      at += bytesRead;
     }
-    return 0;
+    await out.sync();
   } finally {
-    await handle.close();
+    await out.close();
   }
 }
 
