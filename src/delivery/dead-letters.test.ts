@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { DeadLetters } from './dead-letters.ts';
 
 const dirs: string[] = [];
@@ -103,6 +104,30 @@ describe('DeadLetters', () => {
       assert.deepEqual(result, { replayed: 2500, kept: new Map([['d', 500]]), tooLarge: new Map() });
       assert.equal(queued(), 10_000);
     } finally {
+      dlq.close();
+    }
+  });
+
+  it('lists in pages read whole: a paused listing holds no read snapshot that would stop a checkpoint', () => {
+    const dlq = withDeadLetters(2500);
+    const other = new Database(dlq.db.name);
+    try {
+      const entries = dlq.entries({ destination: 'd' }, 2400);
+      const first = entries.next();
+      assert.equal(first.done, false);
+      // The consumer waits (a slow pipe); meanwhile a running Eyrie writes and checkpoints.
+      other.prepare("INSERT INTO events (uuid, body, received_at, refs) VALUES ('w', '{}', 0, 1)").run();
+      const [checkpoint] = other.pragma('wal_checkpoint(TRUNCATE)') as { busy: number }[];
+      assert.equal(checkpoint!.busy, 0, 'the checkpoint was not held up by the listing');
+      const ids = [first.value.id, ...[...entries].map((e) => e.id)];
+      assert.equal(ids.length, 2400);
+      assert.ok(
+        ids.every((id, i) => i === 0 || id > ids[i - 1]!),
+        'in id order, none twice',
+      );
+      assert.equal([...dlq.entries({ destination: 'd' }, 5000)].length, 2500);
+    } finally {
+      other.close();
       dlq.close();
     }
   });

@@ -178,41 +178,49 @@ export class DeadLetters {
   }
 
   /**
-   * The dead letters one at a time, read as they are consumed: a listing of half a million holds one
-   * in memory, not all of them with their event bodies parsed.
+   * The dead letters in pages of 1,000 read as they are consumed: a listing of half a million holds a
+   * page in memory, not all of them with their event bodies parsed. Each page is read whole, so no
+   * statement (no read snapshot, which would stop a running Eyrie's WAL checkpoints) stays open while
+   * the consumer waits, say for a slow `| less`.
    */
   *entries(selection: Selection, limit = 100): Generator<DeadLetter> {
     const w = where(selection);
-    const rows = this.db
-      .prepare(
-        `SELECT d.id, d.destination, d.failed_at, d.attempts, d.reason, d.error, e.uuid,
-                coalesce(json_extract(e.body, '$.rule'), '') AS rule,
-                coalesce(json_extract(e.body, '$.priority'), '') AS priority
-         FROM dead_letters d JOIN events e ON e.id = d.event_id ${w.sql} ORDER BY d.id LIMIT ?`,
-      )
-      .iterate(...w.params, limit) as IterableIterator<{
-      id: number;
-      destination: string;
-      failed_at: number;
-      attempts: number;
-      reason: string;
-      error: string;
-      uuid: string;
-      rule: unknown;
-      priority: unknown;
-    }>;
-    for (const r of rows) {
-      yield {
-        id: r.id,
-        destination: r.destination,
-        uuid: r.uuid,
-        rule: String(r.rule),
-        priority: String(r.priority),
-        failedAt: new Date(r.failed_at).toISOString(),
-        attempts: r.attempts,
-        reason: r.reason,
-        error: r.error,
-      };
+    const and = w.sql.length > 0 ? `${w.sql} AND` : 'WHERE';
+    const page = this.db.prepare(
+      `SELECT d.id, d.destination, d.failed_at, d.attempts, d.reason, d.error, e.uuid,
+              coalesce(json_extract(e.body, '$.rule'), '') AS rule,
+              coalesce(json_extract(e.body, '$.priority'), '') AS priority
+       FROM dead_letters d JOIN events e ON e.id = d.event_id ${and} d.id > ? ORDER BY d.id LIMIT ?`,
+    );
+    let after = 0;
+    for (let left = limit; left > 0;) {
+      const rows = page.all(...w.params, after, Math.min(left, CHUNK)) as {
+        id: number;
+        destination: string;
+        failed_at: number;
+        attempts: number;
+        reason: string;
+        error: string;
+        uuid: string;
+        rule: unknown;
+        priority: unknown;
+      }[];
+      for (const r of rows) {
+        yield {
+          id: r.id,
+          destination: r.destination,
+          uuid: r.uuid,
+          rule: String(r.rule),
+          priority: String(r.priority),
+          failedAt: new Date(r.failed_at).toISOString(),
+          attempts: r.attempts,
+          reason: r.reason,
+          error: r.error,
+        };
+      }
+      if (rows.length < Math.min(left, CHUNK)) return;
+      left -= rows.length;
+      after = rows[rows.length - 1]!.id;
     }
   }
 
