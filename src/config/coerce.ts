@@ -16,10 +16,18 @@ export function leadingZeroTrap(text: string): boolean {
   return /[89]/.test(digits) || parseInt(digits, 8) !== parseInt(digits, 10);
 }
 
-/** Why `text` (where leadingZeroTrap holds) is refused, and how to write it. */
-export function leadingZeroProblem(text: string): string {
+/**
+ * Why `value` is refused where `schema` wants an integer, when it is leading-zero text (`0640`, which
+ * the YAML reader and coerceText leave as text); otherwise undefined.
+ */
+export function leadingZeroProblem(value: unknown, schema: JsonSchema): string | undefined {
+  if (typeof value !== 'string' || !allowedTypes(schema).includes('integer')) return undefined;
+  const text = value.trim();
+  if (!leadingZeroTrap(text)) return undefined;
   const digits = text.replace(/^0+/, '');
-  return `${text} has a leading zero: YAML 1.2 reads it as the decimal number ${digits}, older readers as octal; write 0o${digits} for octal (permission bits) or ${digits}`;
+  return /[89]/.test(digits)
+    ? `${text} has a leading zero, which older YAML readers take for octal (and ${text} is not octal); write ${digits}`
+    : `${text} has a leading zero: YAML 1.2 reads it as the decimal number ${digits}, older readers as octal; write 0o${digits} for octal (permission bits) or ${digits}`;
 }
 
 /**

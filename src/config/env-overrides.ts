@@ -1,7 +1,7 @@
-import { coerceText, leadingZeroProblem, leadingZeroTrap } from './coerce.ts';
+import { coerceText } from './coerce.ts';
 import { entrySchema, typeOfEntry } from './destination-entry.ts';
 import type { DestinationTypes } from './destination-entry.ts';
-import { allowedTypes, findProperty, mapValueSchema, propertiesOf } from './json-schema.ts';
+import { findProperty, mapValueSchema, propertiesOf } from './json-schema.ts';
 import type { JsonSchema } from './json-schema.ts';
 import type { Issues, PathSegment } from './origins.ts';
 import { isPlainObject, removeKey } from './plain.ts';
@@ -133,8 +133,6 @@ class Override {
     }
     if (mapValueSchema(schema))
       return this.fail(`is a map; set one entry per variable, e.g. ${this.name}__KEY=value`);
-    if (allowedTypes(schema).includes('integer') && leadingZeroTrap(this.value.trim()))
-      return this.fail(leadingZeroProblem(this.value.trim()));
     node[key] = coerceText(this.value, schema);
     removeKey(node, `${key}_file`);
     this.issues.origins.replace(path, { env: this.name });

@@ -425,11 +425,25 @@ destinations:
         'env EYRIE_DESTINATIONS__MY_OUT__QUEUE__CONCURRENCY: 010 has a leading zero: YAML 1.2 reads it as the decimal number 10, older readers as octal; write 0o10 for octal (permission bits) or 10',
       ],
     );
-    const found = problems(() => load('listen:\n  port: 02801\n'));
+    const found = problems(() => load('listen:\n  port: 0640\n'));
     assert.equal(found.length, 1);
     assert.match(
       found[0]!,
-      /eyrie\.yaml:2:9: listen\.port: 02801 has a leading zero: YAML 1\.2 reads it as the decimal number 2801, older readers as octal; write 0o2801 for octal \(permission bits\) or 2801$/,
+      /eyrie\.yaml:2:9: listen\.port: 0640 has a leading zero: YAML 1\.2 reads it as the decimal number 640, older readers as octal; write 0o640 for octal \(permission bits\) or 640$/,
+    );
+    // Not octal: no octal advice.
+    assert.match(
+      problems(() => load('listen:\n  port: 02801\n'))[0]!,
+      /listen\.port: 02801 has a leading zero, which older YAML readers take for octal \(and 02801 is not octal\); write 2801$/,
+    );
+    // A string setting keeps the text as written (YAML 1.2 would have made 01234 the number 1234).
+    assert.deepEqual(
+      load('enrich:\n  custom_fields:\n    zip: 01234\n    port: ${PORT}\n', { PORT: '0080' }).config.enrich
+        .custom_fields,
+      {
+        zip: '01234',
+        port: '0080',
+      },
     );
     // Where both readings agree there is nothing to refuse.
     assert.equal(load('listen:\n  port: 007\n').config.listen.port, 7);

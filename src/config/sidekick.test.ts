@@ -344,6 +344,22 @@ describe('Falcosidekick env vars', () => {
     assert.deepEqual(config.enrich.custom_fields, { env: 'prod', team: 'sec' });
   });
 
+  it('keep a leading-zero customfield as written, and refuse a leading-zero port (octal to viper)', () => {
+    assert.deepEqual(load('customfields:\n  zip: 01234\n').config.enrich.custom_fields, { zip: '01234' });
+    const found = problems(() => load('listenport: 0640\n'));
+    assert.equal(found.length, 1);
+    assert.match(
+      found[0]!,
+      /:1:13: listenport: 0640 has a leading zero: YAML 1\.2 reads it as the decimal number 640, older readers as octal; write 0o640 for octal \(permission bits\) or 640$/,
+    );
+    assert.deepEqual(
+      problems(() => loadEnv({ LISTENPORT: '02801' })),
+      [
+        'env LISTENPORT: 02801 has a leading zero, which older YAML readers take for octal (and 02801 is not octal); write 2801',
+      ],
+    );
+  });
+
   it('report bad values by variable name', () => {
     const found = problems(() =>
       loadEnv({

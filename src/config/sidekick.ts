@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { coerceText } from './coerce.ts';
+import { coerceText, leadingZeroProblem } from './coerce.ts';
 import type { DestinationTypes } from './destination-entry.ts';
 import { schemaAt } from './json-schema.ts';
 import type { JsonSchema } from './json-schema.ts';
@@ -252,6 +252,8 @@ class Translator {
    * only logs a bad one and, for 0, listens on a random port. */
   private typed(value: unknown, setting: SidekickSetting, path: PathSegment[]): unknown {
     const schema = schemaAt(nativeSchema as unknown as JsonSchema, setting.native) ?? {};
+    const leadingZero = leadingZeroProblem(value, schema);
+    if (leadingZero !== undefined) return this.invalid(path, leadingZero);
     const converted = typeof value === 'string' ? coerceText(value, schema) : value;
     const isPort = setting.native.at(-1)?.endsWith('port') === true;
     if (

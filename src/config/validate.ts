@@ -2,6 +2,7 @@ import { Ajv } from 'ajv';
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import ajvFormats from 'ajv-formats';
 import { expectation, propertiesOf } from './json-schema.ts';
+import { leadingZeroProblem } from './coerce.ts';
 import type { JsonSchema } from './json-schema.ts';
 import type { Issues, Path, PathSegment } from './origins.ts';
 import { didYouMean } from './suggest.ts';
@@ -72,7 +73,10 @@ export function validateInto(
         error.keyword,
       )
     ) {
-      issues.atValue(path, `must be ${expectation(parent)}`);
+      issues.atValue(
+        path,
+        leadingZeroProblem(valueAt(data, error.instancePath), parent) ?? `must be ${expectation(parent)}`,
+      );
     } else {
       issues.atValue(path, error.message ?? 'is invalid');
     }
@@ -112,6 +116,14 @@ function outermostErrors(errors: readonly ErrorObject[]): ErrorObject[] {
 const depth = (schemaPath: string): number => schemaPath.split('/').length;
 
 /** `/destinations/0/name` → ['destinations', 0, 'name'], numbering only real array indices. */
+/** The value a JSON pointer of ajv's names in `data`. */
+function valueAt(data: unknown, pointer: string): unknown {
+  let node = data;
+  for (const segment of pointerToPath(pointer, data))
+    node = typeof node === 'object' && node !== null ? (node as Record<string, unknown>)[segment] : undefined;
+  return node;
+}
+
 function pointerToPath(pointer: string, data: unknown): PathSegment[] {
   if (pointer === '') return [];
   const path: PathSegment[] = [];

@@ -1,7 +1,7 @@
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parse, parseDocument } from 'yaml';
 import type { Alias, Document, Node } from 'yaml';
 import { expandVars } from './interpolate.ts';
-import { leadingZeroProblem, leadingZeroTrap } from './coerce.ts';
+import { leadingZeroTrap } from './coerce.ts';
 import { isPlainObject } from './plain.ts';
 import type { Issues, Origin, Path } from './origins.ts';
 
@@ -85,8 +85,10 @@ class Walker {
     }
     if (isSeq(node)) return node.items.map((item, i) => this.walk(item, [...path, i]));
     if (isScalar(node)) {
+      // `0640`: its text, which a string setting keeps as written and an integer one refuses (see
+      // leadingZeroTrap), rather than YAML 1.2's decimal reading.
       if (typeof node.value === 'number' && node.type === 'PLAIN' && leadingZeroTrap(node.source ?? ''))
-        this.issues.atValue(path, leadingZeroProblem(node.source ?? ''));
+        return node.source;
       return this.scalar(node.value, node.type === 'PLAIN', path);
     }
     return null;
@@ -126,7 +128,7 @@ class Walker {
       return value;
     }
     // `port: ${PORT}` should read like `port: 2802`: an unquoted scalar is re-typed after expansion.
-    if (plain && expanded.value !== value) {
+    if (plain && expanded.value !== value && !leadingZeroTrap(expanded.value)) {
       const retyped: unknown = safeParseScalar(expanded.value);
       if (typeof retyped === 'number' || typeof retyped === 'boolean') return retyped;
     }
