@@ -117,7 +117,7 @@ export interface ReplayResult {
   tooLarge: Map<string, number>;
 }
 
-function where(selection: Selection): { sql: string; params: (string | number)[] } {
+function where(selection: Selection): { sql: string; and: string; params: (string | number)[] } {
   const clauses: string[] = [];
   const params: (string | number)[] = [];
   if (selection.destination !== undefined) {
@@ -132,7 +132,9 @@ function where(selection: Selection): { sql: string; params: (string | number)[]
     clauses.push(`d.destination IN (${selection.destinations.map(() => '?').join(',')})`);
     params.push(...selection.destinations);
   }
-  return { sql: clauses.length > 0 ? `WHERE ${clauses.join(' AND ')}` : '', params };
+  const sql = clauses.length > 0 ? `WHERE ${clauses.join(' AND ')}` : '';
+  // `and` starts a clause of the caller's own: `${w.and} d.id > ?`.
+  return { sql, and: sql === '' ? 'WHERE' : `${sql} AND`, params };
 }
 
 /**
@@ -163,11 +165,10 @@ export class DeadLetters {
   /** Dead letters of the selection whose destination is not one of `known`, per destination. */
   outside(selection: Selection, known: readonly string[]): Map<string, number> {
     const w = where(selection);
-    const and = w.sql.length > 0 ? `${w.sql} AND` : 'WHERE';
     const rows = this.db
       .prepare(
         `SELECT d.destination, count(*) AS n FROM dead_letters d
-         ${and} d.destination NOT IN (${known.map(() => '?').join(',')}) GROUP BY d.destination ORDER BY d.destination`,
+         ${w.and} d.destination NOT IN (${known.map(() => '?').join(',')}) GROUP BY d.destination ORDER BY d.destination`,
       )
       .all(...w.params, ...known) as { destination: string; n: number }[];
     return new Map(rows.map((r) => [r.destination, r.n]));
@@ -185,12 +186,11 @@ export class DeadLetters {
    */
   *entries(selection: Selection, limit = 100): Generator<DeadLetter> {
     const w = where(selection);
-    const and = w.sql.length > 0 ? `${w.sql} AND` : 'WHERE';
     const page = this.db.prepare(
       `SELECT d.id, d.destination, d.failed_at, d.attempts, d.reason, d.error, e.uuid,
               coalesce(json_extract(e.body, '$.rule'), '') AS rule,
               coalesce(json_extract(e.body, '$.priority'), '') AS priority
-       FROM dead_letters d JOIN events e ON e.id = d.event_id ${and} d.id > ? ORDER BY d.id LIMIT ?`,
+       FROM dead_letters d JOIN events e ON e.id = d.event_id ${w.and} d.id > ? ORDER BY d.id LIMIT ?`,
     );
     let after = 0;
     for (let left = limit; left > 0;) {
@@ -342,7 +342,6 @@ export class DeadLetters {
   ): number {
     const total = this.count(selection);
     const w = where(selection);
-    const and = w.sql.length > 0 ? `${w.sql} AND` : 'WHERE';
     // Only the dead letters there now: a running Eyrie may add more meanwhile (a replayed event that
     // fails again), and a replay must not chase them.
     const last = (
@@ -352,7 +351,7 @@ export class DeadLetters {
     ).id;
     if (last === null) return 0;
     const next = this.db.prepare(
-      `SELECT d.id FROM dead_letters d ${and} d.id > ? AND d.id <= ? ORDER BY d.id LIMIT ?`,
+      `SELECT d.id FROM dead_letters d ${w.and} d.id > ? AND d.id <= ? ORDER BY d.id LIMIT ?`,
     );
     let done = 0;
     let taken = 0;

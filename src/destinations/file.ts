@@ -1,7 +1,7 @@
 import { Type } from 'typebox';
 import { closeSync, constants as fsConstants, fchmodSync, openSync, statSync } from 'node:fs';
 import { lstat, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
-import type { BigIntStats, Stats } from 'node:fs';
+import type { BigIntStats } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Destination, DestinationType } from './types.ts';
@@ -223,10 +223,7 @@ class FileDestination implements Destination {
    */
   private async current(): Promise<{ file: OpenFile; size: number }> {
     if (this.file) {
-      const st = await stat(this.path, { bigint: true }).catch((err: unknown) => {
-        if (errorCode(err) === 'ENOENT') return undefined;
-        throw err;
-      });
+      const st = await ignoreMissing(stat(this.path, { bigint: true }));
       if (st && st.ino === this.file.ino && st.dev === this.file.dev)
         return { file: this.file, size: Number(st.size) };
       this.logger.info({ path: this.path }, 'file: moved or replaced by someone else, reopening');
@@ -323,7 +320,7 @@ class FileDestination implements Destination {
     // Checked before anything moves: a directory at path.N would fail a rename half way along the
     // chain, or be moved along it.
     for (let i = 1; i <= maxFiles; i++) {
-      const entry = await lstatIfAny(`${this.path}.${i}`);
+      const entry = await ignoreMissing(lstat(`${this.path}.${i}`));
       if (entry && !entry.isFile()) throw new Error(`${this.path}.${i} is not a regular file`);
     }
     this.logger.info({ path: this.path, reason }, 'file: rotating');
@@ -347,7 +344,7 @@ class FileDestination implements Destination {
   private async prune(keep: number): Promise<void> {
     for (let n = keep + 1; ; n++) {
       const entry = `${this.path}.${n}`;
-      if (!(await lstatIfAny(entry))?.isFile()) return;
+      if (!(await ignoreMissing(lstat(entry)))?.isFile()) return;
       await ignoreMissing(unlink(entry));
     }
   }
@@ -363,16 +360,6 @@ async function syncDirectory(dir: string): Promise<void> {
     // EINVAL/EISDIR on platforms without directory fsync: nothing more can be done.
   } finally {
     await handle.close();
-  }
-}
-
-/** The entry's lstat, or undefined when there is none. */
-async function lstatIfAny(path: string): Promise<Stats | undefined> {
-  try {
-    return await lstat(path);
-  } catch (err) {
-    if (errorCode(err) === 'ENOENT') return undefined;
-    throw err;
   }
 }
 
@@ -414,11 +401,13 @@ async function copyRange(
   }
 }
 
-async function ignoreMissing(operation: Promise<void>): Promise<void> {
+/** The operation's result, or undefined when the path it names does not exist. */
+async function ignoreMissing<T>(operation: Promise<T>): Promise<T | undefined> {
   try {
-    await operation;
+    return await operation;
   } catch (err) {
     if (errorCode(err) !== 'ENOENT') throw err;
+    return undefined;
   }
 }
 
