@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createRequire } from 'node:module';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Journal, JournalUnavailableError } from './journal.ts';
@@ -79,6 +79,51 @@ describe('Journal', () => {
       await journal.close();
     }
   });
+
+  for (const [file, change] of [
+    ['eyrie.db', 'removed'],
+    ['eyrie.db-wal', 'removed'],
+    ['eyrie.db', 'replaced'],
+  ] as const) {
+    it(`refuses commits for good once ${file} was ${change} under it, and still delivers what it had`, async () => {
+      const dir = dataDir();
+      const journal = openJournal(dir);
+      try {
+        const queue = queueOf(journal);
+        const [first, second, third] = makeEvents(3, 1);
+        await journal.append([{ event: first!, destinations: [queue] }]);
+        const path = join(dir, file);
+        if (change === 'removed') unlinkSync(path);
+        else {
+          writeFileSync(`${path}.new`, '');
+          renameSync(`${path}.new`, path);
+        }
+        // SQLite would write on into the unlinked inode: a 200 for an event the next start never sees.
+        const refused = journal.append([{ event: second!, destinations: [queue] }]);
+        await assert.rejects(refused, (err: Error) => {
+          assert.ok(err instanceof JournalUnavailableError);
+          assert.match(
+            err.message,
+            new RegExp(`${file.replace('.', '\\.')} was ${change} while Eyrie was running`),
+          );
+          return true;
+        });
+        assert.match(journal.lastError ?? '', /restart Eyrie/);
+        // Not only the next commit: every one until a restart.
+        await assert.rejects(
+          journal.append([{ event: third!, destinations: [queue] }]),
+          JournalUnavailableError,
+        );
+        assert.equal(queue.depth().count, 1);
+        assert.deepEqual(
+          queue.claim(Date.now(), 10, 0, 60_000).map((e) => e.event.uuid),
+          [first!.uuid],
+        );
+      } finally {
+        await journal.close();
+      }
+    });
+  }
 
   it('opens when the leases of a previous run cannot be released (a full disk after a crash)', async () => {
     const dir = dataDir();
