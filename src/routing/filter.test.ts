@@ -956,6 +956,16 @@ describe('compileFilter: invalid filters name the setting', () => {
       path: /^destinations\[2\]\.filter\.fields\["x"\]\.in: must be a list/,
     },
     {
+      name: 'a number with a fraction, which YAML may have changed (3.10 → 3.1)',
+      filter: { fields: { 'container.image.tag': { not_in: ['latest', 3.1] } } },
+      path: /^destinations\[2\]\.filter\.fields\["container\.image\.tag"\]\.not_in\[1\]: 3\.1 is how YAML reads this number \(3\.10 reads as 3\.1\), and conditions compare text: quote the value/,
+    },
+    {
+      name: 'a number YAML made infinite (1e999)',
+      filter: { fields: { x: { equals: Infinity } } },
+      path: /^destinations\[2\]\.filter\.fields\["x"\]\.equals: Infinity is how YAML reads this number/,
+    },
+    {
       name: 'object in a list',
       filter: { fields: { x: { in: [{}] } } } as never,
       path: /^destinations\[2\]\.filter\.fields\["x"\]\.in\[0\]: must be/,

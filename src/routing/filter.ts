@@ -207,6 +207,14 @@ function conditionString(value: unknown, path: string): string | null {
       if (Number.isInteger(value) && !Number.isSafeInteger(value)) {
         throw new FilterError(path, `integer ${String(value)} is beyond 2^53 and was rounded: quote it`);
       }
+      // `3.10` (an image tag, a version) reaches here as 3.1, and `1e999` as Infinity: conditions compare
+      // text, so the value as written could never match, and a `not_in` would silently let it through.
+      if (!Number.isInteger(value)) {
+        throw new FilterError(
+          path,
+          `${String(value)} is how YAML reads this number (3.10 reads as 3.1), and conditions compare text: quote the value as the field shows it`,
+        );
+      }
       return String(value);
     case 'boolean':
       return value ? 'true' : 'false';
