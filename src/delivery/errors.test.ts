@@ -19,6 +19,19 @@ describe('parseRetryAfter', () => {
     assert.equal(parseRetryAfter('Wed, 21 Oct 2015 07:28:00 GMT', now), 0);
   });
 
+  it('reads an asctime date (no zone) as GMT, whatever the local time zone', () => {
+    const zone = process.env.TZ;
+    // Node applies a TZ assigned at run time to later Date calls.
+    process.env.TZ = 'America/New_York';
+    try {
+      assert.equal(parseRetryAfter('Sun Nov 29 12:01:00 2026', now), 60_000);
+      assert.equal(parseRetryAfter('Sun Nov  1 12:00:00 2026', now), 0);
+    } finally {
+      if (zone === undefined) delete process.env.TZ;
+      else process.env.TZ = zone;
+    }
+  });
+
   it('ignores what is neither (a number is never taken for a date)', () => {
     for (const value of ['', '  ', '-5', '12:00', '1e3', 'soon', '7200.5.1', undefined])
       assert.equal(parseRetryAfter(value, now), undefined, String(value));

@@ -87,6 +87,8 @@ export interface StatusOverrides {
   permanent_statuses?: number[];
 }
 
+const ASCTIME = /^[A-Za-z]{3} [A-Za-z]{3} [ \d]\d \d\d:\d\d:\d\d \d{4}$/;
+
 /**
  * Parses `Retry-After` (delta-seconds, also with a fraction, or an HTTP date) into milliseconds, at
  * most MAX_RETRY_AFTER_MS. A date must name its day or month: V8's lenient Date.parse would read
@@ -97,7 +99,9 @@ export function parseRetryAfter(value: string | string[] | undefined, now = Date
   if (text === undefined || text === '') return undefined;
   if (/^\d+(\.\d+)?$/.test(text)) return Math.min(Math.ceil(Number(text) * 1000), MAX_RETRY_AFTER_MS);
   if (!/[A-Za-z]/.test(text)) return undefined;
-  const date = Date.parse(text);
+  // asctime (`Sun Nov  6 08:49:37 1994`) names no zone and means GMT (RFC 9110 §5.6.7); V8 would
+  // read it in the local time zone.
+  const date = Date.parse(ASCTIME.test(text) ? `${text} GMT` : text);
   return Number.isNaN(date) ? undefined : Math.min(Math.max(0, date - now), MAX_RETRY_AFTER_MS);
 }
 
