@@ -39,6 +39,7 @@ import { stringifyJson } from '../src/event/json.ts';
 import { PRIORITIES } from '../src/event/priority.ts';
 import { Metrics } from '../src/metrics/registry.ts';
 import { warningsLogger } from './helpers/log-capture.ts';
+import type { Logger } from 'pino';
 
 /** One destination entry of a native config (flow style); retry is fast by default. */
 function dest(name: string, options: { type?: string; retry?: string; extra?: string } = {}): string {
@@ -61,11 +62,12 @@ function start(
   cfg: EyrieConfig,
   behaviours: Record<string, Behaviour>,
   dataDir = cfg.storage.path,
+  logger?: Logger,
 ): TestEngine {
   const fakes = Object.fromEntries(
     Object.entries(behaviours).map(([name, b]) => [name, new FakeDestination(name, b)]),
   );
-  const te = startEngine(cfg, fakes, dataDir);
+  const te = startEngine(cfg, fakes, dataDir, logger);
   t.after(() => te.close());
   return te;
 }
@@ -348,6 +350,28 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
         () => 'the next event is tried and given up too',
       );
       assert.deepEqual(queuedUuids(te.dataDir, 'throttled'), []);
+    });
+
+    it('a Retry-After of 0 ends the retries no sooner than no header does', async (t) => {
+      // Attempts at 0, 100 and 200 ms: the third starts past the 150 ms budget, as the docs allow
+      // (checked after each failure). Retry-After 0 asks for less than the backoff, so it changes nothing.
+      const retry =
+        'retry: { initial_interval: 100ms, max_interval: 100ms, multiplier: 1, jitter: 0, max_elapsed_time: 150ms }';
+      const cfg = config([
+        `  - { name: zero, type: stdout, ${retry} }`,
+        `  - { name: none, type: stdout, ${retry} }`,
+      ]);
+      const te = start(t, cfg, { zero: failWith(http(503, 0)), none: failWith(http(503)) });
+      const [event] = makeEvents(1, 14);
+      await te.engine.route([event!]);
+      await waitUntil(
+        () =>
+          deadLetterRows(te.dataDir, 'zero').length === 1 && deadLetterRows(te.dataDir, 'none').length === 1,
+        5000,
+        () => 'both given up',
+      );
+      assert.equal(te.fakes.none!.attemptsOf(event!.uuid), 3);
+      assert.equal(te.fakes.zero!.attemptsOf(event!.uuid), 3);
     });
 
     it('a batch the receiver takes in part: refused events go to dead letters or the fallback, the rest count as delivered', async (t) => {
@@ -1177,12 +1201,43 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
   });
 
   describe('durability: memory', () => {
+    it('measures queued bytes as the journal does, so both durabilities reach a byte cap alike', async (t) => {
+      // Falcosidekick's JSON escapes < > & as \u003c (6 bytes): Falco outputs are full of `<NA>`.
+      const cfg = config([
+        dest('disk', { retry: 'max_attempts: 0' }),
+        dest('mem', { retry: 'max_attempts: 0', extra: 'durability: memory' }),
+      ]);
+      const te = start(t, cfg, { disk: failWith(http(503, 3_600_000)), mem: failWith(http(503, 3_600_000)) });
+      const events = makeEvents(3, 20).map((e) => ({
+        ...e,
+        output: `${e.output} <NA> && cat </etc/shadow >/tmp/x`,
+        output_fields: { ...e.output_fields, 'proc.pname': '<NA>' },
+      }));
+      await te.engine.route(events);
+      await waitUntil(
+        () => te.fakes.disk!.sends.length === 3 && te.fakes.mem!.sends.length === 3,
+        5000,
+        () => 'each event tried once',
+      );
+      const metrics = await te.metrics.text();
+      const bytes = (destination: string) => metricValue(metrics, 'eyrie_queue_bytes', { destination });
+      assert.ok(bytes('disk') > 0);
+      assert.equal(bytes('mem'), bytes('disk'));
+    });
+
     it('writes nothing to the journal, still retries in memory, counts given-up events as dropped', async (t) => {
       const cfg = config([
         dest('mem', { extra: 'durability: memory' }),
         dest('lossy', { retry: 'max_attempts: 2', extra: 'durability: memory' }),
       ]);
-      const te = start(t, cfg, { mem: failTimes(2, http(503)), lossy: failWith(http(502)) });
+      const { logger, warnings } = warningsLogger('error');
+      const te = start(
+        t,
+        cfg,
+        { mem: failTimes(2, http(503)), lossy: failWith(http(502)) },
+        cfg.storage.path,
+        logger,
+      );
       const events = makeEvents(5, 19);
       await te.engine.route(events);
       // No durable destination: not even a database.
@@ -1212,6 +1267,10 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       assert.equal(outcome('mem', 'retry', '503'), 10);
       assert.equal(outcome('mem', 'success'), 5);
       assert.equal(outcome('lossy', 'dropped', 'gave_up_memory'), 5);
+      const givenUp = warnings.filter((w) => String(w.msg).startsWith('delivery given up'));
+      assert.ok(givenUp.length > 0);
+      for (const w of givenUp)
+        assert.equal(w.msg, 'delivery given up, dropped (durability: memory, and no fallback)');
       assert.equal(outcome('lossy', 'dead_letter'), 0);
       assert.equal(metricValue(metrics, 'eyrie_queue_depth', { destination: 'lossy' }), 0);
       assert.equal(metricValue(metrics, 'eyrie_dead_letters', { destination: 'lossy' }), 0);

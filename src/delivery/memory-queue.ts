@@ -1,6 +1,6 @@
 import TinyQueue from 'tinyqueue';
 import type { FalcoEvent } from '../event/falco-event.ts';
-import { toSidekickJson } from '../event/sidekick-json.ts';
+import { stringifyJson } from '../event/json.ts';
 import type { DeliveryQueue, GiveUp, GiveUpResult, QueueDepth, QueueEntry } from './queue.ts';
 
 interface Slot extends QueueEntry {
@@ -72,7 +72,8 @@ export class MemoryQueue implements DeliveryQueue {
    * ingested: earlier than now for one handed over by the destination it fell back from.
    */
   push(event: FalcoEvent, now: number, enqueuedAt = now): void {
-    const bytes = Buffer.byteLength(toSidekickJson(event));
+    // Measured as the journal measures it (journal.ts), so that both durabilities fill their caps alike.
+    const bytes = Buffer.byteLength(stringifyJson(event));
     if (this.full(this.slots.size, this.bytes, bytes)) {
       // drop_oldest drops only what is not being sent; when the entries in flight alone leave no room
       // (or the event is larger than the byte cap), the new one goes and the queued ones stay.

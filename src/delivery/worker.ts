@@ -354,7 +354,9 @@ export class DestinationWorkers implements Prefetcher {
         !classification.retryable ||
         budgetExhausted(this.config.retry, e.attempts, first, done) ||
         // A server asking to wait past the budget: give up now rather than hold the entry that long.
-        (retryAfter !== undefined && pastElapsedBudget(this.config.retry, first, done + delay))
+        // (Its own wait, not `delay`: a Retry-After of 0 asks for less than the backoff, and must not
+        // end the retries sooner than no header would.)
+        (retryAfter !== undefined && pastElapsedBudget(this.config.retry, first, done + retryAfter))
       ) {
         giveUp.push({
           entry: e,
@@ -449,7 +451,9 @@ export class DestinationWorkers implements Prefetcher {
       },
       this.fallback
         ? 'delivery given up, handed to the fallback destination'
-        : 'delivery given up, moved to dead letters',
+        : deadLetters > 0
+          ? 'delivery given up, moved to dead letters'
+          : 'delivery given up, dropped (durability: memory, and no fallback)',
     );
   }
 
