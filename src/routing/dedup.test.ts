@@ -93,7 +93,24 @@ describe('Deduplicator', () => {
     assert.equal(d.isDuplicate(event('r', {}, `13:45:04.1: Warning ${text}`)), false, 'another text');
   });
 
-  it('hostname, source and priority in fields read the event itself', () => {
+  it('without fields and without output text (json_include_output_property: false), the output fields tell events apart', () => {
+    const d = new Deduplicator({ window: 60_000, fields: [] }, new FakeClock().now);
+    const shell = (cmdline: string, pod: string | null) =>
+      event('Terminal shell', { 'proc.cmdline': cmdline, 'k8s.pod.name': pod }, '');
+    assert.equal(d.isDuplicate(shell('bash -c id', 'web-1')), false);
+    assert.equal(d.isDuplicate(shell('sh -c curl evil', 'web-2')), false, 'other fields: another alert');
+    assert.equal(d.isDuplicate(shell('bash -c id', null)), false, 'null is a value of its own');
+    assert.equal(d.isDuplicate(shell('bash -c id', 'web-1')), true);
+    // The same fields in another order are the same event.
+    assert.equal(
+      d.isDuplicate(
+        event('Terminal shell', { 'k8s.pod.name': 'web-2', 'proc.cmdline': 'sh -c curl evil' }, ''),
+      ),
+      true,
+    );
+  });
+
+  it('hostname, source, priority and uuid in fields read the event itself', () => {
     const d = new Deduplicator({ window: 60_000, fields: ['proc.cmdline', 'hostname'] }, new FakeClock().now);
     const on = (host: string | undefined) => {
       const e = event('r', { 'proc.cmdline': 'sh -c id' });
@@ -104,11 +121,18 @@ describe('Deduplicator', () => {
     assert.equal(d.isDuplicate(on('node-a')), true);
     assert.equal(d.isDuplicate(on(undefined)), false);
     assert.equal(d.isDuplicate(on(undefined)), true);
-    const keys = ['source', 'priority'].map((f) => dedupKey(event('r'), [f]));
+    const keys = ['source', 'priority', 'uuid'].map((f) => dedupKey(event('r'), [f]));
     assert.deepEqual(keys, [
       dedupKey(event('r', { x: 'syscall' }), ['x']),
       dedupKey(event('r', { x: 'Warning' }), ['x']),
+      dedupKey(event('r', { x: '00000000-0000-4000-8000-000000000000' }), ['x']),
     ]);
+    // A batch forwarded twice (an edge that lost the answer) is dropped by its uuids, other events not.
+    const byId = new Deduplicator({ window: 60_000, fields: ['uuid'] }, new FakeClock().now);
+    const withId = (uuid: string) => ({ ...event('r'), uuid });
+    assert.equal(byId.isDuplicate(withId('6f0c7a2e-0000-4000-8000-000000000001')), false);
+    assert.equal(byId.isDuplicate(withId('6f0c7a2e-0000-4000-8000-000000000002')), false);
+    assert.equal(byId.isDuplicate(withId('6f0c7a2e-0000-4000-8000-000000000001')), true);
   });
 
   it('compares field values by string form, ExactNumber by text', () => {

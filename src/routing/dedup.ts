@@ -4,9 +4,10 @@
  *
  * - Identity: the rule plus the string forms (see fieldString) of the configured fields; an absent
  *   field and a null field each have their own marker, distinct from '' and from each other. The names
- *   `hostname`, `source` and `priority` read the event's own values (Falco's output fields all have a
- *   class prefix such as `proc.`). With no fields configured: the rule, hostname, source and the
- *   output text without its leading time, which Falco's output starts with and no two alerts share.
+ *   `hostname`, `source`, `priority` and `uuid` read the event's own values (Falco's output fields all
+ *   have a class prefix such as `proc.`). With no fields configured: the rule, hostname, source and the
+ *   output text without its leading time, which Falco's output starts with and no two alerts share
+ *   (every output field instead when the event has no output text).
  * - The window starts at a key's FIRST occurrence and is not extended by duplicates: a steady stream of
  *   identical events passes one event per window (a rate limit per key), not one per quiet period.
  * - Memory is bounded: keys sit in a Map in first-seen order, expired ones are evicted from the front
@@ -32,6 +33,8 @@ const EVENT_VALUES: Record<string, (event: FalcoEvent) => string | undefined> = 
   hostname: (event) => event.hostname,
   source: (event) => event.source,
   priority: (event) => event.priority,
+  // The id Falco (or the first Eyrie) gave the event: `fields: [uuid]` drops a batch forwarded twice.
+  uuid: (event) => event.uuid,
 };
 
 /** Length-prefixed, so no value can imitate a field boundary (an attacker controls e.g. proc.cmdline). */
@@ -44,11 +47,25 @@ function part(text: string): string {
  * is `-` and a null one `~` (a component otherwise starts with a digit), so distinct inputs never
  * share a key.
  */
+/** Every output field, in name order: `<name><value>` with the value marked as in dedupKey. */
+function outputFieldsPart(fields: FalcoEvent['output_fields']): string {
+  let text = '';
+  for (const name of Object.keys(fields).sort()) {
+    const value = fields[name];
+    text += part(name) + (value === null || value === undefined ? '~' : part(fieldString(value)!));
+  }
+  return text;
+}
+
 export function dedupKey(event: FalcoEvent, fields: readonly string[]): string {
   let key = part(event.rule);
   if (fields.length === 0) {
     const host = event.hostname === undefined ? '-' : part(event.hostname);
-    return key + host + part(event.source) + part(event.output.replace(LEADING_TIME, ''));
+    key += host + part(event.source);
+    const text = event.output.replace(LEADING_TIME, '');
+    // Falco with `json_include_output_property: false` sends no output: the fields it would have shown
+    // tell the events apart instead (else every alert of a rule on a host would be one).
+    return text === '' ? key + '=' + outputFieldsPart(event.output_fields) : key + part(text);
   }
   const of = event.output_fields;
   for (let i = 0; i < fields.length; i++) {
