@@ -1,4 +1,4 @@
-import type { DestinationType } from '../destinations/types.ts';
+import { SEND_DEADLINE_MARGIN_MS, type DestinationType } from '../destinations/types.ts';
 import type {
   BatchConfig,
   DestinationConfig,
@@ -26,8 +26,6 @@ const asRecord = (value: unknown): Raw => (isPlainObject(value) ? value : {});
 
 /** A type without its own batch policy gets one event per send. */
 const SINGLE_EVENT_BATCH: BatchConfig = { max_events: 1, max_bytes: 0, timeout: 0 };
-/** Margin the delivery worker adds to request.timeout before it abandons a send. */
-const SEND_DEADLINE_MARGIN = 5000;
 
 /**
  * Turns the schema-checked raw tree (defaults filled in) into EyrieConfig: sizes and durations become
@@ -153,7 +151,7 @@ function buildQueue(
   leasePath: Path,
   issues: Issues,
 ): QueueConfig {
-  const shortest = request.timeout + SEND_DEADLINE_MARGIN;
+  const shortest = request.timeout + SEND_DEADLINE_MARGIN_MS;
   if (typeof queue.lease !== 'number') return { ...queue, lease: Math.max(60_000, request.timeout + 30_000) };
   if (queue.lease <= shortest) {
     issues.atValue(

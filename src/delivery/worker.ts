@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { DestinationConfig } from '../config/types.ts';
-import type { Destination } from '../destinations/types.ts';
+import { SEND_DEADLINE_MARGIN_MS, type Destination } from '../destinations/types.ts';
 import { backoffDelay, budgetExhausted, pastElapsedBudget } from './backoff.ts';
 import { classify, PartialRejectionError, type Classification } from './errors.ts';
 import type { DeliveryQueue, GiveUp, Prefetcher, QueueEntry } from './queue.ts';
@@ -50,9 +50,6 @@ const IDLE_POLL_MS = 1000;
 
 /** How a receiver's refusal of some events of a batch it otherwise took is counted: permanent. */
 const REFUSED: Classification = { retryable: false, reason: 'rejected', message: 'refused by the receiver' };
-
-/** What a send may take beyond request.timeout before the worker abandons it (see config/resolve.ts). */
-const SEND_MARGIN_MS = 5000;
 
 /**
  * Entries claimed ahead per worker for a destination that sends one event per request, when claims
@@ -239,7 +236,7 @@ export class DestinationWorkers implements Prefetcher {
 
   /** Longest a send may take (ms): request.timeout plus the margin the lease is checked against. */
   private sendLimit(): number {
-    return this.config.request.timeout + SEND_MARGIN_MS;
+    return this.config.request.timeout + SEND_DEADLINE_MARGIN_MS;
   }
 
   /**

@@ -2,13 +2,17 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import type { RequestConfig } from '../config/types.ts';
-import { HttpStatusError, PartialRejectionError } from '../delivery/errors.ts';
+import { HttpStatusError, PartialRejectionError, PermanentError } from '../delivery/errors.ts';
 import { parseFalcoEvent, type FalcoEvent } from '../event/falco-event.ts';
 import type { ExactNumber } from '../event/json.ts';
 import { toSidekickJson } from '../event/sidekick-json.ts';
 import type { DestinationContext } from './types.ts';
 import { eyrieForwardDestination, type EyrieForwardOptions } from './eyrie-forward.ts';
-import { startRecordingServer, type RecordingServer } from '../../test/helpers/recording-server.ts';
+import {
+  startRecordingServer,
+  type RecordingServer,
+  type Script,
+} from '../../test/helpers/recording-server.ts';
 import { startIngest, testConfig, type TestIngest } from '../../test/helpers/ingest.ts';
 
 const request: RequestConfig = {
@@ -42,6 +46,13 @@ function makeEvent(i: number): FalcoEvent {
     `{"uuid":"${uuid}","output":"09:00:01.000000123: Notice shell ${i} <b>","priority":"Notice","rule":"Terminal shell in container","time":"2026-01-01T09:00:01.00000012${i % 10}Z","output_fields":{"evt.time":176725800100000012${i % 10},"proc.name":"sh","n":${i}},"source":"syscall","tags":["container"],"hostname":"edge-1"}`,
   );
 }
+
+const linesOf = (req: { text: string }): string[] => req.text.split('\n').filter((l) => l !== '');
+
+/** A receiving Eyrie's answer when it takes every event of the request. */
+const takesAll = (req: { text: string }): Script => ({
+  body: JSON.stringify({ accepted: linesOf(req).length, rejected: 0, errors: [] }),
+});
 
 /** The PartialRejectionError a send fails with. */
 async function rejection(send: Promise<void>): Promise<PartialRejectionError> {
@@ -81,6 +92,30 @@ describe('eyrie forward destination → a real Eyrie ingest', () => {
     );
     assert.equal((got[2]!.output_fields['evt.time'] as ExactNumber).text, '1767258001000000123');
     assert.deepEqual(got.map(toSidekickJson), events.map(toSidekickJson));
+  });
+
+  it("refuses an answer that is not an ingest's (url on /test): the events were not taken", async () => {
+    const { context } = capture();
+    const dest = eyrieForwardDestination.create(
+      options({ url: `${ingest.url}/test`, token: 'edge-token' }),
+      context,
+    );
+    const before = ingest.router.events.length;
+    try {
+      await assert.rejects(
+        dest.send([makeEvent(1), makeEvent(2)]),
+        (err: unknown) =>
+          err instanceof PermanentError &&
+          /\/test answered 200 without an Eyrie ingest's \{"accepted", "rejected"\} \(""\): url must be the receiving Eyrie's ingest path, \/$/.test(
+            err.message,
+          ),
+      );
+    } finally {
+      await dest.close();
+    }
+    // The receiver made its own test event of it; neither forwarded event arrived.
+    const uuids = ingest.router.events.slice(before).map((e) => e.uuid);
+    assert.ok(!uuids.includes(makeEvent(1).uuid) && !uuids.includes(makeEvent(2).uuid));
   });
 
   it('an event too large for the receiver fails alone; the others of its batch are delivered', async () => {
@@ -194,7 +229,7 @@ describe('eyrie forward destination: wire format and answers', () => {
 
   it('sends plain NDJSON with gzip: false', async () => {
     server.reset();
-    server.respondWith(() => ({}));
+    server.respondWith(takesAll);
     const { context } = capture();
     const dest = eyrieForwardDestination.create(options({ url: server.url, gzip: false }), context);
     try {
@@ -311,7 +346,7 @@ describe('eyrie forward destination: wire format and answers', () => {
   it('splits a batch the receiver refuses as too large (413)', async () => {
     server.reset();
     server.respondWith((req) =>
-      req.text.split('\n').filter((l) => l !== '').length > 2 ? { status: 413, body: 'too large' } : {},
+      linesOf(req).length > 2 ? { status: 413, body: 'too large' } : takesAll(req),
     );
     const { context } = capture();
     const dest = eyrieForwardDestination.create(options({ url: server.url }), context);
@@ -358,7 +393,7 @@ describe('eyrie forward destination: wire format and answers', () => {
     server.respondWith((req) => {
       const lines = req.text.split('\n').filter((l) => l !== '');
       if (lines.length > 2) return { status: 413, body: 'too large' };
-      return lines.some((l) => l.includes('"n":3')) ? { status: 503, body: 'busy' } : {};
+      return lines.some((l) => l.includes('"n":3')) ? { status: 503, body: 'busy' } : takesAll(req);
     });
     const { context } = capture();
     const dest = eyrieForwardDestination.create(options({ url: server.url }), context);
@@ -373,6 +408,65 @@ describe('eyrie forward destination: wire format and answers', () => {
     }
     const sizes = server.requests.map((r) => r.text.split('\n').filter((l) => l !== '').length);
     assert.deepEqual(sizes, [4, 2, 2]);
+  });
+
+  it('settles a split batch within the time the worker gives the send, and splits at the refused size from then on', async () => {
+    // A slow receiver that takes 2 events at most: 64 events need 5 refusals (64, 32, 16, 8, 4) and 32
+    // sends of 200 ms, about 7.4 s, past the worker's limit for the send (request.timeout + 5 s). The
+    // worker would then retry the whole batch, halves already delivered included, attempt after attempt.
+    server.reset();
+    server.respondWith((req) => ({
+      delayMs: 200,
+      ...(linesOf(req).length > 2 ? { status: 413, body: 'too large' } : takesAll(req)),
+    }));
+    const { context } = capture();
+    context.request = { ...request, timeout: 400 };
+    const dest = eyrieForwardDestination.create(options({ url: server.url, gzip: false }), context);
+    const events = Array.from({ length: 64 }, (_, i) => makeEvent(i));
+    let pending = events;
+    const rounds: { sent: number; ms: number; requests: number[] }[] = [];
+    try {
+      while (pending.length > 0 && rounds.length < 6) {
+        const before = server.requests.length;
+        const started = Date.now();
+        let failed: number[] = [];
+        try {
+          await dest.send(pending);
+        } catch (err) {
+          if (!(err instanceof PartialRejectionError)) throw err;
+          assert.deepEqual(err.rejected, []);
+          for (const f of err.failed) {
+            assert.equal((f.error as { code?: string }).code, 'ETIMEDOUT', String(f.error));
+            failed.push(...f.indices);
+          }
+        }
+        rounds.push({
+          sent: pending.length,
+          ms: Date.now() - started,
+          requests: server.requests
+            .slice(before)
+            .map((r) => r.text.split('\n').filter((l) => l !== '').length),
+        });
+        failed = failed.sort((a, b) => a - b);
+        pending = failed.map((i) => pending[i]!);
+      }
+    } finally {
+      await dest.close();
+    }
+    assert.equal(pending.length, 0, JSON.stringify(rounds));
+    assert.ok(rounds.length >= 2, 'the first send ran out of time');
+    for (const r of rounds) assert.ok(r.ms < 400 + 5000, `settled in ${r.ms} ms: ${JSON.stringify(rounds)}`);
+    // Every event reached the receiver once: nothing delivered was sent again.
+    const accepted = server.requests
+      .filter((r) => r.text.split('\n').filter((l) => l !== '').length <= 2)
+      .flatMap((r) => r.text.split('\n').filter((l) => l !== ''));
+    assert.deepEqual([...accepted].sort(), events.map(toSidekickJson).sort());
+    // Later sends split what the receiver refused before without asking it again.
+    for (const r of rounds.slice(1))
+      assert.ok(
+        r.requests.every((n) => n <= 3),
+        JSON.stringify(r.requests),
+      );
   });
 
   it('declares its batch policy, secrets and schema defaults', () => {

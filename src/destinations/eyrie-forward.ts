@@ -1,11 +1,12 @@
 import { Type } from 'typebox';
 import type { FalcoEvent } from '../event/falco-event.ts';
-import type { Destination, DestinationType } from './types.ts';
+import { SEND_DEADLINE_MARGIN_MS, type Destination, type DestinationType } from './types.ts';
 import { toSidekickJson } from '../event/sidekick-json.ts';
 import { createHttpTransport, RESPONSE_LIMIT, type HttpTransport } from './http-transport.ts';
 import {
   HttpStatusError,
   PartialRejectionError,
+  PermanentError,
   type FailedEvents,
   type RejectedEvent,
 } from '../delivery/errors.ts';
@@ -22,8 +23,10 @@ import {
  * dead letters the same way. A 413 (batch larger than the receiver's body limit) splits the batch
  * in halves, each sent on its own whatever became of the other: a half that fails is reported with its
  * error, so that only its events are retried or given up (a single event too large for the receiver
- * does not take the others with it, and a retry does not send a delivered half again). Any other
- * non-2xx of a whole batch throws HttpStatusError for the delivery engine.
+ * does not take the others with it, and a retry does not send a delivered half again). The refused
+ * size is remembered, and the parts share the send's time (see `send`). Any other non-2xx of a whole
+ * batch throws HttpStatusError for the delivery engine; a 200 that is not an ingest's answer, a
+ * PermanentError.
  */
 export interface EyrieForwardOptions {
   /** The receiving Eyrie's ingest URL, e.g. https://central:2801/. */
@@ -44,6 +47,11 @@ export const eyrieForwardOptionsSchema = Type.Object(
 );
 
 export const NDJSON = 'application/x-ndjson';
+
+/** Kept back from the worker's deadline for the send (gzip, bookkeeping): the outcome must reach it first. */
+const SETTLE_MARGIN_MS = 1000;
+/** A part of a split batch is not started with less time left than this. */
+const MIN_PART_TIME_MS = 1000;
 
 /** What became of a batch's events that were not delivered, by index in the batch. */
 interface Outcome {
@@ -123,11 +131,31 @@ export const eyrieForwardDestination: DestinationType<EyrieForwardOptions> = {
       baseUrlKey: 'url',
       userAgent: 'Eyrie',
     });
-    const logger = context.logger.child({ destination: context.name });
+    // The context's logger already names the destination.
+    const logger = context.logger;
+    /**
+     * Size (uncompressed bytes, as the receiver's body_limit counts them) of the smallest body the
+     * receiver refused with 413: a larger body is split without asking again, so later batches do not
+     * pay a refused round trip per level of halving.
+     */
+    let refusedBytes = Number.POSITIVE_INFINITY;
 
-    const post = async (events: readonly FalcoEvent[]): Promise<Outcome> => {
+    /** Sends `events`, splitting at a 413; settles by `deadline` (ms), leaving unsent parts as failed. */
+    const post = async (events: readonly FalcoEvent[], deadline: number): Promise<Outcome> => {
       if (events.length === 0) return { rejected: [], failed: [] };
       const body = events.map((e) => toSidekickJson(e) + '\n').join('');
+      const bytes = Buffer.byteLength(body);
+      if (events.length > 1 && bytes >= refusedBytes) return postInHalves(events, deadline);
+      const timeLeft = deadline - Date.now();
+      if (timeLeft < MIN_PART_TIME_MS) {
+        // Only a part of a split batch gets here (a whole batch has request.timeout and more).
+        throw Object.assign(
+          new Error(
+            'not sent: the batch was sent in parts (413) and its time ran out; these events are sent again later',
+          ),
+          { code: 'ETIMEDOUT' },
+        );
+      }
       let res;
       try {
         // A 400 lists the receiver's problems (up to 100 of them): kept whole, see below.
@@ -136,26 +164,16 @@ export const eyrieForwardDestination: DestinationType<EyrieForwardOptions> = {
           body,
           contentType: NDJSON,
           errorBodyLimit: RESPONSE_LIMIT,
+          timeout: timeLeft,
         });
       } catch (err) {
         if (err instanceof HttpStatusError && err.status === 413 && events.length > 1) {
-          const half = Math.ceil(events.length / 2);
+          refusedBytes = Math.min(refusedBytes, bytes);
           logger.warn(
-            { events: events.length },
-            'receiver refused the batch as too large (413); sending it in halves',
+            { events: events.length, bytes },
+            'receiver refused the batch as too large (413); sending it in halves, and larger bodies split from now on',
           );
-          const outcome: Outcome = { rejected: [], failed: [] };
-          for (const offset of [0, half]) {
-            const part = events.slice(offset, offset === 0 ? half : events.length);
-            let partOutcome: Outcome;
-            try {
-              partOutcome = await post(part);
-            } catch (partError) {
-              partOutcome = { rejected: [], failed: [{ indices: part.map((_, i) => i), error: partError }] };
-            }
-            addPart(outcome, partOutcome, offset);
-          }
-          return outcome;
+          return postInHalves(events, deadline);
         }
         // A batch with no valid event for the receiver is answered 400 with the same rejection list as
         // a 200: its events go to dead letters as rejected, each with the receiver's reason.
@@ -167,9 +185,16 @@ export const eyrieForwardDestination: DestinationType<EyrieForwardOptions> = {
         throw err;
       }
       const answer = parseAnswer(res.body);
-      if (answer !== undefined && (answer.rejected ?? 0) > 0)
-        return { rejected: rejectionsIn(answer, events.length), failed: [] };
-      if (typeof answer?.accepted === 'number' && answer.accepted !== events.length) {
+      if (typeof answer?.accepted !== 'number') {
+        // Another path of an Eyrie (`/test` makes its own test event and ignores the body) or another
+        // server: counting this as delivered would lose every event it did not take.
+        throw new PermanentError(
+          `${transport.baseUrl.href} answered ${res.status} without an Eyrie ingest's {"accepted", "rejected"} ` +
+            `(${JSON.stringify(res.body.slice(0, 100))}): url must be the receiving Eyrie's ingest path, /`,
+        );
+      }
+      if ((answer.rejected ?? 0) > 0) return { rejected: rejectionsIn(answer, events.length), failed: [] };
+      if (answer.accepted !== events.length) {
         logger.warn(
           { sent: events.length, accepted: answer.accepted },
           'receiver accepted a different number of events than sent',
@@ -178,11 +203,32 @@ export const eyrieForwardDestination: DestinationType<EyrieForwardOptions> = {
       return { rejected: [], failed: [] };
     };
 
+    /** Each half on its own, one after the other, whatever became of the other. */
+    const postInHalves = async (events: readonly FalcoEvent[], deadline: number): Promise<Outcome> => {
+      const half = Math.ceil(events.length / 2);
+      const outcome: Outcome = { rejected: [], failed: [] };
+      for (const offset of [0, half]) {
+        const part = events.slice(offset, offset === 0 ? half : events.length);
+        let partOutcome: Outcome;
+        try {
+          partOutcome = await post(part, deadline);
+        } catch (partError) {
+          partOutcome = { rejected: [], failed: [{ indices: part.map((_, i) => i), error: partError }] };
+        }
+        addPart(outcome, partOutcome, offset);
+      }
+      return outcome;
+    };
+
     return {
       name: context.name,
       type: 'eyrie',
       send: async (events) => {
-        const { rejected, failed } = await post(events);
+        // The parts of a split batch share the time the worker gives the send: what is delivered by
+        // then is reported as delivered, the rest as failed, rather than the worker abandoning the whole
+        // batch (and sending its delivered parts again, attempt after attempt).
+        const deadline = Date.now() + context.request.timeout + SEND_DEADLINE_MARGIN_MS - SETTLE_MARGIN_MS;
+        const { rejected, failed } = await post(events, deadline);
         if (rejected.length > 0 || failed.length > 0) throw new PartialRejectionError(rejected, failed);
       },
       close: () => transport.close(),

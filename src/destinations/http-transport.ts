@@ -63,6 +63,8 @@ export interface HttpSendRequest {
   contentType?: string;
   /** Most of an error answer's body kept in HttpStatusError, for a caller that reads it; default 4 KiB. */
   errorBodyLimit?: number;
+  /** A shorter deadline (ms) than `request.timeout`, for a caller with less time left; never a longer one. */
+  timeout?: number;
 }
 
 export interface HttpResponse {
@@ -642,7 +644,10 @@ export function createHttpTransport(request: RequestConfig, options: HttpTranspo
       }
 
       // One deadline for the whole exchange, redirects included, as Go's Client.Timeout.
-      const deadline = new Deadline(request.timeout, `${method} ${url.origin}`);
+      const deadline = new Deadline(
+        req.timeout === undefined ? request.timeout : Math.min(request.timeout, req.timeout),
+        `${method} ${url.origin}`,
+      );
       const firstUrl = url;
       try {
         for (let requests = 1; ; requests++) {

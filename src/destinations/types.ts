@@ -13,6 +13,12 @@ export interface DestinationContext {
   dataDir: string;
 }
 
+/**
+ * How long a send may run past `request.timeout` before the delivery worker abandons it and retries its
+ * events (a destination that sends in several requests, such as a split batch, must settle within it).
+ */
+export const SEND_DEADLINE_MARGIN_MS = 5000;
+
 /** A running destination instance. */
 export interface Destination {
   readonly name: string;
