@@ -1523,6 +1523,78 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       assert.deepEqual(again.fakes.slow!.sends, [], 'not delivered again after a restart');
     });
 
+    it('close() sends what a memory queue holds until it is empty (it would be gone with the process)', async (t) => {
+      const cfg = config(
+        [dest('mem', { extra: 'durability: memory, queue: { concurrency: 1 }' })],
+        'shutdown_timeout: 15s',
+      );
+      const { logger, warnings } = warningsLogger();
+      const te = start(t, cfg, { mem: () => sleep(20) }, cfg.storage.path, logger);
+      const events = makeEvents(20, 22);
+      await te.engine.route(events);
+      await waitUntil(
+        () => te.fakes.mem!.inFlight === 1,
+        2000,
+        () => 'first send started',
+      );
+      const t0 = Date.now();
+      await te.close();
+      const took = Date.now() - t0;
+      assertExactlyOnce(te.fakes.mem!, uuids(events));
+      assert.ok(took < 7500, `close() took ${took} ms for 20 sends of 20 ms`);
+      assert.deepEqual(warnings, []);
+    });
+
+    it('close() drops what a memory queue cannot send before the deadline, counted and logged, or hands it to a durable fallback', async (t) => {
+      const cfg = config(
+        [
+          dest('lossy', { extra: 'durability: memory' }),
+          dest('kept', { extra: 'durability: memory, fallback: spare' }),
+          dest('spare', { extra: 'filter: { rules: ["no rule has this name"] }' }),
+        ],
+        'shutdown_timeout: 10s',
+      );
+      const { logger, warnings } = warningsLogger();
+      // An hour's Retry-After: nothing can be sent before the deadline, so close() does not wait for it.
+      const busy = failWith(http(503, 3_600_000));
+      const te = start(t, cfg, { lossy: busy, kept: busy, spare: succeed }, cfg.storage.path, logger);
+      const events = makeEvents(6, 23);
+      await te.engine.route(events);
+      await waitUntil(
+        () => te.fakes.lossy!.sends.length > 0 && te.fakes.kept!.sends.length > 0,
+        5000,
+        () => 'both destinations failing',
+      );
+      const t0 = Date.now();
+      await te.close();
+      assert.ok(Date.now() - t0 < 5000, `close() took ${Date.now() - t0} ms`);
+      // Only this counter: the queue gauges read a journal that is closed now.
+      const metrics = await te.metrics.registry.getSingleMetricAsString('eyrie_delivery_events_total');
+      assert.equal(deliveryEvents(metrics, 'lossy', 'dropped', 'shutdown'), 6);
+      assert.equal(deliveryEvents(metrics, 'kept', 'fallback', 'shutdown'), 6);
+      assert.equal(deliveryEvents(metrics, 'kept', 'dropped'), 0);
+      const said = warnings
+        .filter((w) => String(w.msg).startsWith('shutdown'))
+        .map((w) => [w.destination, w.events, w.msg]);
+      assert.deepEqual(said, [
+        ['lossy', 6, 'shutdown: events queued in memory (durability: memory) were not sent and are lost'],
+        [
+          'kept',
+          6,
+          'shutdown: events not sent from memory handed to the fallback, sent after the next start',
+        ],
+      ]);
+      // The fallback's journal queue has them: the next start delivers them there.
+      const again = start(t, cfg, { lossy: succeed, kept: succeed, spare: succeed });
+      await waitUntil(
+        () => again.fakes.spare!.delivered.length === 6,
+        5000,
+        () => `${again.fakes.spare!.delivered.length}/6 delivered by the fallback`,
+      );
+      assertExactlyOnce(again.fakes.spare!, uuids(events));
+      assert.deepEqual(again.fakes.lossy!.sends, []);
+    });
+
     it('close() releases what is still held at shutdown_timeout; a new engine delivers it (at least once)', async (t) => {
       const cfg = config([dest('stuck', { extra: 'queue: { concurrency: 2 }' })], 'shutdown_timeout: 200ms');
       const te = start(t, cfg, { stuck: hang });

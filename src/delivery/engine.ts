@@ -457,6 +457,43 @@ export class DeliveryEngine implements Router {
     return this.journal?.ready() ?? Promise.resolve();
   }
 
+  /**
+   * What a memory queue still holds once its workers stopped: handed to its fallback when that one is
+   * durable (journaled before the journal closes, sent after the next start), else dropped, counted
+   * (reason `shutdown`) and logged.
+   */
+  private settleMemoryAtShutdown(route: Route): void {
+    const left = route.memory?.takeAll() ?? [];
+    if (left.length === 0) return;
+    const name = route.config.name;
+    const target = this.routes.find((r) => r.config.name === route.config.fallback);
+    if (target?.durable !== undefined && this.journal !== undefined) {
+      const queue = target.durable;
+      const now = Date.now();
+      try {
+        this.journal.write(() => {
+          for (const { event, enqueuedAt } of left) queue.adopt(event, enqueuedAt, now);
+        });
+        this.metrics.outcomes.inc(
+          { destination: name, outcome: 'fallback', reason: 'shutdown' },
+          left.length,
+        );
+        this.logger.warn(
+          { destination: name, events: left.length, fallback: target.config.name },
+          'shutdown: events not sent from memory handed to the fallback, sent after the next start',
+        );
+        return;
+      } catch (err) {
+        this.logger.error({ err, destination: name }, 'shutdown: cannot hand memory events to the fallback');
+      }
+    }
+    this.metrics.outcomes.inc({ destination: name, outcome: 'dropped', reason: 'shutdown' }, left.length);
+    this.logger.warn(
+      { destination: name, events: left.length },
+      'shutdown: events queued in memory (durability: memory) were not sent and are lost',
+    );
+  }
+
   /** Flushes the journal, lets in-flight sends finish within the shutdown timeout, closes everything. */
   async close(): Promise<void> {
     this.closed = true;
@@ -464,6 +501,7 @@ export class DeliveryEngine implements Router {
     this.journal?.flush();
     const deadline = Date.now() + this.config.shutdown_timeout;
     await Promise.all(this.routes.map((r) => r.workers.stop(deadline)));
+    for (const route of this.routes) this.settleMemoryAtShutdown(route);
     await Promise.allSettled(this.routes.map((r) => r.workers.close()));
     // Also writes the acks of the sends that finished meanwhile.
     await this.journal?.close();

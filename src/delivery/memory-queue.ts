@@ -235,6 +235,13 @@ export class MemoryQueue implements DeliveryQueue {
     }
   }
 
+  /** Empties the queue (shutdown): every event left, leased or not, oldest first. */
+  takeAll(): { event: FalcoEvent; enqueuedAt: number }[] {
+    const left = [...this.slots.values()].map(({ event, enqueuedAt }) => ({ event, enqueuedAt }));
+    this.remove([...this.slots.values()]);
+    return left;
+  }
+
   nextDueAt(): number | undefined {
     return this.firstDue()?.dueAt;
   }

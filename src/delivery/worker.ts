@@ -47,6 +47,8 @@ interface SendInFlight {
 
 /** Longest sleep with nothing due: entries the dlq CLI replays are picked up within this. */
 const IDLE_POLL_MS = 1000;
+/** How often a shutdown looks whether a memory queue has drained. */
+const DRAIN_POLL_MS = 20;
 
 /** How a receiver's refusal of some events of a batch it otherwise took is counted: permanent. */
 const REFUSED: Classification = { retryable: false, reason: 'rejected', message: 'refused by the receiver' };
@@ -80,6 +82,8 @@ export class DestinationWorkers implements Prefetcher {
   /** Wakes the fallback destination's workers when entries are handed to it. */
   private wakeFallback: (() => void) | undefined;
   private loops: Promise<void>[] = [];
+  /** Per worker: when its pause after a failed send ends (0 = not pausing). */
+  private readonly resumeAt: number[] = [];
   private stopping = false;
   private readonly held = new Set<QueueEntry>();
   /** Sends in flight, oldest first, and the timer that abandons those past their deadline. */
@@ -135,7 +139,10 @@ export class DestinationWorkers implements Prefetcher {
   }
 
   start(): void {
-    for (let i = 0; i < this.config.queue.concurrency; i++) this.loops.push(this.loop());
+    for (let i = 0; i < this.config.queue.concurrency; i++) {
+      this.resumeAt.push(0);
+      this.loops.push(this.loop(i));
+    }
   }
 
   /** New entries were committed for this destination (or became due): claim before idling. */
@@ -144,7 +151,7 @@ export class DestinationWorkers implements Prefetcher {
     this.wakeup.notify();
   }
 
-  private async loop(): Promise<void> {
+  private async loop(worker: number): Promise<void> {
     while (!this.stopping) {
       let batch: QueueEntry[];
       try {
@@ -170,7 +177,9 @@ export class DestinationWorkers implements Prefetcher {
       // A failing destination is probed once per backoff, not once per queued entry.
       // New events wake an idle worker, not a pausing one: keep sleeping until the pause is over.
       const resumeAt = Date.now() + pause;
+      this.resumeAt[worker] = resumeAt;
       while (!this.stopping && Date.now() < resumeAt) await this.wakeup.wait(resumeAt - Date.now());
+      this.resumeAt[worker] = 0;
     }
   }
 
@@ -506,8 +515,13 @@ export class DestinationWorkers implements Prefetcher {
     this.watchdog.unref();
   }
 
-  /** Stops claiming; waits for in-flight sends up to `deadline`, then returns the rest unsent. */
+  /**
+   * Stops claiming; waits for in-flight sends up to `deadline`, then returns the rest unsent. A memory
+   * queue, gone once the process ends, is first sent on until it is empty, nothing in it can be sent
+   * before the deadline (a backoff past it), or the deadline.
+   */
   async stop(deadline: number): Promise<void> {
+    if (this.config.durability === 'memory') await this.drain(deadline);
     this.stopping = true;
     // Claimed ahead, not being sent: due again at once (for the next start).
     const unsent = this.takeBack();
@@ -530,7 +544,9 @@ export class DestinationWorkers implements Prefetcher {
     if (this.held.size > 0) {
       this.logger.warn(
         { events: this.held.size },
-        'shutdown deadline: releasing unsent entries for the next start',
+        this.config.durability === 'memory'
+          ? 'shutdown deadline: sends still in flight are abandoned'
+          : 'shutdown deadline: releasing unsent entries for the next start',
       );
       try {
         this.queue.release([...this.held]);
@@ -540,6 +556,19 @@ export class DestinationWorkers implements Prefetcher {
       }
       this.held.clear();
       this.abandoned = true;
+    }
+  }
+
+  private async drain(deadline: number): Promise<void> {
+    for (;;) {
+      const now = Date.now();
+      if (now >= deadline || this.queue.depth().count === 0) return;
+      // Nothing in flight, and no worker can send before the deadline: nothing due by then, or every
+      // worker pausing past it (a destination that asked to wait with Retry-After).
+      const next = this.queue.nextDueAt();
+      const ready = Math.max(next ?? Number.POSITIVE_INFINITY, Math.min(...this.resumeAt));
+      if (this.sends.size === 0 && ready >= deadline) return;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(DRAIN_POLL_MS, deadline - now)));
     }
   }
 
