@@ -4,6 +4,13 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { dirname, join } from 'node:path';
 
+// SIGTERM/SIGINT before the CLI has installed its handlers: noted, and acted on by the CLI once it
+// has (src/cli/early-signals.ts), instead of killing a service that is still loading.
+const noted = { signals: [], note: (signal) => noted.signals.push(signal) };
+process.on('SIGTERM', noted.note);
+process.on('SIGINT', noted.note);
+globalThis[Symbol.for('eyrie.earlySignals')] = noted;
+
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const built = join(root, 'dist', 'cli', 'main.js');
 if (existsSync(built)) {

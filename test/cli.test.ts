@@ -2,6 +2,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { eyrieCli, spawnEyrie } from './helpers/eyrie-process.ts';
@@ -10,6 +11,7 @@ import { generateEvents } from './helpers/events.ts';
 import { tempDir, writeConfig } from './helpers/config-file.ts';
 import { createLogger } from '../src/util/logger.ts';
 import { stringifyJson } from '../src/event/json.ts';
+import { sleep } from './helpers/delivery.ts';
 
 function run(
   args: string[],
@@ -299,6 +301,38 @@ describe('eyrie serve', { timeout: 120_000 }, () => {
       result.stderr,
       /storage\.path \/proc\/eyrie-no-such\/data: cannot create the directory: ENOENT[^\n]*'\/proc\/eyrie-no-such'/,
     );
+  });
+
+  it('stops cleanly (exit 0) on a SIGTERM that comes while its modules still load', async () => {
+    const { file } = durableConfig();
+    // bin/eyrie.js, the installed command: it notes the signal before loading the CLI (CI builds dist first).
+    const bin = fileURLToPath(new URL('../bin/eyrie.js', import.meta.url));
+    // The window (after Node's own start, before Eyrie listens) is a few hundred ms wide, and where it
+    // falls depends on the machine: later and later signals until one lands in it.
+    const tries: string[] = [];
+    for (let delay = 100; delay <= 2000; delay += 100) {
+      const child = spawn(process.execPath, [bin, 'serve', '-c', file], {
+        env: { ...process.env, EYRIE_LOG__LEVEL: 'info' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+      child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+      const exited = new Promise<string>((r) => child.on('exit', (code, signal) => r(`${code ?? signal}`)));
+      await sleep(delay);
+      child.kill('SIGTERM');
+      const how = await exited;
+      const stopping = out.indexOf('"signal":"SIGTERM","whileLoading":true,"msg":"shutting down"');
+      const listening = out.indexOf('"msg":"eyrie is listening"');
+      tries.push(
+        `${delay} ms: ${how}${listening >= 0 && listening < stopping ? ' (already listening)' : ''}`,
+      );
+      if (how === '0' && stopping >= 0 && (listening < 0 || stopping < listening)) {
+        assert.match(out, /"msg":"stopped"/);
+        return;
+      }
+    }
+    assert.fail(`no SIGTERM while loading was handled: ${tries.join(', ')}`);
   });
 
   it('exits 0 on SIGTERM when the pipe its logs go to was closed (EPIPE)', async () => {

@@ -12,6 +12,7 @@ import { sendEvents } from './send.ts';
 import { timerDelay } from '../util/timer.ts';
 import { DeadLetters, type QueueCaps, type Selection } from '../delivery/dead-letters.ts';
 import { parseDuration } from '../config/units.ts';
+import { adoptEarlySignals, releaseEarlySignals } from './early-signals.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -89,10 +90,10 @@ async function runService(loaded: LoadedConfig): Promise<void> {
   // Handlers first: a SIGTERM that arrives while starting (an orchestrator that gave up waiting) must
   // stop Eyrie cleanly once it is up, not kill it with Node's default action.
   let stopping = false;
-  const stop = (signal: string) => {
+  const stop = (signal: string, whileLoading = false) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, 'shutting down');
+    logger.info(whileLoading ? { signal, whileLoading } : { signal }, 'shutting down');
     // A backstop for a close that hangs: past the sends' own deadline (delivery.shutdown_timeout),
     // closing the journal and the listeners takes moments, so this margin is never reached otherwise.
     const deadline = setTimeout(
@@ -118,6 +119,7 @@ async function runService(loaded: LoadedConfig): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  const early = adoptEarlySignals();
   const started: Promise<RunningEyrie | undefined> = startEyrie(loaded.config, logger, {
     onStdinEnd: () => logger.info('standard input ended; still delivering and serving the other sources'),
   }).catch((err: unknown) => {
@@ -126,6 +128,8 @@ async function runService(loaded: LoadedConfig): Promise<void> {
     exitAfterLogs(logger, 1);
     return undefined;
   });
+  // One that came while loading: handled as if it came now (`started` is set).
+  for (const signal of early) stop(signal, true);
   await started;
 }
 
@@ -452,8 +456,11 @@ program
     process.stdout.write(`eyrie ${pkg.version} (node ${process.version})\n`);
   });
 
+const SERVICES = new Set(['serve', 'exporter']);
+program.hook('preAction', (_program, command) => {
+  if (!SERVICES.has(command.name())) releaseEarlySignals();
+});
 await program.parseAsync(process.argv);
 // One-shot commands end here. Exiting explicitly skips the teardown in which better-sqlite3 12 can
 // abort on Node 24 (src/store/sqlite.ts); the services keep running and exit from their signal handler.
-const SERVICES = new Set(['serve', 'exporter']);
 if (!SERVICES.has(program.args[0] ?? '')) process.exit(process.exitCode ?? 0);
