@@ -17,7 +17,7 @@ export function adoptEarlySignals(): NodeJS.Signals[] {
   const holder = globalThis as { [KEY]?: NotedSignals };
   const noted = holder[KEY];
   if (noted === undefined) return [];
-  delete holder[KEY];
+  holder[KEY] = undefined;
   process.off('SIGTERM', noted.note);
   process.off('SIGINT', noted.note);
   return noted.signals;
