@@ -132,10 +132,16 @@ export function preflight(config: EyrieConfig): string[] {
       }
     });
   });
-  attempt(() => {
-    const problem = unusablePath(config.storage.path, 'directory');
-    if (problem !== undefined) throw new Error(`storage.path: ${problem}`);
-  });
+  // Only when something keeps state there: the exporter alone (falco-exporter's chart, a read-only
+  // root file system) or memory-only destinations never touch it.
+  const usesStorage =
+    config.destinations.some((d) => d.durability === 'disk') || config.sources.files.length > 0;
+  if (usesStorage) {
+    attempt(() => {
+      const problem = unusablePath(config.storage.path, 'directory');
+      if (problem !== undefined) throw new Error(`storage.path: ${problem}`);
+    });
+  }
   if (config.listen.enabled && config.listen.tls.enabled) attempt(() => readTls(config));
   if (config.exporter.enabled) attempt(() => exporterTlsOptions(config.exporter));
   config.sources.grpc.forEach((grpc, index) => {

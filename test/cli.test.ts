@@ -186,6 +186,28 @@ describe('eyrie check and version', () => {
     assert.match(res2.stderr, new RegExp(`${sidekick}:2:15: tlsclient\\.cacertfile: cannot read`));
   });
 
+  it('does not need storage.path when nothing keeps state there (the exporter, memory-only destinations)', async () => {
+    const dir = tempDir();
+    const notADir = join(dir, 'plain-file');
+    writeFileSync(notADir, '');
+    const file = join(dir, 'memory-only.yaml');
+    writeFileSync(
+      file,
+      `storage:\n  path: ${notADir}\ndestinations:\n  - name: out\n    type: stdout\n    durability: memory\n`,
+    );
+    const res = await run(['check', '-c', file]);
+    assert.equal(res.code, 0, res.stderr);
+    // falco-exporter's chart runs on a read-only root file system, the image's /data included.
+    const exporter = await run(
+      ['exporter', '--listen-address', '127.0.0.1:0', '--probes-listen-address', '127.0.0.1:0'],
+      undefined,
+      { EYRIE_STORAGE__PATH: notADir },
+      6000,
+    );
+    assert.doesNotMatch(exporter.stderr, /storage\.path/);
+    assert.equal(exporter.code, 0, exporter.stderr);
+  });
+
   it('refuses an address Node cannot parse at check, located, without its credentials', async () => {
     const dir = tempDir();
     const file = join(dir, 'address.yaml');

@@ -12,6 +12,7 @@ import { spawnEyrie, type EyrieProcess } from './helpers/eyrie-process.ts';
 import {
   prometheusInstalled,
   promtool,
+  splitOr,
   splitThreshold,
   startPrometheus,
   stopProcess,
@@ -124,15 +125,17 @@ const loadRules = (file: string) => parse(readFileSync(deploy(file), 'utf8')) as
 
 function ruleChecks(file: string): QueryCheck[] {
   return loadRules(file).groups.flatMap((group) =>
-    group.rules.map((rule): QueryCheck => {
-      const expr = rule.expr.trim();
-      const name = `${file} ${rule.alert ?? rule.record}`;
-      // absent() has data only when the target is missing: while Eyrie is scraped it must be empty.
-      if (expr.startsWith('absent(')) return { name: `${name}: ${expr}`, expr, expect: 'empty' };
-      const split = splitThreshold(expr);
-      const value = split?.value ?? expr;
-      return { name: `${name}: ${value.replace(/\s+/g, ' ')}`, expr: value, expect: 'data' };
-    }),
+    group.rules.flatMap((rule): QueryCheck[] =>
+      // `A > 0 or B`: each operand must be a valid query with data.
+      splitOr(rule.expr.trim()).map((expr): QueryCheck => {
+        const name = `${file} ${rule.alert ?? rule.record}`;
+        // absent() has data only when the target is missing: while Eyrie is scraped it must be empty.
+        if (expr.startsWith('absent(')) return { name: `${name}: ${expr}`, expr, expect: 'empty' };
+        const split = splitThreshold(expr);
+        const value = split?.value ?? expr;
+        return { name: `${name}: ${value.replace(/\s+/g, ' ')}`, expr: value, expect: 'data' };
+      }),
+    ),
   );
 }
 
@@ -346,6 +349,12 @@ destinations:
 
   it('promtool check rules passes on both rule files', () => {
     const { status, output } = promtool(['check', 'rules', ...RULE_FILES.map(deploy)]);
+    assert.equal(status, 0, output);
+  });
+
+  it("promtool's unit tests of the rules pass: the first dead letter or drop of a destination fires", () => {
+    const tests = fileURLToPath(new URL('fixtures/prometheus/eyrie-rules.test.yaml', import.meta.url));
+    const { status, output } = promtool(['test', 'rules', tests]);
     assert.equal(status, 0, output);
   });
 

@@ -137,15 +137,8 @@ export async function startPrometheus(config: object, dir: string): Promise<Prom
 
 const COMPARISON = /^(==|!=|>=|<=|>|<)/;
 
-/**
- * Splits a PromQL expression at its top-level comparison with a number (`X > 300`, `X == 0`,
- * `X > bool 1`): alert expressions are empty while they do not fire, their left-hand side is the
- * data. Returns undefined when there is no top-level comparison; throws when the comparison is not
- * with a plain number (then stripping it would change what is measured).
- */
-export function splitThreshold(
-  expr: string,
-): { value: string; operator: string; threshold: number } | undefined {
+/** Offsets of `expr` outside parentheses, brackets, braces and quotes (PromQL's top level). */
+function* topLevel(expr: string): Generator<number> {
   let depth = 0;
   let quote: string | undefined;
   for (let i = 0; i < expr.length; i++) {
@@ -158,18 +151,44 @@ export function splitThreshold(
     if (c === '"' || c === "'" || c === '`') quote = c;
     else if ('([{'.includes(c)) depth++;
     else if (')]}'.includes(c)) depth--;
-    else if (depth === 0) {
-      const operator = COMPARISON.exec(expr.slice(i))?.[1];
-      if (operator === undefined) continue;
-      const right = expr
-        .slice(i + operator.length)
-        .trim()
-        .replace(/^bool\s+/, '');
-      if (!/^[-+]?(\d+(\.\d*)?|\.\d+)(e[-+]?\d+)?$/i.test(right)) {
-        throw new Error(`top-level comparison is not with a number: ${expr}`);
-      }
-      return { value: expr.slice(0, i).trim(), operator, threshold: Number(right) };
+    else if (depth === 0) yield i;
+  }
+}
+
+/** The operands of a top-level `or` (`A > 0 or B`), each checked on its own; [expr] without one. */
+export function splitOr(expr: string): string[] {
+  const parts: string[] = [];
+  let from = 0;
+  for (const i of topLevel(expr)) {
+    if (i >= from && /^\sor\s/.test(expr.slice(i, i + 4))) {
+      parts.push(expr.slice(from, i).trim());
+      from = i + 3;
     }
+  }
+  parts.push(expr.slice(from).trim());
+  return parts;
+}
+
+/**
+ * Splits a PromQL expression at its top-level comparison with a number (`X > 300`, `X == 0`,
+ * `X > bool 1`): alert expressions are empty while they do not fire, their left-hand side is the
+ * data. Returns undefined when there is no top-level comparison; throws when the comparison is not
+ * with a plain number (then stripping it would change what is measured).
+ */
+export function splitThreshold(
+  expr: string,
+): { value: string; operator: string; threshold: number } | undefined {
+  for (const i of topLevel(expr)) {
+    const operator = COMPARISON.exec(expr.slice(i))?.[1];
+    if (operator === undefined) continue;
+    const right = expr
+      .slice(i + operator.length)
+      .trim()
+      .replace(/^bool\s+/, '');
+    if (!/^[-+]?(\d+(\.\d*)?|\.\d+)(e[-+]?\d+)?$/i.test(right)) {
+      throw new Error(`top-level comparison is not with a number: ${expr}`);
+    }
+    return { value: expr.slice(0, i).trim(), operator, threshold: Number(right) };
   }
   return undefined;
 }
