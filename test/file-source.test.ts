@@ -201,6 +201,30 @@ describe('file source', { timeout: 90_000 }, () => {
     assert.equal(savedOffset(h.dataDir).ino, String(statSync(h.path).ino));
   });
 
+  it('keeps reading the old file while the writer appends to it after the rename, until it reopens the path', async () => {
+    const h = harness();
+    const lines = eventLines(70, 110);
+    // Falco's file_output with keep_alive: true writes to the renamed file until logrotate's
+    // postrotate tells it to reopen (SIGUSR1): here a third of a second, many polls.
+    let fd = openSync(h.path, 'a');
+    h.source();
+    for (let i = 0; i < 20; i++) writeSync(fd, `${lines[i]}\n`);
+    await waitForEvents(h.router, 20);
+    renameSync(h.path, `${h.path}.1`);
+    writeFileSync(h.path, ''); // logrotate's `create`
+    for (let i = 20; i < 50; i++) {
+      writeSync(fd, `${lines[i]}\n`);
+      await sleep(10);
+    }
+    closeSync(fd);
+    fd = openSync(h.path, 'a');
+    for (let i = 50; i < 70; i++) writeSync(fd, `${lines[i]}\n`);
+    closeSync(fd);
+    await waitForEvents(h.router, 70);
+    await settle();
+    assert.deepEqual(received(h.router), lines.map(uuidOf));
+  });
+
   it('reads the file again from the start after copytruncate', async () => {
     const h = harness();
     const lines = eventLines(60, 106);
@@ -214,6 +238,22 @@ describe('file source', { timeout: 90_000 }, () => {
     await waitForEvents(h.router, 25);
     appendFileSync(h.path, lines.slice(25, 60).join('\n') + '\n');
     await waitForEvents(h.router, 60);
+    await settle();
+    assert.deepEqual(received(h.router), lines.map(uuidOf));
+  });
+
+  it('copytruncate: lines written since the last read are read from the copy, before the truncated file', async () => {
+    const h = harness();
+    const lines = eventLines(40, 111);
+    writeFileSync(h.path, lines.slice(0, 20).join('\n') + '\n');
+    h.source();
+    await waitForEvents(h.router, 20);
+    // Within one poll: Falco appends, logrotate copies and truncates, Falco appends to the empty file.
+    appendFileSync(h.path, lines.slice(20, 25).join('\n') + '\n');
+    copyFileSync(h.path, `${h.path}.1`);
+    truncateSync(h.path, 0);
+    appendFileSync(h.path, lines.slice(25, 40).join('\n') + '\n');
+    await waitForEvents(h.router, 40);
     await settle();
     assert.deepEqual(received(h.router), lines.map(uuidOf));
   });
@@ -271,15 +311,17 @@ describe('file source', { timeout: 90_000 }, () => {
     assert.equal(savedOffset(h.dataDir).offset, statSync(h.path).size);
   });
 
-  it('reads a file rotated while stopped from its start', async () => {
+  it('reads the rest of a file rotated while stopped, then the new one from its start', async () => {
     const h = harness();
     const lines = eventLines(30, 108);
     writeFileSync(h.path, lines.slice(0, 10).join('\n') + '\n');
     const first = h.source();
     await waitForEvents(h.router, 10);
     await first.close();
+    // Written after Eyrie stopped, then rotated away (logrotate's `path.1`) before it started again.
+    appendFileSync(h.path, lines.slice(10, 15).join('\n') + '\n');
     renameSync(h.path, `${h.path}.1`);
-    writeFileSync(h.path, lines.slice(10, 30).join('\n') + '\n');
+    writeFileSync(h.path, lines.slice(15, 30).join('\n') + '\n');
     h.source();
     await waitForEvents(h.router, 30);
     await settle();

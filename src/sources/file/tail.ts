@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { BigIntStats } from 'node:fs';
-import { open, readFile, rename, stat, writeFile, type FileHandle } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { open, readdir, readFile, rename, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { FileSourceConfig } from '../../config/types.ts';
@@ -16,6 +16,12 @@ const READ_CHUNK_BYTES = 256 * 1024;
 const FINGERPRINT_BYTES = 256;
 /** The offset is written at most this often while reading (and always on open, rotation, close). */
 const SAVE_INTERVAL_MS = 1000;
+/**
+ * After a new file appears at the path, the old one is read until it has not grown for this long
+ * (at least two polls): a writer that holds it open (Falco's file_output with keep_alive: true)
+ * appends to it until it reopens the path (SIGUSR1 in logrotate's postrotate).
+ */
+const ROTATE_QUIET_MS = 2000;
 /** A long catch-up logs its progress this often. */
 const PROGRESS_LOG_INTERVAL_MS = 5000;
 
@@ -104,6 +110,8 @@ export class FileSource implements EventSource {
   private startAtEndApplies = true;
   /** The last problem logged, so a lasting one is logged once. */
   private problem: string | undefined;
+  /** While a new file waits at the path: since when the old one has not grown. */
+  private oldFileQuietSince: number | undefined;
 
   constructor(config: FileSourceConfig, context: SourceContext) {
     this.config = config;
@@ -164,9 +172,15 @@ export class FileSource implements EventSource {
     }
     await this.followTruncation();
     // Read before switching: the writer may have appended to the old file up to the rename.
+    const readFrom = this.readPosition;
     await this.drain();
     if (this.stopping.signal.aborted) return;
     if (atPath !== undefined && String(atPath.ino) !== this.tracked!.ino) {
+      const now = Date.now();
+      if (this.oldFileQuietSince === undefined || this.readPosition !== readFrom)
+        this.oldFileQuietSince = now;
+      const quiet = Math.max(ROTATE_QUIET_MS, 2 * this.config.poll_interval);
+      if (now - this.oldFileQuietSince < quiet) return; // the writer may still be appending to it
       const next = await open(this.config.path, 'r').catch((err: unknown) => {
         if (isMissing(err)) return undefined; // gone again since the stat: the next poll looks again
         throw err;
@@ -178,6 +192,7 @@ export class FileSource implements EventSource {
         return;
       }
       this.logger.info({ offset: this.offset }, 'file rotated: finished the old file, reading the new one');
+      this.oldFileQuietSince = undefined;
       await this.finishFile();
       if (this.stopping.signal.aborted) {
         await next.close();
@@ -199,15 +214,28 @@ export class FileSource implements EventSource {
     let reason: string;
     try {
       const stats = await handle.stat({ bigint: true });
-      const size = Number(stats.size);
-      const dev = String(stats.dev);
-      const ino = String(stats.ino);
+      let size = Number(stats.size);
+      let dev = String(stats.dev);
+      let ino = String(stats.ino);
       const previous = this.tracked ? { ...this.tracked, offset: this.offset } : await this.loadSaved();
       let skipPartialLine = false;
+      // Rotated while Eyrie was stopped: the rest of the old file first, then (the next polls) the new one.
+      const rotated =
+        previous !== undefined && previous.ino !== ino && this.tracked === undefined
+          ? await this.findRotated(previous)
+          : undefined;
       if (previous !== undefined && previous.ino === ino) {
         const unchanged = size >= previous.offset && (await sameBeginning(handle, previous.fingerprint));
         start = unchanged ? previous.offset : 0;
         reason = unchanged ? 'resumed at the saved offset' : 'file truncated or replaced: from the start';
+      } else if (rotated !== undefined && previous !== undefined) {
+        await handle.close();
+        handle = rotated.handle;
+        start = previous.offset;
+        reason = `rotated while stopped: the rest of ${rotated.path} first`;
+        dev = previous.dev;
+        ino = previous.ino;
+        size = rotated.size;
       } else if (previous !== undefined) {
         start = 0;
         reason = 'new file (rotated): from the start';
@@ -230,7 +258,7 @@ export class FileSource implements EventSource {
       if (skipPartialLine) this.splitter.skipToNextLine();
       this.readPosition = start;
       this.offset = start;
-      this.lastSize = stats.size;
+      this.lastSize = BigInt(size);
       this.startAtEndApplies = false;
       await this.extendFingerprint(size);
       this.problem = undefined;
@@ -240,6 +268,80 @@ export class FileSource implements EventSource {
       throw err;
     }
     await this.persist(true);
+  }
+
+  /**
+   * A file beside the path whose name extends it (logrotate's `path.1`, `path-20261129`), that
+   * `wanted` accepts and that begins as `fingerprint` says, opened; undefined when there is none.
+   */
+  private async findBeside(
+    wanted: (stats: BigIntStats) => boolean,
+    fingerprint: Fingerprint,
+  ): Promise<{ handle: FileHandle; path: string; size: number } | undefined> {
+    if (fingerprint.length === 0) return undefined; // nothing to recognize it by
+    const dir = dirname(this.config.path);
+    const name = basename(this.config.path);
+    let entries: string[];
+    try {
+      entries = await readdir(dir);
+    } catch {
+      return undefined;
+    }
+    for (const entry of entries) {
+      if (entry === name || !entry.startsWith(name)) continue;
+      const path = join(dir, entry);
+      const stats = await statPath(path).catch(() => undefined);
+      if (stats?.isFile() !== true || !wanted(stats)) continue;
+      const handle = await open(path, 'r');
+      if (await sameBeginning(handle, fingerprint)) return { handle, path, size: Number(stats.size) };
+      await handle.close();
+    }
+    return undefined;
+  }
+
+  /**
+   * The file a saved offset refers to, renamed beside the path while Eyrie was stopped and still
+   * holding unread lines: same device and inode, longer than the offset.
+   */
+  private findRotated(saved: TrackedFile & { offset: number }) {
+    return this.findBeside(
+      (stats) =>
+        String(stats.ino) === saved.ino &&
+        String(stats.dev) === saved.dev &&
+        Number(stats.size) > saved.offset,
+      saved.fingerprint,
+    );
+  }
+
+  /**
+   * Copytruncate: what the writer appended between the last read and the copy is in the copy
+   * logrotate made (`path.1`, another inode with this file's beginning), not in the truncated file.
+   * Read there from the offset, before this file is read again from its start.
+   */
+  private async readRestFromCopy(): Promise<void> {
+    const tracked = this.tracked!;
+    const copy = await this.findBeside(
+      (stats) => String(stats.ino) !== tracked.ino && Number(stats.size) > this.offset,
+      tracked.fingerprint,
+    );
+    if (copy === undefined) return;
+    const truncated = this.handle;
+    const { lastSize } = this;
+    const from = this.offset;
+    this.handle = copy.handle;
+    this.splitter.reset(from);
+    this.readPosition = from;
+    try {
+      await this.drain();
+    } finally {
+      this.handle = truncated;
+      this.lastSize = lastSize;
+      await copy.handle.close();
+    }
+    this.logger.info(
+      { copy: copy.path, from, to: this.offset },
+      'file truncated (copytruncate): read the lines written since the last read from its copy',
+    );
   }
 
   /**
@@ -255,6 +357,7 @@ export class FileSource implements EventSource {
     if (!changed && !always) return false;
     const shorter = stats.size < BigInt(this.readPosition);
     if (!shorter && (await sameBeginning(handle, this.tracked!.fingerprint))) return false;
+    await this.readRestFromCopy();
     this.logger.info(
       { previousOffset: this.offset, size: Number(stats.size) },
       'file truncated (copytruncate): reading it again from the start',
