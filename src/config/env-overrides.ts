@@ -12,6 +12,29 @@ export const ENV_PREFIX = 'EYRIE_';
 /** EYRIE_ variables that are not settings (read by the CLI), so not reported as unknown. */
 export const NON_SETTING_ENV: ReadonlySet<string> = new Set(['EYRIE_CONFIG', 'EYRIE_TOKEN']);
 
+/**
+ * Kubernetes' service links: for every Service in the namespace each pod gets `<NAME>_SERVICE_HOST`,
+ * `<NAME>_SERVICE_PORT[_<PORT NAME>]`, `<NAME>_PORT` and `<NAME>_PORT_<N>_<PROTO>[_ADDR|_PORT|_PROTO]`,
+ * so a Service called `eyrie` or `eyrie-falcosidekick` puts EYRIE_ variables in the environment.
+ * They are not settings (settings separate keys with `__`) and must not stop Eyrie from starting.
+ * Recognised by name and value together, so that a mistyped setting (`EYRIE_LISTEN_PORT=2802`) is
+ * still reported.
+ */
+const SERVICE_LINKS: [name: RegExp, value: RegExp][] = [
+  [/_SERVICE_HOST$|_PORT_\d+_(TCP|UDP|SCTP)_ADDR$/, /^[0-9A-Fa-f:.]+$/],
+  [/_SERVICE_PORT(_[A-Z0-9_]+)?$|_PORT_\d+_(TCP|UDP|SCTP)_PORT$/, /^\d+$/],
+  [/_PORT$|_PORT_\d+_(TCP|UDP|SCTP)$/, /^(tcp|udp|sctp):\/\//],
+  [/_PORT_\d+_(TCP|UDP|SCTP)_PROTO$/, /^(tcp|udp|sctp)$/],
+];
+
+/** True for an EYRIE_ variable that is read as a setting. */
+export function isSettingEnv(name: string, value: string | undefined): boolean {
+  const upper = name.toUpperCase();
+  if (!upper.startsWith(ENV_PREFIX) || NON_SETTING_ENV.has(upper)) return false;
+  if (upper.includes('__')) return true;
+  return !SERVICE_LINKS.some(([n, v]) => n.test(upper) && v.test(value ?? ''));
+}
+
 /** How a destination name is written inside an env var name: case-insensitive, `-` and `.` as `_`. */
 export const envNameOf = (destination: string): string => destination.toLowerCase().replace(/[-.]/g, '_');
 
@@ -30,7 +53,7 @@ export function applyEnvOverrides(
 ): string[] {
   const applied: string[] = [];
   const names = Object.keys(env)
-    .filter((n) => n.toUpperCase().startsWith(ENV_PREFIX) && !NON_SETTING_ENV.has(n.toUpperCase()))
+    .filter((name) => isSettingEnv(name, env[name]))
     .sort();
   for (const name of names) {
     if (new Override(name, env[name] ?? '', data, types, issues).apply()) applied.push(name);

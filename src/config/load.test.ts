@@ -393,6 +393,17 @@ destinations:
         EYRIE_DESTINATIONS__NOPE__STREAM: 'stderr',
         EYRIE_DESTINATIONS__MY_OUT__FILTER__MINIMUM_PRIORITY: 'warn',
         EYRIE_LISTEN: 'x',
+        // Kubernetes' service links for Services named `eyrie` and `eyrie-falcosidekick`: not settings.
+        EYRIE_SERVICE_HOST: '10.0.0.1',
+        EYRIE_SERVICE_PORT: '2801',
+        EYRIE_SERVICE_PORT_HTTP: '2801',
+        EYRIE_PORT: 'tcp://10.0.0.1:2801',
+        EYRIE_PORT_2801_TCP: 'tcp://10.0.0.1:2801',
+        EYRIE_PORT_2801_TCP_ADDR: '10.0.0.1',
+        EYRIE_PORT_2801_TCP_PORT: '2801',
+        EYRIE_PORT_2801_TCP_PROTO: 'tcp',
+        EYRIE_FALCOSIDEKICK_SERVICE_HOST: '10.0.0.2',
+        EYRIE_FALCOSIDEKICK_PORT_2801_TCP_ADDR: '10.0.0.2',
       }),
     );
     assert.deepEqual(found.sort(), [
