@@ -74,6 +74,9 @@ export function translateOutput(
   let mutualTls = false;
 
   for (const [key, value] of Object.entries(node)) {
+    // `method:` with nothing after it (a section uncommented from config_example.yaml): viper reads
+    // a null as unset, so the default applies.
+    if (value === null) continue;
     const from = [...path, key];
     const base = key.endsWith('_file') ? key.slice(0, -'_file'.length) : key;
     const option = optionOf.get(base);

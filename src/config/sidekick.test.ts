@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Type } from 'typebox';
+import { webhookDestination } from '../destinations/webhook.ts';
 import { stdoutDestination } from '../destinations/stdout.ts';
 import type { DestinationType } from '../destinations/types.ts';
 import { loadConfig } from './load.ts';
@@ -220,6 +221,32 @@ describe('Falcosidekick outputs with an Eyrie destination type', () => {
     // viper lower-cases keys, headers included; HTTP header names are case-insensitive anyway.
     assert.deepEqual(hook?.request.headers, { authorization: 'Bearer abc' });
     assert.ok(warnings.includes("falcosidekick: webhook.address → destination 'webhook' (type webhook)"));
+  });
+
+  it('take an empty key (null) as unset and an empty method as POST, as viper and Falcosidekick do', () => {
+    const { config } = load(
+      `webhook:
+  address: http://receiver:8080/falco
+  method:
+  customHeaders:
+  #  key: value
+  checkcert:
+  mutualtls:
+  maxconcurrentrequests:
+  minimumpriority:
+`,
+      {},
+      { destinationTypes: withWebhook },
+    );
+    const [hook] = config.destinations;
+    assert.deepEqual(hook?.options, { url: 'http://receiver:8080/falco', method: 'POST' });
+    assert.deepEqual(hook?.request.headers, {});
+    assert.equal(hook?.request.tls.verify, true);
+    assert.equal(hook?.queue.concurrency, 1);
+    // The real webhook type: "" sends POST.
+    const real = new Map([['webhook', webhookDestination as unknown as DestinationType<never>]]);
+    const empty = load('webhook:\n  address: http://r/\n  method: ""\n', {}, { destinationTypes: real });
+    assert.equal(empty.config.destinations[0]!.options.method, '');
   });
 
   it('refuse a misspelt minimumpriority (Falcosidekick would send everything) and unknown keys', () => {

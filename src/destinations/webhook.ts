@@ -23,7 +23,7 @@ import { checkHeaders, createHttpTransport, DEFAULT_CONTENT_TYPE } from './http-
  */
 export interface WebhookOptions {
   address: string;
-  /** POST or PUT, any case. */
+  /** POST or PUT, any case; '' is POST (Falcosidekick sends POST for anything but PUT). */
   method: string;
   custom_headers: Record<string, string>;
 }
@@ -35,7 +35,7 @@ export const webhookOptionsSchema = Type.Object(
       expect: 'an http:// or https:// URL',
     }),
     method: Type.String({
-      pattern: '^([Pp][Oo][Ss][Tt]|[Pp][Uu][Tt])$',
+      pattern: '^([Pp][Oo][Ss][Tt]|[Pp][Uu][Tt])?$',
       default: 'POST',
       expect: 'POST or PUT',
     }),
