@@ -244,7 +244,7 @@ describe('Falcosidekick outputs with an Eyrie destination type', () => {
     assert.equal(hook?.request.tls.verify, true);
     assert.equal(hook?.queue.concurrency, 1);
     // The real webhook type: "" sends POST.
-    const real = new Map([['webhook', webhookDestination as unknown as DestinationType<never>]]);
+    const real = new Map([['webhook', webhookDestination]]);
     const empty = load('webhook:\n  address: http://r/\n  method: ""\n', {}, { destinationTypes: real });
     assert.equal(empty.config.destinations[0]!.options.method, '');
   });
