@@ -186,6 +186,20 @@ describe('eyrie check and version', () => {
     assert.match(res2.stderr, new RegExp(`${sidekick}:2:15: tlsclient\\.cacertfile: cannot read`));
   });
 
+  it("takes Falcosidekick's --config-file flag for serve (its chart's extraArgs)", async () => {
+    const dir = tempDir();
+    const file = join(dir, 'config.yaml');
+    writeFileSync(file, 'listenport: 99999\n');
+    for (const args of [
+      ['serve', '--config-file', file],
+      ['serve', `--config-file=${file}`],
+    ]) {
+      const res = await run(args, undefined, {}, 20_000);
+      assert.equal(res.code, 1, res.stderr);
+      assert.match(res.stderr, new RegExp(`^${file}:1:13: listenport: `, 'm'));
+    }
+  });
+
   it('does not need storage.path when nothing keeps state there (the exporter, memory-only destinations)', async () => {
     const dir = tempDir();
     const notADir = join(dir, 'plain-file');

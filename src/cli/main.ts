@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { loadConfig, locateProblems } from '../config/load.ts';
 import { ConfigError } from '../config/errors.ts';
 import { renderConfig, secretValues } from '../config/render.ts';
@@ -58,9 +58,11 @@ program
     'config file (native Eyrie YAML or a Falcosidekick config.yaml)',
     process.env.EYRIE_CONFIG,
   )
+  // Falcosidekick's flag (`-c, --config-file`), as its chart's extraArgs pass it.
+  .addOption(new Option('--config-file <file>').hideHelp())
   .option('--stdin', "also read JSON alerts from standard input (Falco's program_output)")
-  .action(async (opts: { config?: string; stdin?: boolean }) => {
-    const loaded = load(opts.config);
+  .action(async (opts: { config?: string; configFile?: string; stdin?: boolean }) => {
+    const loaded = load(opts.configFile ?? opts.config);
     if (opts.stdin) loaded.config.sources.stdin = true;
     await runService(loaded);
   });
