@@ -5,7 +5,8 @@ import { Metrics } from '../src/metrics/registry.ts';
 import { Pipeline } from '../src/routing/pipeline.ts';
 import { StdinSource } from '../src/sources/stdin.ts';
 import { eventLines, metricValue, sleep, waitUntil } from './helpers/delivery.ts';
-import { CaptureRouter, silentLogger, identityEnricher } from './helpers/ingest.ts';
+import { CaptureRouter, refusingRouter, silentLogger, identityEnricher } from './helpers/ingest.ts';
+import { warningsLogger } from './helpers/log-capture.ts';
 
 function setup(router = new CaptureRouter()) {
   const input = new PassThrough();
@@ -117,6 +118,31 @@ describe('stdin source', { timeout: 60_000 }, () => {
       lines.map(uuidOf),
     );
     assert.equal(await t.count('accepted'), 20);
+  });
+
+  it('counts every line lost at close while the journal refuses: the batch held, the lines read behind it', async () => {
+    const { logger, warnings } = warningsLogger();
+    const router = refusingRouter(Infinity);
+    const input = new PassThrough();
+    const pipeline = new Pipeline(identityEnricher, router, silentLogger);
+    const source = new StdinSource(
+      { pipeline, metrics: new Metrics({ defaultMetrics: false }), logger, dataDir: '/nonexistent' },
+      input,
+    );
+    const lines = eventLines(6, 205);
+    source.start();
+    input.write(`${lines[0]}\n`);
+    await waitUntil(
+      () => router.calls >= 1,
+      2000,
+      () => 'first batch offered',
+    );
+    // Behind it, while the input is paused: five lines and half of a sixth.
+    input.write(`${lines.slice(1, 5).join('\n')}\n${lines[5]!.slice(0, 40)}`);
+    await sleep(20);
+    await source.close();
+    const lost = warnings.filter((w) => String(w.msg).includes('they are lost')).map((w) => w.lines);
+    assert.deepEqual(lost, [1, 5]);
   });
 
   it('stops reading on close without calling onEnd', async () => {

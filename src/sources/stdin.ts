@@ -54,6 +54,19 @@ export class StdinSource implements EventSource {
     this.input.pause();
     await this.inFlight;
     await this.finishing;
+    // Read from the pipe but not handed over (the stream's buffer, a partial line): gone with the
+    // process too, and counted in the same warning's terms.
+    let unread = 0;
+    for (let chunk: unknown; (chunk = this.input.read()) !== null;) {
+      unread += this.splitter.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer)).length;
+    }
+    if (this.splitter.flush() !== undefined) unread++;
+    if (unread > 0) {
+      this.logger.warn(
+        { lines: unread },
+        'closed with lines read from stdin not handed over yet: they are lost',
+      );
+    }
   }
 
   private readonly onData = (chunk: Buffer | string): void => {
