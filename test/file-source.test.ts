@@ -225,6 +225,32 @@ describe('file source', { timeout: 90_000 }, () => {
     assert.deepEqual(received(h.router), lines.map(uuidOf));
   });
 
+  it('waits the full quiet period for a new file even after another one came and went', async () => {
+    const h = harness();
+    const lines = eventLines(40, 112);
+    const fd = openSync(h.path, 'a');
+    h.source();
+    for (let i = 0; i < 10; i++) writeSync(fd, `${lines[i]}\n`);
+    await waitForEvents(h.router, 10);
+    // A file appears at the path and goes away again within the quiet period.
+    renameSync(h.path, `${h.path}.1`);
+    writeFileSync(h.path, '');
+    await sleep(200);
+    unlinkSync(h.path);
+    await sleep(2500);
+    // Then the real rotation's new file, while the writer still appends to the old one.
+    writeFileSync(h.path, '');
+    await sleep(300);
+    for (let i = 10; i < 40; i++) {
+      writeSync(fd, `${lines[i]}\n`);
+      await sleep(30);
+    }
+    closeSync(fd);
+    await waitForEvents(h.router, 40);
+    await settle();
+    assert.deepEqual(received(h.router), lines.map(uuidOf));
+  });
+
   it('reads the file again from the start after copytruncate', async () => {
     const h = harness();
     const lines = eventLines(60, 106);

@@ -26,6 +26,8 @@ describe('parseRetryAfter', () => {
     try {
       assert.equal(parseRetryAfter('Sun Nov 29 12:01:00 2026', now), 60_000);
       assert.equal(parseRetryAfter('Sun Nov  1 12:00:00 2026', now), 0);
+      // A single space before a one-digit day, as some servers write it.
+      assert.equal(parseRetryAfter('Sun Dec 6 12:00:00 2026', now), 7 * 24 * 3600 * 1000);
     } finally {
       if (zone === undefined) delete process.env.TZ;
       else process.env.TZ = zone;

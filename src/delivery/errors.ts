@@ -87,7 +87,7 @@ export interface StatusOverrides {
   permanent_statuses?: number[];
 }
 
-const ASCTIME = /^[A-Za-z]{3} [A-Za-z]{3} [ \d]\d \d\d:\d\d:\d\d \d{4}$/;
+const ASCTIME = /^[A-Za-z]{3} [A-Za-z]{3} +\d{1,2} \d\d:\d\d:\d\d \d{4}$/;
 
 /**
  * Parses `Retry-After` (delta-seconds, also with a fraction, or an HTTP date) into milliseconds, at

@@ -95,8 +95,19 @@ describe('Deduplicator', () => {
 
   it('without fields and without output text (json_include_output_property: false), the output fields tell events apart', () => {
     const d = new Deduplicator({ window: 60_000, fields: [] }, new FakeClock().now);
+    let time = 1767258001000000000n;
+    // Falco puts the fields of its output in output_fields, the leading %evt.time included.
     const shell = (cmdline: string, pod: string | null) =>
-      event('Terminal shell', { 'proc.cmdline': cmdline, 'k8s.pod.name': pod }, '');
+      event(
+        'Terminal shell',
+        {
+          'evt.time': new ExactNumber(String((time += 1000n))),
+          'evt.time.iso8601': `t${time}`,
+          'proc.cmdline': cmdline,
+          'k8s.pod.name': pod,
+        },
+        '',
+      );
     assert.equal(d.isDuplicate(shell('bash -c id', 'web-1')), false);
     assert.equal(d.isDuplicate(shell('sh -c curl evil', 'web-2')), false, 'other fields: another alert');
     assert.equal(d.isDuplicate(shell('bash -c id', null)), false, 'null is a value of its own');
@@ -108,6 +119,12 @@ describe('Deduplicator', () => {
       ),
       true,
     );
+    // evt.num, evt.rawtime… also differ per event; evt.type does not.
+    const other = (fields: JsonObject) =>
+      d.isDuplicate(event('Other', { 'evt.type': 'open', ...fields }, ''));
+    assert.equal(other({ 'evt.num': 1, 'evt.rawtime': 5 }), false);
+    assert.equal(other({ 'evt.num': 2, 'evt.rawtime': 6 }), true);
+    assert.equal(other({ 'evt.type': 'execve', 'evt.num': 3 }), false);
   });
 
   it('hostname, source, priority and uuid in fields read the event itself', () => {

@@ -47,10 +47,17 @@ function part(text: string): string {
  * is `-` and a null one `~` (a component otherwise starts with a digit), so distinct inputs never
  * share a key.
  */
-/** Every output field, in name order: `<name><value>` with the value marked as in dedupKey. */
+/**
+ * Output fields that differ on every event (its time, its number): as the leading time is cut from the
+ * output text, they are left out of a key made of all output fields.
+ */
+const PER_EVENT_FIELD = /^evt\.(time|datetime|rawtime|reltime|num)(\.|$)/;
+
+/** Every output field but PER_EVENT_FIELD, in name order: `<name><value>`, the value marked as in dedupKey. */
 function outputFieldsPart(fields: FalcoEvent['output_fields']): string {
   let text = '';
   for (const name of Object.keys(fields).sort()) {
+    if (PER_EVENT_FIELD.test(name)) continue;
     const value = fields[name];
     text += part(name) + (value === null || value === undefined ? '~' : part(fieldString(value)!));
   }

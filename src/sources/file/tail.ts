@@ -110,8 +110,8 @@ export class FileSource implements EventSource {
   private startAtEndApplies = true;
   /** The last problem logged, so a lasting one is logged once. */
   private problem: string | undefined;
-  /** While a new file waits at the path: since when the old one has not grown. */
-  private oldFileQuietSince: number | undefined;
+  /** While a new file waits at the path: which one, and since when the old one has not grown. */
+  private pendingRotation: { ino: string; quietSince: number } | undefined;
 
   constructor(config: FileSourceConfig, context: SourceContext) {
     this.config = config;
@@ -177,10 +177,12 @@ export class FileSource implements EventSource {
     if (this.stopping.signal.aborted) return;
     if (atPath !== undefined && String(atPath.ino) !== this.tracked!.ino) {
       const now = Date.now();
-      if (this.oldFileQuietSince === undefined || this.readPosition !== readFrom)
-        this.oldFileQuietSince = now;
+      const ino = String(atPath.ino);
+      // Another new file than the one waited for (it came and went) starts the wait again.
+      if (this.pendingRotation?.ino !== ino || this.readPosition !== readFrom)
+        this.pendingRotation = { ino, quietSince: now };
       const quiet = Math.max(ROTATE_QUIET_MS, 2 * this.config.poll_interval);
-      if (now - this.oldFileQuietSince < quiet) return; // the writer may still be appending to it
+      if (now - this.pendingRotation.quietSince < quiet) return; // the writer may still be appending to it
       const next = await open(this.config.path, 'r').catch((err: unknown) => {
         if (isMissing(err)) return undefined; // gone again since the stat: the next poll looks again
         throw err;
@@ -192,7 +194,6 @@ export class FileSource implements EventSource {
         return;
       }
       this.logger.info({ offset: this.offset }, 'file rotated: finished the old file, reading the new one');
-      this.oldFileQuietSince = undefined;
       await this.finishFile();
       if (this.stopping.signal.aborted) {
         await next.close();
@@ -200,7 +201,10 @@ export class FileSource implements EventSource {
       }
       await this.openFile(next);
       await this.drain();
-    } else if (atPath === undefined && (await this.handle.stat({ bigint: true })).nlink === 0n) {
+      return;
+    }
+    this.pendingRotation = undefined;
+    if (atPath === undefined && (await this.handle.stat({ bigint: true })).nlink === 0n) {
       // Deleted, not renamed: holding it open would keep its disk space.
       this.logger.info({ offset: this.offset }, 'file deleted: waiting for a new one');
       await this.finishFile();
@@ -292,7 +296,9 @@ export class FileSource implements EventSource {
       const path = join(dir, entry);
       const stats = await statPath(path).catch(() => undefined);
       if (stats?.isFile() !== true || !wanted(stats)) continue;
-      const handle = await open(path, 'r');
+      // Gone or unreadable since the stat (compressed and removed, another owner): not this one.
+      const handle = await open(path, 'r').catch(() => undefined);
+      if (handle === undefined) continue;
       if (await sameBeginning(handle, fingerprint)) return { handle, path, size: Number(stats.size) };
       await handle.close();
     }
@@ -429,6 +435,7 @@ export class FileSource implements EventSource {
   private async closeHandle(): Promise<void> {
     const handle = this.handle;
     this.handle = undefined;
+    this.pendingRotation = undefined;
     await handle?.close().catch(() => {});
   }
 
