@@ -1,7 +1,7 @@
 import { after, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { openSqlite } from '../src/store/sqlite.ts';
 import {
@@ -1593,6 +1593,68 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       );
       assertExactlyOnce(again.fakes.spare!, uuids(events));
       assert.deepEqual(again.fakes.lossy!.sends, []);
+    });
+
+    it('close() lets a memory fallback deliver what its destination gives up while it finishes', async (t) => {
+      const cfg = config(
+        [
+          dest('a', { extra: 'durability: memory, fallback: m, queue: { concurrency: 1 }' }),
+          dest('m', { extra: 'durability: memory, filter: { rules: ["no rule has this name"] }' }),
+        ],
+        'shutdown_timeout: 10s',
+      );
+      // Each send of a takes 100 ms and is refused for good: handed to m, one by one, during the close.
+      const slowRefusal: Behaviour = async () => {
+        await sleep(100);
+        throw http(400)();
+      };
+      const te = start(t, cfg, { a: slowRefusal, m: succeed });
+      const events = makeEvents(5, 24);
+      await te.engine.route(events);
+      await waitUntil(
+        () => te.fakes.a!.inFlight === 1,
+        2000,
+        () => 'a sending',
+      );
+      await te.close();
+      assertExactlyOnce(te.fakes.m!, uuids(events));
+      const metrics = await te.metrics.registry.getSingleMetricAsString('eyrie_delivery_events_total');
+      assert.equal(deliveryEvents(metrics, 'm', 'dropped'), 0);
+    });
+
+    it('close() does not hand memory events to a durable fallback whose journal file was removed', async (t) => {
+      const cfg = config(
+        [
+          dest('kept', { extra: 'durability: memory, fallback: spare' }),
+          dest('spare', { extra: 'filter: { rules: ["no rule has this name"] }' }),
+        ],
+        'shutdown_timeout: 10s',
+      );
+      const { logger, warnings } = warningsLogger();
+      const te = start(
+        t,
+        cfg,
+        { kept: failWith(http(503, 3_600_000)), spare: succeed },
+        cfg.storage.path,
+        logger,
+      );
+      rmSync(join(cfg.storage.path, 'eyrie.db'));
+      rmSync(join(cfg.storage.path, 'eyrie.db-wal'), { force: true });
+      const events = makeEvents(4, 25);
+      await te.engine.route(events);
+      await waitUntil(
+        () => te.fakes.kept!.sends.length > 0,
+        5000,
+        () => 'kept failing',
+      );
+      await te.close();
+      const metrics = await te.metrics.registry.getSingleMetricAsString('eyrie_delivery_events_total');
+      assert.equal(deliveryEvents(metrics, 'kept', 'fallback', 'shutdown'), 0);
+      assert.equal(deliveryEvents(metrics, 'kept', 'dropped', 'shutdown'), 4);
+      assert.ok(
+        warnings.some((w) => w.events === 4 && String(w.msg).includes('were not sent and are lost')),
+        JSON.stringify(warnings),
+      );
     });
 
     it('close() releases what is still held at shutdown_timeout; a new engine delivers it (at least once)', async (t) => {

@@ -154,6 +154,12 @@ export class DeliveryEngine implements Router {
       const name = config.name;
       const onDrop = (reason: string, count: number) =>
         m.outcomes.inc({ destination: name, outcome: 'dropped', reason }, count);
+      // Shown at 0 from the start: an alert on increase() (which needs a sample before the first
+      // drop) then fires on the first one. Their reasons are known in advance, unlike dead letters'.
+      for (const reason of ['queue_full_oldest', 'queue_full_newest'].concat(
+        config.durability === 'memory' ? ['gave_up_memory'] : [],
+      ))
+        m.outcomes.handle({ destination: name, outcome: 'dropped', reason });
       const caps = {
         maxEvents: config.queue.max_events,
         maxBytes: config.queue.max_bytes,
@@ -500,7 +506,21 @@ export class DeliveryEngine implements Router {
     clearInterval(this.resyncTimer);
     this.journal?.flush();
     const deadline = Date.now() + this.config.shutdown_timeout;
-    await Promise.all(this.routes.map((r) => r.workers.stop(deadline)));
+    // A fallback stops after the destinations that hand over to it: what they give up while they
+    // finish (a memory queue sent on until empty) still finds its workers running.
+    const stopped = new Map<Route, Promise<void>>();
+    const visiting = new Set<Route>();
+    const stop = (route: Route): Promise<void> => {
+      const known = stopped.get(route);
+      if (known !== undefined) return known;
+      if (visiting.has(route)) return Promise.resolve(); // a fallback loop, which the config check refuses
+      visiting.add(route);
+      const feeders = this.routes.filter((r) => r.config.fallback === route.config.name);
+      const done = Promise.all(feeders.map(stop)).then(() => route.workers.stop(deadline));
+      stopped.set(route, done);
+      return done;
+    };
+    await Promise.all(this.routes.map(stop));
     for (const route of this.routes) this.settleMemoryAtShutdown(route);
     await Promise.allSettled(this.routes.map((r) => r.workers.close()));
     // Also writes the acks of the sends that finished meanwhile.

@@ -309,6 +309,8 @@ export class SqliteQueue implements DeliveryQueue {
   }
 
   adopt(event: FalcoEvent, enqueuedAt: number, now: number): void {
+    // A new event for the journal, like an ingest commit: not into a file removed under it.
+    this.journal.checkFiles();
     const s = this.journal.statements;
     const body = stringifyJson(event);
     const bytes = Buffer.byteLength(body);
@@ -875,7 +877,7 @@ export class Journal {
    * Throws while a journal file is not the one opened (see `files`): two stats per commit (about 5 µs,
    * shared by the commit's events).
    */
-  private checkFiles(): void {
+  checkFiles(): void {
     if (this.filesGone === undefined) {
       for (const { path, dev, ino } of this.files) {
         const st = statSync(path, { throwIfNoEntry: false });
