@@ -258,13 +258,8 @@ describe('eyrie check and version', () => {
         res.stderr,
         new RegExp(`${native}:11:12: destinations\\[1\\]\\.filter\\.cel: invalid CEL expression`),
       );
-      // YAML rounds it to ...800, which could never equal the field: refused rather than never matching.
-      assert.match(
-        res.stderr,
-        new RegExp(
-          `${native}:16:29: destinations\\[2\\]\\.filter\\.fields\\["evt\\.time"\\]\\.in\\[1\\]: integer 1234567890123456800 is beyond 2\\^53 and was rounded: quote it`,
-        ),
-      );
+      // A condition keeps the number as written (YAML would round it to ...800): nothing to refuse.
+      assert.doesNotMatch(res.stderr, /destinations\[2\]/);
     }
     // A Falcosidekick file: the key as written there.
     const sidekick = join(dir, 'sidekick.yaml');

@@ -7,6 +7,8 @@ import { loadConfig } from './load.ts';
 import type { LoadedConfig } from './load.ts';
 import { ConfigError } from './errors.ts';
 import { stdoutDestination } from '../destinations/stdout.ts';
+import { compileFilter } from '../routing/filter.ts';
+import { parseFalcoEvent } from '../event/falco-event.ts';
 
 /** Only `stdout`, so messages listing types do not change as types are added to the registry. */
 const types = new Map([['stdout', stdoutDestination]]);
@@ -111,6 +113,38 @@ destinations:
     assert.equal(out.retry.max_elapsed_time, 86_400_000);
     assert.deepEqual(out.batch, { max_events: 1, max_bytes: 0, timeout: 0 });
     assert.equal(out.request.timeout, 30_000);
+  });
+
+  it('keeps a number in a filter condition as written: 3.10, 1.0, 1e3, integers beyond 2^53', () => {
+    const { config } = load(
+      [
+        'destinations:',
+        '  - name: out',
+        '    type: stdout',
+        '    filter:',
+        '      fields:',
+        '        container.image.tag: { not_in: [latest, 3.10, 1.0, 1e3] }',
+        '        evt.time: { in: [1, 1234567890123456789] }',
+        '        proc.pid: { equals: 1234 }',
+        '    queue: { max_events: 1e3 }',
+        '',
+      ].join('\n'),
+    );
+    const [out] = config.destinations;
+    const fields = out!.filter.fields!;
+    assert.deepEqual(fields['container.image.tag'], { not_in: ['latest', '3.10', '1.0', '1e3'] });
+    assert.deepEqual(fields['evt.time'], { in: [1, '1234567890123456789'] });
+    assert.deepEqual(fields['proc.pid'], { equals: 1234 });
+    // Elsewhere a number is still a number.
+    assert.equal(out!.queue.max_events, 1000);
+    const accepts = compileFilter(out!.filter, 'destinations[0].filter');
+    const event = (tag: string) =>
+      parseFalcoEvent(
+        `{"output":"x","priority":"Warning","rule":"r","time":"2026-01-01T00:00:00Z","output_fields":{"container.image.tag":"${tag}","evt.time":1234567890123456789,"proc.pid":1234}}`,
+      );
+    assert.equal(accepts(event('3.10')), false, 'excluded as written');
+    assert.equal(accepts(event('1.0')), false);
+    assert.equal(accepts(event('3.1')), true, 'not what YAML would have made of 3.10');
   });
 
   it('accepts port 0 (any free port), for tests', () => {

@@ -5,6 +5,11 @@ import { leadingZeroTrap } from './coerce.ts';
 import { isPlainObject } from './plain.ts';
 import type { Issues, Origin, Path } from './origins.ts';
 
+/** Under `destinations[i].filter.fields.<field>.<condition>`, where values are compared as text. */
+function isFilterCondition(path: Path): boolean {
+  return path.length >= 6 && path[0] === 'destinations' && path[2] === 'filter' && path[3] === 'fields';
+}
+
 /**
  * Parses `text` into plain data, recording the line:column of every key and value and expanding `${VAR}`
  * in string values. Problems go to `issues`; the data is still returned so later checks can run too.
@@ -87,8 +92,15 @@ class Walker {
     if (isScalar(node)) {
       // `0640`: its text, which a string setting keeps as written and an integer one refuses (see
       // leadingZeroTrap), rather than YAML 1.2's decimal reading.
-      if (typeof node.value === 'number' && node.type === 'PLAIN' && leadingZeroTrap(node.source ?? ''))
-        return node.source;
+      // A filter condition compares text: `3.10` and `1.0` (image tags) or an integer beyond 2^53 are
+      // meant as written, not as the number YAML makes of them (3.1, 1, rounded).
+      const source = node.source ?? '';
+      if (
+        typeof node.value === 'number' &&
+        node.type === 'PLAIN' &&
+        (leadingZeroTrap(source) || (isFilterCondition(path) && source !== String(node.value)))
+      )
+        return source;
       return this.scalar(node.value, node.type === 'PLAIN', path);
     }
     return null;
