@@ -872,6 +872,81 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       });
     }
 
+    for (const c of cases) {
+      for (const durability of ['disk', 'memory'] as const) {
+        it(`${c.name}, durability: ${durability}, with a fallback: the 7 turned away go to the fallback, none dropped`, async (t) => {
+          const cfg = config(
+            [
+              dest('capped', {
+                extra: `durability: ${durability}, fallback: spare, queue: { concurrency: 1, ${c.queue} }`,
+              }),
+              // Routed nothing itself: what it holds came from the cap.
+              dest('spare', { extra: 'filter: { rules: ["no rule has this name"] }' }),
+            ],
+            'shutdown_timeout: 20ms',
+          );
+          const te = start(t, cfg, { capped: hang, spare: hang });
+          await te.engine.route(events);
+          const queued = (name: string) => te.engine.health().find((h) => h.name === name)!.queued;
+          await waitUntil(
+            () => queued('spare') === 7,
+            2000,
+            () => `spare holds ${queued('spare')}`,
+          );
+          assert.equal(queued('capped'), 5, 'the capped queue holds its cap');
+          const handed = queuedUuids(te.dataDir, 'spare');
+          if (durability === 'disk') {
+            assert.deepEqual(queuedUuids(te.dataDir, 'capped'), c.kept);
+            const turnedAway = uuids(events).filter((u) => !c.kept.includes(u));
+            assert.deepEqual(handed, turnedAway, 'the fallback takes exactly what the cap turned away');
+          } else {
+            assert.equal(new Set(handed).size, 7, 'seven distinct events');
+            assert.ok(handed.every((u) => uuids(events).includes(u)));
+          }
+          const metrics = await te.metrics.text();
+          assert.equal(deliveryEvents(metrics, 'capped', 'fallback', c.reason), 7);
+          assert.equal(deliveryEvents(metrics, 'capped', 'dropped'), 0, 'nothing dropped');
+          assert.equal(deliveryEvents(metrics, 'spare', 'dropped'), 0);
+        });
+      }
+    }
+
+    it('a memory fallback takes what a durable cap turns away, and its own cap applies', async (t) => {
+      const cfg = config(
+        [
+          dest('capped', { extra: 'fallback: spare, queue: { concurrency: 1, max_events: 5 }' }),
+          dest('spare', {
+            extra:
+              'durability: memory, filter: { rules: ["no rule has this name"] }, queue: { concurrency: 1, max_events: 4, when_full: drop_newest }',
+          }),
+        ],
+        'shutdown_timeout: 20ms',
+      );
+      const te = start(t, cfg, { capped: hang, spare: hang });
+      await te.engine.route(events);
+      const queued = (name: string) => te.engine.health().find((h) => h.name === name)!.queued;
+      await waitUntil(
+        () => queued('spare') === 4,
+        2000,
+        () => `spare holds ${queued('spare')}`,
+      );
+      assert.deepEqual(queuedUuids(te.dataDir, 'capped'), last5);
+      await waitUntil(
+        () => te.fakes.spare!.sends.length === 1,
+        2000,
+        () => 'the fallback sends',
+      );
+      assert.deepEqual(te.fakes.spare!.sends[0]!.uuids, [events[0]!.uuid], 'the oldest turned away first');
+      const metrics = await te.metrics.text();
+      assert.equal(deliveryEvents(metrics, 'capped', 'fallback', 'queue_full_oldest'), 7);
+      assert.equal(deliveryEvents(metrics, 'spare', 'dropped', 'queue_full_newest'), 3, "the fallback's cap");
+      assert.equal(
+        query<{ n: number }>(te.dataDir, 'SELECT count(*) AS n FROM events')[0]!.n,
+        5,
+        'no event row is left behind for what went to memory',
+      );
+    });
+
     it('a fallback applies its own cap to what it is handed (durable and memory origins)', async (t) => {
       const never = 'filter: { rules: ["no rule has this name"] }';
       const cfg = config(

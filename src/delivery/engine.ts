@@ -258,7 +258,15 @@ export class DeliveryEngine implements Router {
         throw new Error(
           `destination ${route.config.name}: fallback ${route.config.fallback} is not a destination`,
         );
-      route.workers.setFallback(target.workers.queue, () => target.workers.notify());
+      const name = route.config.name;
+      const wake = () => target.workers.notify();
+      route.workers.setFallback(target.workers.queue, wake);
+      // What the caps turn away is not dropped either: a full queue behind a dead destination never
+      // spends its events' retry budgets (a failing destination is probed once per backoff).
+      route.workers.queue.setOverflow(target.workers.queue, (reason, count) => {
+        this.metrics.outcomes.inc({ destination: name, outcome: 'fallback', reason }, count);
+        wake();
+      });
     }
     this.registerQueueGauges(options.metrics);
     if (journal) {

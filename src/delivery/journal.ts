@@ -8,7 +8,15 @@ import type { FalcoEvent } from '../event/falco-event.ts';
 import { parseJson, stringifyJson } from '../event/json.ts';
 import { makeDirectory } from '../util/directory.ts';
 import { asError } from '../util/error.ts';
-import type { DeliveryQueue, GiveUp, GiveUpResult, Prefetcher, QueueDepth, QueueEntry } from './queue.ts';
+import type {
+  DeliveryQueue,
+  GiveUp,
+  GiveUpResult,
+  OnQueueFull,
+  Prefetcher,
+  QueueDepth,
+  QueueEntry,
+} from './queue.ts';
 
 /** Ingest could not persist: answered 503, never 200. */
 export class JournalUnavailableError extends Error {
@@ -42,9 +50,6 @@ export interface JournalItem {
   event: FalcoEvent;
   destinations: readonly SqliteQueue[];
 }
-
-/** Counts entries a queue cap dropped (the newest refused, or the oldest dropped for it). */
-export type OnQueueDrop = (reason: 'queue_full_newest' | 'queue_full_oldest', count: number) => void;
 
 /** The `leased` value of a row no claim holds. */
 const UNLEASED = 0;
@@ -159,7 +164,9 @@ export class SqliteQueue implements DeliveryQueue {
   readonly maxBytes: number;
   readonly whenFull: 'drop_oldest' | 'drop_newest';
   private readonly journal: Journal;
-  private readonly onDrop: OnQueueDrop;
+  private readonly onDrop: OnQueueFull;
+  /** Where the caps send what they turn away, when the destination has a fallback (see setOverflow). */
+  private overflow: { queue: DeliveryQueue; handed: OnQueueFull } | undefined;
   /** Cached depth, kept by every write and resynced from the table (the dlq CLI writes too). */
   count = 0;
   bytes = 0;
@@ -171,7 +178,7 @@ export class SqliteQueue implements DeliveryQueue {
     journal: Journal,
     destination: string,
     caps: { maxEvents: number; maxBytes: number; whenFull: 'drop_oldest' | 'drop_newest' },
-    onDrop: OnQueueDrop,
+    onDrop: OnQueueFull,
   ) {
     this.journal = journal;
     this.destination = destination;
@@ -276,16 +283,8 @@ export class SqliteQueue implements DeliveryQueue {
         settled++;
         this.count--;
         this.bytes -= entry.bytes;
-        if (fallback instanceof SqliteQueue) {
-          // Same event row, one more delivery row: no copy of the body. The fallback's cap applies.
-          if (fallback.makeRoom(entry.bytes)) {
-            fallback.insertHandedOver(row.event_id, entry.bytes, entry.enqueuedAt, now);
-          } else {
-            this.journal.release(row.event_id);
-          }
-        } else if (fallback) {
-          fallback.adopt(entry.event, entry.enqueuedAt, now);
-          this.journal.release(row.event_id);
+        if (fallback) {
+          this.handTo(fallback, row.event_id, entry.bytes, entry.enqueuedAt, now, entry.event);
         } else {
           s.insertDeadLetter.run(
             this.destination,
@@ -308,6 +307,31 @@ export class SqliteQueue implements DeliveryQueue {
     return { settled, deadLetters: dead };
   }
 
+  /**
+   * Inside a write transaction: one of this queue's delivery rows, just deleted, goes to `fallback`.
+   * A durable fallback queues the same event row (no copy of the body), within its own cap; a memory
+   * one takes the event (`event`, or the id of its stored row).
+   */
+  private handTo(
+    fallback: DeliveryQueue,
+    eventId: number,
+    bytes: number,
+    enqueuedAt: number,
+    now: number,
+    event: FalcoEvent | number,
+  ): void {
+    if (fallback instanceof SqliteQueue) {
+      const taker = fallback.placeFor(bytes, event, enqueuedAt, now);
+      if (taker !== undefined) {
+        taker.insertHandedOver(eventId, bytes, enqueuedAt, now);
+        return;
+      }
+    } else {
+      fallback.adopt(this.journal.eventOf(event), enqueuedAt, now);
+    }
+    this.journal.release(eventId);
+  }
+
   adopt(event: FalcoEvent, enqueuedAt: number, now: number): void {
     // A new event for the journal, like an ingest commit: not into a file removed under it.
     this.journal.checkFiles();
@@ -315,10 +339,43 @@ export class SqliteQueue implements DeliveryQueue {
     const body = stringifyJson(event);
     const bytes = Buffer.byteLength(body);
     this.journal.write(() => {
-      if (!this.makeRoom(bytes)) return;
+      const taker = this.placeFor(bytes, event, enqueuedAt, now);
+      if (taker === undefined) return;
       const eventId = Number(s.insertEvent.run(event.uuid, body, now, 1).lastInsertRowid);
-      this.insertHandedOver(eventId, bytes, enqueuedAt, now);
+      taker.insertHandedOver(eventId, bytes, enqueuedAt, now);
     });
+  }
+
+  setOverflow(fallback: DeliveryQueue, handed: OnQueueFull): void {
+    // Counted once the transaction that hands them over commits, as drops are.
+    this.overflow = {
+      queue: fallback,
+      handed: (reason, count) => this.journal.afterCommit(() => handed(reason, count)),
+    };
+  }
+
+  /**
+   * Inside a write transaction: the durable queue that takes a new entry of `bytes`. This one when
+   * its cap leaves room (dropping its oldest entries for it, or handing them to the fallback, as
+   * `when_full` says); else its fallback's, down the chain. Undefined when the entry is dropped
+   * (counted) or went to a memory fallback (`event`, read only then: a number is its stored row's id).
+   */
+  placeFor(
+    bytes: number,
+    event: FalcoEvent | number,
+    enqueuedAt: number,
+    now: number,
+  ): SqliteQueue | undefined {
+    if (this.makeRoom(bytes, now)) return this;
+    const overflow = this.overflow;
+    if (overflow === undefined) {
+      this.onDrop('queue_full_newest', 1);
+      return undefined;
+    }
+    overflow.handed('queue_full_newest', 1);
+    if (overflow.queue instanceof SqliteQueue) return overflow.queue.placeFor(bytes, event, enqueuedAt, now);
+    overflow.queue.adopt(this.journal.eventOf(event), enqueuedAt, now);
+    return undefined;
   }
 
   /**
@@ -383,17 +440,14 @@ export class SqliteQueue implements DeliveryQueue {
   }
 
   /**
-   * Inside a write transaction (an append, or a hand-over to this fallback): applies the cap, and
-   * returns false when the new entry of `bytes` must be dropped. Every drop is counted.
+   * Inside a write transaction (see placeFor): applies the cap, and returns false when the new entry
+   * of `bytes` must be turned away (the caller counts it).
    */
-  makeRoom(bytes: number): boolean {
+  private makeRoom(bytes: number, now: number): boolean {
     if (!this.full(bytes)) return true;
     // Larger than the whole byte cap: no drop could make room, and none is made.
-    if (this.whenFull === 'drop_newest' || (this.maxBytes > 0 && bytes > this.maxBytes)) {
-      this.onDrop('queue_full_newest', 1);
-      return false;
-    }
-    return this.dropOldestFor(bytes);
+    if (this.whenFull === 'drop_newest' || (this.maxBytes > 0 && bytes > this.maxBytes)) return false;
+    return this.dropOldestFor(bytes, now);
   }
 
   /** True when one more entry of `bytes` would exceed a cap. */
@@ -404,8 +458,11 @@ export class SqliteQueue implements DeliveryQueue {
     );
   }
 
-  /** makeRoom for `drop_oldest`: drops the oldest entries not being sent, or the new one if that is not enough. */
-  private dropOldestFor(bytes: number): boolean {
+  /**
+   * makeRoom for `drop_oldest`: drops the oldest entries not being sent (or hands them to the
+   * fallback), or turns the new one away if that is not enough.
+   */
+  private dropOldestFor(bytes: number, now: number): boolean {
     const s = this.journal.statements;
     // Entries prefetched or handed over in this commit are leased but not being sent: unlease them so
     // they can be dropped like any other. (Should this transaction roll back, those taken back from
@@ -417,18 +474,22 @@ export class SqliteQueue implements DeliveryQueue {
     this.handoffRoom = 0;
     const before = { count: this.count, bytes: this.bytes };
     let dropped = 0;
+    // For the fallback, once room is sure to be made (the savepoint below may still undo the drops).
+    const evicted: { event_id: number; bytes: number; enqueued_at: number }[] = [];
+    const overflow = this.overflow;
     try {
       // A savepoint: when the entries in flight alone leave no room, the new entry is dropped and
       // the queued ones stay (dropping them would not have helped).
       this.journal.write(() => {
         while (this.full(bytes)) {
           const oldest = s.oldestUnleased.get(this.destination) as
-            { id: number; event_id: number; bytes: number } | undefined;
+            { id: number; event_id: number; bytes: number; enqueued_at: number } | undefined;
           if (!oldest) throw new NoRoom('the entries in flight fill the cap');
           s.deleteDelivery.get(oldest.id, UNLEASED);
           this.count--;
           this.bytes -= oldest.bytes;
-          this.journal.release(oldest.event_id);
+          if (overflow) evicted.push(oldest);
+          else this.journal.release(oldest.event_id);
           dropped++;
         }
       });
@@ -436,10 +497,13 @@ export class SqliteQueue implements DeliveryQueue {
       if (!(err instanceof NoRoom)) throw err;
       this.count = before.count;
       this.bytes = before.bytes;
-      this.onDrop('queue_full_newest', 1);
       return false;
     }
-    if (dropped > 0) this.onDrop('queue_full_oldest', dropped);
+    if (overflow) {
+      for (const row of evicted)
+        this.handTo(overflow.queue, row.event_id, row.bytes, row.enqueued_at, now, row.event_id);
+      if (evicted.length > 0) overflow.handed('queue_full_oldest', evicted.length);
+    } else if (dropped > 0) this.onDrop('queue_full_oldest', dropped);
     return true;
   }
 
@@ -508,8 +572,9 @@ function prepare(db: Database.Database) {
     nextDue: db.prepare('SELECT due_at FROM deliveries WHERE destination = ? ORDER BY due_at LIMIT 1'),
     oldest: db.prepare('SELECT enqueued_at FROM deliveries WHERE destination = ? ORDER BY id LIMIT 1'),
     oldestUnleased: db.prepare(
-      'SELECT id, event_id, bytes FROM deliveries WHERE destination = ? AND leased = 0 ORDER BY id LIMIT 1',
+      'SELECT id, event_id, bytes, enqueued_at FROM deliveries WHERE destination = ? AND leased = 0 ORDER BY id LIMIT 1',
     ),
+    eventBody: db.prepare('SELECT body FROM events WHERE id = ?').pluck(),
     depth: db.prepare('SELECT count(*) AS count, sum(bytes) AS bytes FROM deliveries WHERE destination = ?'),
     // Pages of the database as this connection sees it, WAL included, and those of them free.
     pageCount: db.prepare('PRAGMA page_count').pluck(),
@@ -605,7 +670,7 @@ export class Journal {
   queue(
     destination: string,
     caps: { maxEvents: number; maxBytes: number; whenFull: 'drop_oldest' | 'drop_newest' },
-    onDrop: OnQueueDrop,
+    onDrop: OnQueueFull,
   ): SqliteQueue {
     const queue = new SqliteQueue(this, destination, caps, onDrop);
     this.queues.push(queue);
@@ -755,6 +820,11 @@ export class Journal {
 
   private lastClaim = 0;
 
+  /** The event itself, or the one stored under this id. */
+  eventOf(event: FalcoEvent | number): FalcoEvent {
+    return typeof event === 'number' ? storedEvent(this.statements.eventBody.get(event) as string) : event;
+  }
+
   /** Inside a transaction: one reference to the event is gone; delete it when none is left. */
   release(eventId: number): void {
     // The last reference (the usual case: one destination): one statement instead of two.
@@ -849,8 +919,13 @@ export class Journal {
           for (const { event, destinations } of items) {
             const body = stringifyJson(event);
             const bytes = Buffer.byteLength(body);
-            const accepted = destinations.filter((q) => q.makeRoom(bytes));
-            if (accepted.length === 0) continue;
+            let accepted: SqliteQueue[] | undefined;
+            for (const q of destinations) {
+              const taker = q.placeFor(bytes, event, now, now);
+              // A full queue's fallback may be routed the event as well: one delivery row is enough.
+              if (taker !== undefined && !accepted?.includes(taker)) (accepted ??= []).push(taker);
+            }
+            if (accepted === undefined) continue;
             const eventId = Number(s.insertEvent.run(event.uuid, body, now, accepted.length).lastInsertRowid);
             for (const q of accepted) q.insert(eventId, bytes, now, event);
           }

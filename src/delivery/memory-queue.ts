@@ -1,7 +1,15 @@
 import TinyQueue from 'tinyqueue';
 import type { FalcoEvent } from '../event/falco-event.ts';
 import { stringifyJson } from '../event/json.ts';
-import type { DeliveryQueue, GiveUp, GiveUpResult, QueueDepth, QueueEntry } from './queue.ts';
+import type {
+  DeliveryQueue,
+  GiveUp,
+  GiveUpResult,
+  OnQueueFull,
+  QueueDepth,
+  QueueEntry,
+  QueueFullReason,
+} from './queue.ts';
 
 interface Slot extends QueueEntry {
   dueAt: number;
@@ -44,7 +52,9 @@ export class MemoryQueue implements DeliveryQueue {
   private readonly maxEvents: number;
   private readonly maxBytes: number;
   private readonly whenFull: 'drop_oldest' | 'drop_newest';
-  private readonly onDrop: (reason: 'queue_full_newest' | 'queue_full_oldest', count: number) => void;
+  private readonly onDrop: OnQueueFull;
+  /** Where the caps send what they turn away, when the destination has a fallback (see setOverflow). */
+  private overflow: { queue: DeliveryQueue; handed: OnQueueFull } | undefined;
   /** By id, in enqueue order (ids grow). */
   private readonly slots = new Map<number, Slot>();
   private due = new TinyQueue<DueNode>([], byDueThenId);
@@ -58,7 +68,7 @@ export class MemoryQueue implements DeliveryQueue {
   constructor(
     destination: string,
     caps: { maxEvents: number; maxBytes: number; whenFull: 'drop_oldest' | 'drop_newest' },
-    onDrop: (reason: 'queue_full_newest' | 'queue_full_oldest', count: number) => void,
+    onDrop: OnQueueFull,
   ) {
     this.destination = destination;
     this.maxEvents = caps.maxEvents;
@@ -78,18 +88,18 @@ export class MemoryQueue implements DeliveryQueue {
       // drop_oldest drops only what is not being sent; when the entries in flight alone leave no room
       // (or the event is larger than the byte cap), the new one goes and the queued ones stay.
       if (this.whenFull === 'drop_newest' || this.full(this.leasedCount, this.leasedBytes, bytes)) {
-        this.onDrop('queue_full_newest', 1);
+        this.turnAway('queue_full_newest', [{ event, enqueuedAt }], now);
         return;
       }
-      let dropped = 0;
+      const dropped: Slot[] = [];
       for (const slot of this.slots.values()) {
         if (!this.full(this.slots.size, this.bytes, bytes)) break;
         if (slot.claim !== 0) continue; // being sent
         this.slots.delete(slot.id); // (deleting the current entry does not disturb a Map's iteration)
         this.bytes -= slot.bytes;
-        dropped++;
+        dropped.push(slot);
       }
-      this.onDrop('queue_full_oldest', dropped);
+      this.turnAway('queue_full_oldest', dropped, now);
     }
     const slot: Slot = {
       id: this.nextId++,
@@ -105,6 +115,33 @@ export class MemoryQueue implements DeliveryQueue {
     this.slots.set(slot.id, slot);
     this.bytes += bytes;
     this.schedule(slot, now);
+  }
+
+  /** Entries the caps turned away: to the fallback when there is one, else dropped; counted either way. */
+  private turnAway(
+    reason: QueueFullReason,
+    entries: readonly { event: FalcoEvent; enqueuedAt: number }[],
+    now: number,
+  ): void {
+    if (entries.length === 0) return;
+    let handed = 0;
+    if (this.overflow !== undefined) {
+      try {
+        for (const { event, enqueuedAt } of entries) {
+          this.overflow.queue.adopt(event, enqueuedAt, now);
+          handed++;
+        }
+      } catch {
+        // A durable fallback that cannot write (its journal refuses): what it did not take is dropped,
+        // counted below; the journal reports its own failure.
+      }
+      if (handed > 0) this.overflow.handed(reason, handed);
+    }
+    if (handed < entries.length) this.onDrop(reason, entries.length - handed);
+  }
+
+  setOverflow(fallback: DeliveryQueue, handed: OnQueueFull): void {
+    this.overflow = { queue: fallback, handed };
   }
 
   /** True when one more entry of `bytes` would exceed a cap, with `count` entries of `total` bytes queued. */

@@ -32,6 +32,12 @@ export interface GiveUpResult {
   deadLetters: number;
 }
 
+/** Why a queue cap turned an entry away: the new one refused, or the oldest ones dropped for it. */
+export type QueueFullReason = 'queue_full_newest' | 'queue_full_oldest';
+
+/** Counts entries a queue cap dropped, or handed to the fallback (see DeliveryQueue.setOverflow). */
+export type OnQueueFull = (reason: QueueFullReason, count: number) => void;
+
 /** An entry that will not be retried, with the reason and error its dead letter records. */
 export interface GiveUp {
   entry: QueueEntry;
@@ -72,6 +78,11 @@ export interface DeliveryQueue {
    * its ingest time, kept so that latency and queue age count the time spent on the other queue.
    */
   adopt(event: FalcoEvent, enqueuedAt: number, now: number): void;
+  /**
+   * What the caps turn away (the newest refused, or the oldest dropped for it) goes to `fallback`
+   * (this destination's) instead of being dropped; `handed` counts it, once it is there.
+   */
+  setOverflow(fallback: DeliveryQueue, handed: OnQueueFull): void;
   /** Returns leased entries unsent (shutdown), due at once. */
   release(entries: readonly QueueEntry[]): void;
   /** Earliest due time of any entry (leased ones count at their lease expiry). */
