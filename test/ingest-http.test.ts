@@ -2,6 +2,7 @@ import { JournalUnavailableError } from '../src/delivery/journal.ts';
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { gzipSync, deflateSync } from 'node:zlib';
+import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { connect as netConnect } from 'node:net';
 import { request, Agent } from 'undici';
@@ -194,6 +195,36 @@ describe('HTTP ingest', () => {
     );
   });
 
+  it('stops inflating a gzip bomb once it is past the limit, not after the 413 went out', async (t) => {
+    // Watch the gunzip streams the server creates: how much each inflates.
+    const zlib = createRequire(import.meta.url)('node:zlib') as typeof import('node:zlib');
+    const inflated: number[] = [];
+    const original = zlib.createGunzip;
+    const replace = (createGunzip: typeof original) => {
+      Object.defineProperty(zlib, 'createGunzip', { value: createGunzip });
+      syncBuiltinESMExports();
+    };
+    replace((options) => {
+      const gunzip = original(options);
+      const i = inflated.push(0) - 1;
+      gunzip.on('data', (chunk: Buffer) => (inflated[i]! += chunk.length));
+      return gunzip;
+    });
+    t.after(() => replace(original));
+    // 48 gzip members of 1 MiB of spaces each: under 64 KiB sent, 48 MiB once inflated.
+    const member = gzipSync(Buffer.alloc(1024 * 1024, ' '));
+    const bomb = Buffer.concat([gzipSync(event), ...Array.from({ length: 48 }, () => member)]);
+    assert.ok(bomb.length < 64 * 1024);
+    const res = await post(ingest.url, bomb, {
+      'content-type': 'application/json',
+      'content-encoding': 'gzip',
+    });
+    assert.equal(res.status, 413);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(inflated.length, 1);
+    assert.ok(inflated[0]! < 1024 * 1024, `inflated ${inflated[0]} bytes of a body refused at 64 KiB`);
+  });
+
   it('explains text/plain alerts from Falco with json_output off', async () => {
     const res = await post(ingest.url, '09:00:01.000000123: Notice A shell was spawned', {
       'content-type': 'text/plain',
@@ -300,6 +331,28 @@ describe('HTTP ingest', () => {
     t.after(() => authed.close());
     assert.equal((await post(authed.url, big, { authorization: 'Bearer s3cret' })).status, 413);
     assert.equal(await rejected(authed), 1);
+  });
+
+  it('does not count a body its sender abandoned mid-way as a rejected request, whichever path served it', async () => {
+    const rejected = async () =>
+      (await ingest.metrics.text())
+        .split('\n')
+        .filter((l) =>
+          /^(falcosecurity_falcosidekick_inputs_total|eyrie_ingest_rejected_requests_total)/.test(l),
+        )
+        .filter((l) => /rejected|_rejected_/.test(l));
+    const before = await rejected();
+    const { port } = new URL(ingest.url);
+    for (const path of ['/', '/falco', '/api/v1/events/add']) {
+      const socket = netConnect(Number(port), '127.0.0.1');
+      socket.on('error', () => {});
+      socket.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Length: ${event.length}\r\n\r\n`);
+      socket.write(event.slice(0, 50));
+      await new Promise((r) => setTimeout(r, 50));
+      socket.destroy();
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(await rejected(), before);
   });
 
   it('counts what each request held: one invalid event, none in an empty body, the test event, a GET', async () => {

@@ -54,7 +54,7 @@ class CountingGunzip extends Transform {
   receivedEncodedLength = 0;
 }
 
-function decompress(request: FastifyRequest, payload: Readable): Readable {
+function decompress(request: FastifyRequest, payload: Readable, limit: number): Readable {
   const encoding = (request.headers['content-encoding'] ?? 'identity').toLowerCase().trim();
   if (encoding === 'identity' || encoding === '') return payload;
   if (encoding !== 'gzip' && encoding !== 'x-gzip' && encoding !== 'deflate') {
@@ -71,7 +71,20 @@ function decompress(request: FastifyRequest, payload: Readable): Readable {
       callback(null, chunk);
     },
   });
-  const output = payload.pipe(counter).pipe(inflater) as Readable & { receivedEncodedLength?: number };
+  // fastify answers 413 once more than `limit` bytes came out, but leaves the streams running: stop
+  // inflating there, or a small gzip bomb (1 MiB in, 1 GiB out) keeps zlib busy long after the answer.
+  let inflated = 0;
+  const output = new Transform({
+    transform(chunk: Buffer, _enc, callback) {
+      inflated += chunk.length;
+      if (inflated > limit) {
+        payload.unpipe(counter);
+        inflater.destroy();
+      }
+      callback(null, chunk);
+    },
+  }) as Transform & { receivedEncodedLength?: number };
+  payload.pipe(counter).pipe(inflater).pipe(output);
   Object.defineProperty(output, 'receivedEncodedLength', { get: () => counter.receivedEncodedLength });
   inflater.on('error', (err) => {
     Object.assign(err, {
@@ -79,6 +92,7 @@ function decompress(request: FastifyRequest, payload: Readable): Readable {
       code: 'EYRIE_BAD_GZIP',
       message: `request body is not valid ${encoding}: ${err.message}`,
     });
+    output.destroy(err);
   });
   return output;
 }
@@ -239,7 +253,7 @@ export function buildIngestApp(options: IngestAppOptions): FastifyInstance {
 
   app.addHook('preParsing', (request, _reply, payload, done) => {
     try {
-      done(null, decompress(request, payload));
+      done(null, decompress(request, payload, config.listen.body_limit));
     } catch (err) {
       done(err as Error);
     }
@@ -291,6 +305,9 @@ export function buildIngestApp(options: IngestAppOptions): FastifyInstance {
   });
 
   app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
+    // The sender went away mid-body: nothing was refused and nobody reads the answer; the fast path
+    // does not count it either.
+    if (request.raw.destroyed && !request.raw.complete) return reply.code(400).send();
     // A body refused before it reached IngestCore (too large, bad encoding): a rejected request, as
     // Falcosidekick counts every one it refuses (the fast path counts its own 413).
     if (request.method === 'POST') core.requestsRejected.inc();
