@@ -189,7 +189,8 @@ export class DeliveryEngine implements Router {
           sentOk ??= sidekick?.handle({ destination: name, status: 'ok' });
           succeeded.inc(entries.length);
           sentOk?.inc(entries.length);
-          for (const e of entries) m.latency.observe({ destination: name }, (now - e.enqueuedAt) / 1000);
+          for (const e of entries)
+            m.latency.observe({ destination: name }, Math.max(0, now - e.enqueuedAt) / 1000);
         },
         retry: (entries, failure) => {
           m.outcomes.inc({ destination: name, outcome: 'retry', reason: failure.reason }, entries.length);
@@ -337,7 +338,11 @@ export class DeliveryEngine implements Router {
         const now = Date.now();
         for (const r of routes) {
           const oldest = r.workers.queue.depth().oldestEnqueuedAt;
-          this.set({ destination: r.config.name }, oldest === undefined ? 0 : (now - oldest) / 1000);
+          // Never below 0: the wall clock may have been stepped back since the entry was queued.
+          this.set(
+            { destination: r.config.name },
+            oldest === undefined ? 0 : Math.max(0, now - oldest) / 1000,
+          );
         }
       },
     });

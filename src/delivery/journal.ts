@@ -388,6 +388,15 @@ export class SqliteQueue implements DeliveryQueue {
     this.bytes += bytes;
   }
 
+  clockStepped(step: number, before: number): void {
+    const s = this.journal.statements;
+    this.journal.write(() =>
+      step < 0
+        ? s.shiftDue.run(step, before + step, this.destination, before + step)
+        : s.shiftLeases.run(step, this.destination, before),
+    );
+  }
+
   release(entries: readonly QueueEntry[]): void {
     if (entries.length === 0) return;
     const s = this.journal.statements;
@@ -559,6 +568,14 @@ function prepare(db: Database.Database) {
     // id reused by SQLite once deleted), a late settle matches nothing.
     lease: db.prepare('UPDATE deliveries SET leased = ?, due_at = ? WHERE id = ?'),
     release: db.prepare('UPDATE deliveries SET leased = 0, due_at = 0 WHERE id = ? AND leased = ?'),
+    // After a step of the wall clock (see DeliveryQueue.clockStepped): back, every due time to come
+    // (those the step alone put in the future are due now); forward, the leases not run out yet.
+    shiftDue: db.prepare(
+      'UPDATE deliveries SET due_at = max(due_at + ?, ?) WHERE destination = ? AND due_at > ?',
+    ),
+    shiftLeases: db.prepare(
+      'UPDATE deliveries SET due_at = due_at + ? WHERE destination = ? AND due_at > ? AND leased != 0',
+    ),
     releaseAll: db.prepare('UPDATE deliveries SET leased = 0, due_at = 0 WHERE leased != 0'),
     reschedule: db.prepare(
       'UPDATE deliveries SET leased = 0, due_at = ?, attempts = ?, first_attempt_at = ?, last_error = ? WHERE id = ? AND leased = ?',

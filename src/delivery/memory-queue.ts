@@ -265,6 +265,14 @@ export class MemoryQueue implements DeliveryQueue {
     this.push(event, now, enqueuedAt);
   }
 
+  clockStepped(step: number, before: number): void {
+    const now = before + step;
+    for (const slot of this.slots.values()) {
+      if (step < 0 && slot.dueAt > now) this.schedule(slot, Math.max(slot.dueAt + step, now));
+      else if (step > 0 && slot.dueAt > before && slot.claim !== 0) this.schedule(slot, slot.dueAt + step);
+    }
+  }
+
   release(entries: readonly QueueEntry[]): void {
     for (const slot of this.held(entries).values()) {
       this.unlease(slot);

@@ -83,6 +83,13 @@ export interface DeliveryQueue {
    * (this destination's) instead of being dropped; `handed` counts it, once it is there.
    */
   setOverflow(fallback: DeliveryQueue, handed: OnQueueFull): void;
+  /**
+   * The wall clock was stepped by `step` ms (negative: back) when it read `before` without the step:
+   * shifts the due times to come by the step, so they stay as far from now as they were: after a
+   * step back all of them (none later than now when it was already due before), after a step
+   * forward only the leases not run out by then.
+   */
+  clockStepped(step: number, before: number): void;
   /** Returns leased entries unsent (shutdown), due at once. */
   release(entries: readonly QueueEntry[]): void;
   /** Earliest due time of any entry (leased ones count at their lease expiry). */

@@ -50,6 +50,12 @@ const IDLE_POLL_MS = 1000;
 /** How often a shutdown looks whether a memory queue has drained. */
 const DRAIN_POLL_MS = 20;
 
+/**
+ * A change of the wall clock against the monotonic one, between two claims, past which the wall
+ * clock was stepped (NTP, a corrected clock), not slewed (at most 0.5 ms per second).
+ */
+const CLOCK_STEP_MS = 1000;
+
 /** How a receiver's refusal of some events of a batch it otherwise took is counted: permanent. */
 const REFUSED: Classification = { retryable: false, reason: 'rejected', message: 'refused by the receiver' };
 
@@ -98,6 +104,8 @@ export class DestinationWorkers implements Prefetcher {
   private prefetchedUntil = 0;
   /** With nothing prefetched, no claim before this (nothing was due), unless notified. */
   private idleUntil = 0;
+  /** Wall time minus monotonic time when last looked at: a change is a step of the wall clock. */
+  private clockOffset = Date.now() - performance.now();
   /** Set once shutdown released what was held: late results must not touch the closed queue. */
   private abandoned = false;
   /** Consecutive failed sends, for health. */
@@ -176,9 +184,11 @@ export class DestinationWorkers implements Prefetcher {
       }
       // A failing destination is probed once per backoff, not once per queued entry.
       // New events wake an idle worker, not a pausing one: keep sleeping until the pause is over.
-      const resumeAt = Date.now() + pause;
-      this.resumeAt[worker] = resumeAt;
-      while (!this.stopping && Date.now() < resumeAt) await this.wakeup.wait(resumeAt - Date.now());
+      // Timed on the monotonic clock: a wall clock stepped back must not stretch the pause.
+      this.resumeAt[worker] = Date.now() + pause;
+      const resumeAt = performance.now() + pause;
+      while (!this.stopping && performance.now() < resumeAt)
+        await this.wakeup.wait(resumeAt - performance.now());
       this.resumeAt[worker] = 0;
     }
   }
@@ -187,7 +197,7 @@ export class DestinationWorkers implements Prefetcher {
   private async next(): Promise<QueueEntry[]> {
     const entry = this.takePrefetched();
     if (entry !== undefined) return [entry];
-    const wait = this.idleUntil - Date.now();
+    const wait = Math.min(IDLE_POLL_MS, this.idleUntil - Date.now());
     if (wait > 0 && !this.stopping) await this.wakeup.wait(wait);
     return [];
   }
@@ -195,6 +205,7 @@ export class DestinationWorkers implements Prefetcher {
   private takePrefetched(): QueueEntry | undefined {
     if (this.stopping) return undefined;
     const now = Date.now();
+    this.checkClock(now);
     if (this.prefetched.length > 0 && this.prefetchedUntil - now <= this.sendLimit()) {
       // Claimed long ago (a slow destination, a long backoff pause): a send starting now could outlive
       // the lease and the entry be claimed and sent a second time. Hand them back and claim afresh.
@@ -243,6 +254,30 @@ export class DestinationWorkers implements Prefetcher {
     return back;
   }
 
+  /**
+   * Notices a step of the wall clock since the last look, and keeps the queue's due times (wall
+   * times, stored) as far from now as they were: after a step back, retries are not held back by
+   * the step (nor leases kept by it); after a step forward, leases of entries being sent do not
+   * run out at once (the entries would be sent again). Retries are not pushed back by a step
+   * forward: that may be time that really passed (a VM paused), and they come due sooner.
+   */
+  private checkClock(now: number): void {
+    const offset = now - performance.now();
+    const step = offset - this.clockOffset;
+    if (Math.abs(step) < CLOCK_STEP_MS) {
+      this.clockOffset = offset; // slewed: follow it
+      return;
+    }
+    // What the clock would read now without the step: due times past it were in the future.
+    const unstepped = now - step;
+    // Noted only once the queue followed: should its write fail, the next look tries again.
+    this.queue.clockStepped(step, unstepped);
+    this.clockOffset = offset;
+    this.logger.info({ stepMs: Math.round(step) }, 'the wall clock was stepped; queue due times follow it');
+    if (this.prefetchedUntil > unstepped) this.prefetchedUntil += step;
+    this.idleUntil = 0;
+  }
+
   /** Longest a send may take (ms): request.timeout plus the margin the lease is checked against. */
   private sendLimit(): number {
     return this.config.request.timeout + SEND_DEADLINE_MARGIN_MS;
@@ -257,6 +292,7 @@ export class DestinationWorkers implements Prefetcher {
     const { batch: policy, queue: queueConfig } = this.config;
     const lease = queueConfig.lease + policy.timeout;
     const now = Date.now();
+    this.checkClock(now);
     const batch = this.queue.claim(now, policy.max_events, policy.max_bytes, lease);
     if (batch.length === 0) {
       const next = this.queue.nextDueAt();
@@ -266,6 +302,9 @@ export class DestinationWorkers implements Prefetcher {
     }
     for (const e of batch) this.held.add(e);
     let bytes = batch.reduce((n, e) => n + e.bytes, 0);
+    // When to send at the latest, on the monotonic clock (a wall clock stepped back must not hold
+    // the batch): batch.timeout after its first entry was queued, never more from now.
+    const sendBy = performance.now() + Math.min(policy.timeout, batch[0]!.enqueuedAt + policy.timeout - now);
     while (
       !this.stopping &&
       batch.length < policy.max_events &&
@@ -278,7 +317,7 @@ export class DestinationWorkers implements Prefetcher {
         const next = this.queue.nextDueAt();
         if (next !== undefined && next <= Date.now()) break;
       }
-      const remaining = batch[0]!.enqueuedAt + policy.timeout - Date.now();
+      const remaining = sendBy - performance.now();
       if (remaining <= 0) break;
       await this.wakeup.wait(remaining);
       let more: QueueEntry[];
@@ -470,7 +509,8 @@ export class DestinationWorkers implements Prefetcher {
    */
   private sendWithDeadline(batch: QueueEntry[]): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const send: SendInFlight = { deadline: Date.now() + this.sendLimit(), abandon: reject };
+      // Monotonic: a wall clock stepped forward must not abandon every send in flight (sent again).
+      const send: SendInFlight = { deadline: performance.now() + this.sendLimit(), abandon: reject };
       this.sends.add(send);
       this.watchSends();
       const done = () => {
@@ -497,7 +537,7 @@ export class DestinationWorkers implements Prefetcher {
     this.watchdog = setTimeout(
       () => {
         this.watchdog = undefined;
-        const now = Date.now();
+        const now = performance.now();
         for (const send of this.sends) {
           if (send.deadline > now) break;
           this.sends.delete(send);
@@ -509,7 +549,7 @@ export class DestinationWorkers implements Prefetcher {
         }
         this.watchSends();
       },
-      timerDelay(oldest.deadline - Date.now()),
+      timerDelay(oldest.deadline - performance.now()),
     );
     // It may outlive the sends it watches (it is not re-armed when one ends): never the reason to stay up.
     this.watchdog.unref();

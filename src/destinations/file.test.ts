@@ -231,6 +231,18 @@ describe('file destination', () => {
     assert.ok(!existsSync(`${path}.2`));
   });
 
+  it('rotates by time after a step back of the wall clock, within rotate_every of the step', async (t) => {
+    const d = create({ rotate_every: 150 });
+    await d.send([event(0)]);
+    const real = Date.now.bind(Date);
+    t.mock.method(Date, 'now', () => real() - 24 * 3600 * 1000);
+    await d.send([event(1)]); // the file looks created a day from now
+    await sleep(250);
+    await d.send([event(2)]);
+    assert.deepEqual(numbersIn(`${path}.1`), [0, 1], 'rotated, not a day later');
+    assert.deepEqual(numbersIn(path), [2]);
+  });
+
   it('appends after a restart, counting the existing size toward max_size', async () => {
     const first = create();
     await first.send([event(0), event(1)]);

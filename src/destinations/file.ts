@@ -178,6 +178,8 @@ class FileDestination implements Destination {
     const now = Date.now();
     const { max_size: maxSize, rotate_every: rotateEvery } = this.options;
     const tooBig = maxSize > 0 && size > 0 && size + data.length > maxSize;
+    // Created "later than now": the wall clock was stepped back since. The period counts from now.
+    if (file.since > now) file.since = now;
     const tooOld = rotateEvery > 0 && now - file.since >= rotateEvery;
     if (tooOld && size === 0) file.since = now; // nothing to rotate: start the period afresh
     if (tooBig || (tooOld && size > 0)) {
