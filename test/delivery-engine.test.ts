@@ -911,6 +911,21 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       }
     }
 
+    it('an event routed to a full queue and to its full fallback is counted dropped once, by the fallback', async (t) => {
+      const cap = 'queue: { concurrency: 1, max_events: 2, when_full: drop_newest }';
+      const cfg = config(
+        [dest('capped', { extra: `fallback: spare, ${cap}` }), dest('spare', { extra: cap })],
+        'shutdown_timeout: 20ms',
+      );
+      const te = start(t, cfg, { capped: hang, spare: hang });
+      await te.engine.route(events.slice(0, 2));
+      await te.engine.route(events.slice(2, 3));
+      const metrics = await te.metrics.text();
+      assert.equal(deliveryEvents(metrics, 'spare', 'dropped', 'queue_full_newest'), 1);
+      assert.equal(deliveryEvents(metrics, 'capped', 'fallback', 'queue_full_newest'), 1);
+      assert.equal(deliveryEvents(metrics, 'capped', 'dropped'), 0);
+    });
+
     it('a memory fallback takes what a durable cap turns away, and its own cap applies', async (t) => {
       const cfg = config(
         [

@@ -359,12 +359,14 @@ export class SqliteQueue implements DeliveryQueue {
    * its cap leaves room (dropping its oldest entries for it, or handing them to the fallback, as
    * `when_full` says); else its fallback's, down the chain. Undefined when the entry is dropped
    * (counted) or went to a memory fallback (`event`, read only then: a number is its stored row's id).
+   * `routed`: at ingest, the queues the event is routed to, which place it themselves.
    */
   placeFor(
     bytes: number,
     event: FalcoEvent | number,
     enqueuedAt: number,
     now: number,
+    routed?: readonly SqliteQueue[],
   ): SqliteQueue | undefined {
     if (this.makeRoom(bytes, now)) return this;
     const overflow = this.overflow;
@@ -373,7 +375,11 @@ export class SqliteQueue implements DeliveryQueue {
       return undefined;
     }
     overflow.handed('queue_full_newest', 1);
-    if (overflow.queue instanceof SqliteQueue) return overflow.queue.placeFor(bytes, event, enqueuedAt, now);
+    if (overflow.queue instanceof SqliteQueue) {
+      // Routed the new event itself (`routed`, at ingest): placed, or turned away and counted, once there.
+      if (routed?.includes(overflow.queue)) return undefined;
+      return overflow.queue.placeFor(bytes, event, enqueuedAt, now, routed);
+    }
     overflow.queue.adopt(this.journal.eventOf(event), enqueuedAt, now);
     return undefined;
   }
@@ -938,7 +944,7 @@ export class Journal {
             const bytes = Buffer.byteLength(body);
             let accepted: SqliteQueue[] | undefined;
             for (const q of destinations) {
-              const taker = q.placeFor(bytes, event, now, now);
+              const taker = q.placeFor(bytes, event, now, now, destinations);
               // A full queue's fallback may be routed the event as well: one delivery row is enough.
               if (taker !== undefined && !accepted?.includes(taker)) (accepted ??= []).push(taker);
             }
