@@ -48,11 +48,13 @@ interface QueryCheck {
   name: string;
   expr: string;
   expect: 'data' | 'empty';
+  /** Labels the panel's legend shows (`{{label}}`): each must be set on some series of the answer. */
+  legend?: string[];
 }
 
 interface GrafanaPanel {
   title?: string;
-  targets?: { expr?: string; refId?: string }[];
+  targets?: { expr?: string; refId?: string; legendFormat?: string }[];
   panels?: GrafanaPanel[];
 }
 
@@ -92,6 +94,7 @@ function dashboardChecks(file: string): QueryCheck[] {
           name: `${file} "${panel.title}" ${target.refId}: ${target.expr}`,
           expr: substituteVariables(target.expr, variables),
           expect: 'data',
+          legend: [...(target.legendFormat ?? '').matchAll(/\{\{\s*(\w+)\s*\}\}/g)].map((m) => m[1]!),
         });
       }
       walk(panel.panels ?? []);
@@ -173,6 +176,8 @@ describe('Grafana dashboards and Prometheus rules on a real Prometheus', { skip,
   const servers: RecordingServer[] = [];
   const eyries: EyrieProcess[] = [];
   let prometheus: PrometheusServer | undefined;
+  /** The main Eyrie's `instance` label: it never answers 503. */
+  let mainInstance = '';
   let posting: Promise<void> | undefined;
   let stopPosting = false;
   const postingProblems: string[] = [];
@@ -185,6 +190,9 @@ describe('Grafana dashboards and Prometheus rules on a real Prometheus', { skip,
     if (check.expect === 'data' && result.length === 0) return 'no data';
     if (check.expect === 'empty' && result.length > 0)
       return `expected no data, got ${JSON.stringify(result)}`;
+    // A legend label no series has shows as "" in every legend entry: a label Eyrie does not export.
+    const unset = (check.legend ?? []).filter((label) => !result.some((s) => (s.metric[label] ?? '') !== ''));
+    if (unset.length > 0) return `legend label(s) set on no series: ${unset.join(', ')}`;
     return undefined;
   }
 
@@ -278,6 +286,7 @@ destinations:
     );
     const [mainEyrie, fullEyrie] = await Promise.all([spawnEyrie(main.file), spawnEyrie(diskFull.file)]);
     eyries.push(mainEyrie, fullEyrie);
+    mainInstance = hostPort(mainEyrie.url);
     const exporterUrl = /"exporter":"(https?:\/\/[^"]+)"/.exec(mainEyrie.output())?.[1];
     assert.ok(exporterUrl, `eyrie logged no exporter address: ${mainEyrie.output()}`);
 
@@ -369,6 +378,19 @@ destinations:
 
   it('Prometheus evaluates every shipped rule; the forced alerts fire, FalcoExporterAbsent does not', async () => {
     assert.equal(await rulesProblem(), undefined);
+  });
+
+  it('the series EyrieIngestJournalUnavailable rates exists at 0 before the first 503, so rate() sees that one', async () => {
+    const answer = await prometheus!.query(
+      `eyrie_ingest_rejected_requests_total{code="503", reason="journal_unavailable", instance="${mainInstance}"}`,
+    );
+    assert.equal(answer.status, 'success', answer.error);
+    const result = answer.data!.result as Sample[];
+    assert.deepEqual(
+      result.map((s) => s.value?.[1]),
+      ['0'],
+      'a burst of 503s within one scrape interval would otherwise never fire the alert',
+    );
   });
 
   for (const check of queryChecks) {

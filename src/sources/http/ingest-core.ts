@@ -55,6 +55,9 @@ export class IngestCore {
     this.eventsAccepted = metrics.ingestEvents.handle({ source: 'http', outcome: 'accepted' });
     this.eventsRejected = metrics.ingestEvents.handle({ source: 'http', outcome: 'rejected' });
     this.eventsRefused = metrics.ingestEvents.handle({ source: 'http', outcome: 'refused' });
+    // At 0 from the start, as the drop reasons are: rate() in EyrieIngestJournalUnavailable (and the
+    // dashboard's rejections panel) sees the first 503s only if the series existed before them.
+    metrics.ingestRejections.handle({ code: '503', reason: 'journal_unavailable' });
   }
 
   /** An error answer: JSON `{statusCode, error, message}`, counted by status and reason. */
