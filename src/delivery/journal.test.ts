@@ -296,4 +296,32 @@ describe('Journal', () => {
       }
     });
   });
+
+  it('shifts the due times after a step back of the wall clock a chunk per turn, leases left alone', async () => {
+    const journal = openJournal(dataDir(), { commitMaxEvents: 10_000 });
+    try {
+      const queue = queueOf(journal);
+      await journal.append(makeEvents(5000, 9).map((event) => ({ event, destinations: [queue] })));
+      const [leased] = queue.claim(Date.now(), 1, 0, 60_000);
+      const before = Date.now();
+      const step = -3600_000;
+      const now = before + step;
+      const future = () =>
+        journal.db
+          .prepare('SELECT count(*) FROM deliveries WHERE due_at > ? AND leased = 0')
+          .pluck()
+          .get(now);
+      assert.equal(future(), 4999, 'queued since the stepped-back time: all in its future');
+      queue.clockStepped(step, before);
+      assert.equal(future(), 2999, 'one chunk at once, not the whole backlog in one turn');
+      const deadline = Date.now() + 5000;
+      while (future() !== 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(future(), 0, 'every chunk follows');
+      assert.equal(queue.claim(now, 10_000, 0, 60_000).length, 4999, 'all due at the stepped-back time');
+      const lease = journal.db.prepare('SELECT due_at FROM deliveries WHERE id = ?').pluck().get(leased!.id);
+      assert.ok((lease as number) > before, 'a lease is its holder to settle: not shifted');
+    } finally {
+      await journal.close();
+    }
+  });
 });

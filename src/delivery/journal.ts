@@ -51,6 +51,11 @@ export interface JournalItem {
   destinations: readonly SqliteQueue[];
 }
 
+/** Rows whose due time a step back of the wall clock shifts per turn of the event loop (about 10 ms). */
+const CLOCK_SHIFT_CHUNK = 2000;
+/** Wait before shifting again when the journal could not write. */
+const CLOCK_SHIFT_RETRY_MS = 1000;
+
 /** The `leased` value of a row no claim holds. */
 const UNLEASED = 0;
 
@@ -395,12 +400,46 @@ export class SqliteQueue implements DeliveryQueue {
   }
 
   clockStepped(step: number, before: number): void {
+    if (step > 0) {
+      // Forward: the leases not run out yet (a few: sends in flight, entries claimed ahead).
+      const s = this.journal.statements;
+      this.journal.write(() => s.shiftLeases.run(step, this.destination, before));
+      return;
+    }
+    // Back: every due time to come, which includes the whole backlog queued since `before + step`.
+    // A million rows take seconds to rewrite: done a chunk per turn of the event loop, oldest first,
+    // so that ingest and the other destinations go on meanwhile. Leased rows are left alone (their
+    // holders settle them), and so are the leases taken meanwhile, under the new time.
+    this.clockSteps.push({ step, now: before + step, dueAt: before + step, id: Number.MAX_SAFE_INTEGER });
+    if (this.clockSteps.length === 1) this.shiftDueTimes();
+  }
+
+  /** Steps back of the wall clock whose due times are being shifted, in turn (see clockStepped). */
+  private clockSteps: { step: number; now: number; dueAt: number; id: number }[] = [];
+
+  private shiftDueTimes(): void {
+    const shift = this.clockSteps[0];
+    if (shift === undefined || !this.journal.open) return;
     const s = this.journal.statements;
-    this.journal.write(() =>
-      step < 0
-        ? s.shiftDue.run(step, before + step, this.destination, before + step)
-        : s.shiftLeases.run(step, this.destination, before),
-    );
+    const { step, now } = shift;
+    try {
+      this.journal.write(() => {
+        // The last row of this chunk, as it is before the shift: the next chunk starts after it. A
+        // shifted row's due time only decreases, so none comes back into a later chunk.
+        const end = s.shiftChunkEnd.get(this.destination, shift.dueAt, shift.id, CLOCK_SHIFT_CHUNK - 1) as
+          { due_at: number; id: number } | undefined;
+        const last = end ?? { due_at: Number.MAX_SAFE_INTEGER, id: Number.MAX_SAFE_INTEGER };
+        s.shiftDue.run(step, now, this.destination, shift.dueAt, shift.id, last.due_at, last.id);
+        if (end === undefined) this.clockSteps.shift();
+        else Object.assign(shift, { dueAt: end.due_at, id: end.id });
+      });
+    } catch {
+      // The journal cannot write now (its failure is reported where it happens): try again later.
+      setTimeout(() => this.shiftDueTimes(), CLOCK_SHIFT_RETRY_MS).unref();
+      return;
+    }
+    this.prefetcher?.notify();
+    if (this.clockSteps.length > 0) setImmediate(() => this.shiftDueTimes());
   }
 
   release(entries: readonly QueueEntry[]): void {
@@ -574,10 +613,14 @@ function prepare(db: Database.Database) {
     // id reused by SQLite once deleted), a late settle matches nothing.
     lease: db.prepare('UPDATE deliveries SET leased = ?, due_at = ? WHERE id = ?'),
     release: db.prepare('UPDATE deliveries SET leased = 0, due_at = 0 WHERE id = ? AND leased = ?'),
-    // After a step of the wall clock (see DeliveryQueue.clockStepped): back, every due time to come
-    // (those the step alone put in the future are due now); forward, the leases not run out yet.
+    // After a step of the wall clock (see SqliteQueue.clockStepped): back, the due times to come of
+    // the rows not leased, a chunk of (due_at, id) at a time (those the step alone put in the future
+    // are due now); forward, the leases not run out yet.
+    shiftChunkEnd: db.prepare(
+      'SELECT due_at, id FROM deliveries WHERE destination = ? AND leased = 0 AND (due_at, id) > (?, ?) ORDER BY due_at, id LIMIT 1 OFFSET ?',
+    ),
     shiftDue: db.prepare(
-      'UPDATE deliveries SET due_at = max(due_at + ?, ?) WHERE destination = ? AND due_at > ?',
+      'UPDATE deliveries SET due_at = max(due_at + ?, ?) WHERE destination = ? AND leased = 0 AND (due_at, id) > (?, ?) AND (due_at, id) <= (?, ?)',
     ),
     shiftLeases: db.prepare(
       'UPDATE deliveries SET due_at = due_at + ? WHERE destination = ? AND due_at > ? AND leased != 0',
@@ -621,6 +664,12 @@ export class Journal {
   private timer: NodeJS.Timeout | undefined;
   private immediate: NodeJS.Immediate | undefined;
   private closed = false;
+
+  /** False once closed. */
+  get open(): boolean {
+    return !this.closed;
+  }
+
   private overCapSince: number | undefined;
   private lastCapCheck = 0;
   /** Set when the last commit failed, for /healthz. */
