@@ -64,7 +64,8 @@ export function expectation(schema: JsonSchema): string {
     case 'boolean':
       return 'true or false';
     case 'string':
-      return typeof schema.pattern === 'string' ? `a string matching /${schema.pattern}/` : 'a string';
+      if (typeof schema.pattern === 'string') return `a string matching /${schema.pattern}/`;
+      return typeof schema.minLength === 'number' && schema.minLength > 0 ? 'a non-empty string' : 'a string';
     case 'array': {
       const items = itemsOf(schema);
       return items?.type === 'string' ? 'a list of strings' : 'a list';

@@ -194,7 +194,7 @@ describe('native config: located errors', () => {
       `${file}:12:33: destinations[0].filter.minimum_priority: "warn" is not a Falco priority; did you mean "warning"? (one of emergency, alert, critical, error, warning, notice, informational, debug, info)`,
       `${file}:13:11: destinations[1].name: duplicate destination name "out" (first at line 10)`,
       `${file}:16:11: destinations[2].type: unknown destination type "webhok" (known types: stdout)`,
-      `${file}:17:11: destinations[3].name: must be a name of letters, digits, "_", "." and "-", starting with a letter or digit`,
+      `${file}:17:11: destinations[3].name: must be a name of lower-case letters, digits, "_", "." and "-", starting with a letter or digit`,
       `${file}:19:23: storage.path_file: cannot read "${join(dir, 'missing-secret.txt')}": no such file`,
     ]);
   });
@@ -218,6 +218,25 @@ describe('native config: located errors', () => {
         `${file}:4:27: destinations[0].queue.concurrency: must be an integer 1-1000`,
         `${file}:6:15: destinations[0].filter.rules[0]: must be a non-empty string`,
         `${file}:7:21: destinations[0].filter.tags.any[0]: must be a non-empty string`,
+      ],
+    );
+  });
+
+  it('says why an empty token or an upper-case destination name is refused', () => {
+    const yaml = [
+      /* 1 */ 'auth:',
+      /* 2 */ '  tokens: ["${TOKEN:-}"]',
+      /* 3 */ 'destinations:',
+      /* 4 */ '  - name: Soc',
+      /* 5 */ '    type: stdout',
+      '',
+    ].join('\n');
+    const file = join(dir, 'empty-token.yaml');
+    assert.deepEqual(
+      problems(() => load(yaml, {}, 'empty-token.yaml')),
+      [
+        `${file}:2:12: auth.tokens[0]: must be a non-empty string`,
+        `${file}:4:11: destinations[0].name: must be a name of lower-case letters, digits, "_", "." and "-", starting with a letter or digit`,
       ],
     );
   });

@@ -79,7 +79,7 @@ const MiB = 1024 * 1024;
 export const MAX_CONCURRENCY = 1000;
 const SECOND = 1000;
 
-export const DESTINATION_NAME = /^[a-z0-9][a-z0-9_.-]*$/i;
+export const DESTINATION_NAME = /^[a-z0-9][a-z0-9_.-]*$/;
 
 const fieldValue = Type.Union([Type.String(), Type.Number(), Type.Boolean(), Type.Null()]);
 const httpStatuses = Type.Optional(
@@ -126,7 +126,7 @@ export const destinationCommonSchema = Type.Object(
   {
     name: Type.String({
       pattern: DESTINATION_NAME.source,
-      expect: 'a name of letters, digits, "_", "." and "-", starting with a letter or digit',
+      expect: 'a name of lower-case letters, digits, "_", "." and "-", starting with a letter or digit',
     }),
     type: Type.String(),
     filter: filterSchema,
