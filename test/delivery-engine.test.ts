@@ -1685,6 +1685,37 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       assert.deepEqual(again.fakes.lossy!.sends, []);
     });
 
+    it('close() hands what a memory queue holds down a memory fallback to a durable one after it', async (t) => {
+      // first (memory) -> second (memory, capped at 2) -> spare (disk): neither memory destination can
+      // send before the deadline; spare is routed nothing itself.
+      const cfg = config(
+        [
+          dest('first', { extra: 'durability: memory, fallback: second' }),
+          dest('second', {
+            extra:
+              'durability: memory, fallback: spare, queue: { max_events: 2 }, filter: { rules: ["no rule has this name"] }',
+          }),
+          dest('spare', { extra: 'filter: { rules: ["no rule has this name"] }' }),
+        ],
+        'shutdown_timeout: 10s',
+      );
+      const busy = failWith(http(503, 3_600_000));
+      const te = start(t, cfg, { first: busy, second: busy, spare: succeed });
+      const events = makeEvents(6, 31);
+      await te.engine.route(events);
+      await waitUntil(
+        () => te.fakes.first!.sends.length > 0,
+        5000,
+        () => 'first failing',
+      );
+      await te.close();
+      const metrics = await te.metrics.registry.getSingleMetricAsString('eyrie_delivery_events_total');
+      assert.equal(deliveryEvents(metrics, 'first', 'dropped'), 0, 'first dropped nothing');
+      assert.equal(deliveryEvents(metrics, 'second', 'dropped'), 0, 'second dropped nothing');
+      // Every one of them is in spare's journal queue (4 turned away by second's cap, 2 at its shutdown).
+      assert.deepEqual(sorted(queuedUuids(te.dataDir, 'spare')), sorted(uuids(events)));
+    });
+
     it('close() lets a memory fallback deliver what its destination gives up while it finishes', async (t) => {
       const cfg = config(
         [

@@ -478,14 +478,22 @@ export class DeliveryEngine implements Router {
 
   /**
    * What a memory queue still holds once its workers stopped: handed to its fallback when that one is
-   * durable (journaled before the journal closes, sent after the next start), else dropped, counted
-   * (reason `shutdown`) and logged.
+   * durable (journaled before the journal closes, sent after the next start) or a memory queue settled
+   * after this one (which passes it on down its chain), else dropped, counted (reason `shutdown`) and logged.
    */
   private settleMemoryAtShutdown(route: Route): void {
     const left = route.memory?.takeAll() ?? [];
     if (left.length === 0) return;
     const name = route.config.name;
     const target = this.routes.find((r) => r.config.name === route.config.fallback);
+    if (target?.memory !== undefined) {
+      // A memory fallback is settled after its feeders (see close): it takes them within its caps, what
+      // those turn away goes to its own fallback, and what it holds then goes down the chain in turn.
+      const now = Date.now();
+      for (const { event, enqueuedAt } of left) target.memory.adopt(event, enqueuedAt, now);
+      this.metrics.outcomes.inc({ destination: name, outcome: 'fallback', reason: 'shutdown' }, left.length);
+      return;
+    }
     if (target?.durable !== undefined && this.journal !== undefined) {
       const queue = target.durable;
       const now = Date.now();
@@ -534,7 +542,15 @@ export class DeliveryEngine implements Router {
       return done;
     };
     await Promise.all(this.routes.map(stop));
-    for (const route of this.routes) this.settleMemoryAtShutdown(route);
+    // Feeders first, as they stopped: what a memory queue hands to a memory fallback goes on down the chain.
+    const settled = new Set<Route>();
+    const settle = (route: Route): void => {
+      if (settled.has(route)) return;
+      settled.add(route);
+      for (const feeder of this.routes) if (feeder.config.fallback === route.config.name) settle(feeder);
+      this.settleMemoryAtShutdown(route);
+    };
+    for (const route of this.routes) settle(route);
     await Promise.allSettled(this.routes.map((r) => r.workers.close()));
     // Also writes the acks of the sends that finished meanwhile.
     await this.journal?.close();
