@@ -3,7 +3,7 @@ import { testTempDir, writeConfig } from './helpers/config-file.ts';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { cpSync } from 'node:fs';
+import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   FakeDestination,
@@ -394,6 +394,26 @@ describe('eyrie dlq', { timeout: 180_000 }, () => {
       assert.equal(te.engine.health().find((h) => h.name === 'sink')!.queued, 0);
     } finally {
       await te.close();
+    }
+  });
+
+  it('a journal that cannot be opened: one line naming the file, exit 1, no stack trace', async (t) => {
+    for (const [name, damage] of [
+      ['not a database', (file: string) => writeFileSync(file, 'x'.repeat(8192))],
+      ['a directory', (file: string) => mkdirSync(file)],
+    ] as const) {
+      const dir = testTempDir(t);
+      damage(join(dir, 'eyrie.db'));
+      for (const args of [['list'], ['show', '1'], ['replay'], ['purge']]) {
+        const res = await dlq(...args, '--data-dir', dir);
+        assert.equal(res.code, 1, `${name}: ${args[0]}`);
+        assert.match(
+          res.stderr,
+          new RegExp(`^eyrie: cannot open the journal ${join(dir, 'eyrie.db')}: `),
+          name,
+        );
+        assert.doesNotMatch(res.stderr, /\n\s+at /, `${name}: ${args[0]}: no stack trace`);
+      }
     }
   });
 });

@@ -241,7 +241,13 @@ function openDeadLetters(
 ): { store: DeadLetters; loaded: LoadedConfig | undefined } {
   const wanted = opts.dataDir === undefined || (readConfig === 'when named' && opts.config !== undefined);
   const loaded = wanted ? load(opts.config) : undefined;
-  return { store: new DeadLetters(opts.dataDir ?? loaded!.config.storage.path), loaded };
+  try {
+    return { store: new DeadLetters(opts.dataDir ?? loaded!.config.storage.path), loaded };
+  } catch (err) {
+    // A damaged, missing or read-only journal: one line naming the file, as `serve` says it.
+    process.stderr.write(`eyrie: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
 }
 
 /**

@@ -33,6 +33,28 @@ function queueOf(journal: Journal) {
 }
 
 describe('Journal', () => {
+  it('a journal with a column missing (another version): refuses, naming the file and what to do, and lets go of it', async () => {
+    const dir = dataDir();
+    await openJournal(dir).close();
+    const db = openSqlite(join(dir, 'eyrie.db'));
+    db.exec('ALTER TABLE deliveries DROP COLUMN last_error');
+    db.close();
+    assert.throws(
+      () => openJournal(dir),
+      (err: Error) => {
+        assert.match(
+          err.message,
+          new RegExp(`^the journal ${join(dir, 'eyrie.db')} does not have the tables`),
+        );
+        assert.match(err.message, /no such column: last_error/);
+        assert.match(err.message, /move the file/);
+        return true;
+      },
+    );
+    // The lock was released: another attempt meets the same schema error, not "in use".
+    assert.throws(() => openJournal(dir), /does not have the tables/);
+  });
+
   it('waits while another process (eyrie dlq) holds the write lock, instead of failing a claim as locked', async () => {
     const dir = dataDir();
     const journal = openJournal(dir);

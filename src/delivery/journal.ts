@@ -707,7 +707,19 @@ export class Journal {
       const st = statSync(path, { throwIfNoEntry: false });
       return st === undefined ? [] : [{ path, dev: st.dev, ino: st.ino }];
     });
-    this.statements = prepare(this.db);
+    try {
+      this.statements = prepare(this.db);
+    } catch (err) {
+      this.db.close();
+      this.lock.release();
+      // CREATE TABLE IF NOT EXISTS keeps a table that lacks a column ("no such column: last_error").
+      throw new Error(
+        `the journal ${join(options.dataDir, JOURNAL_FILE)} does not have the tables this version of Eyrie uses (${(err as Error).message}): ` +
+          'it was written by another version of Eyrie or by another program; run the version that wrote it, ' +
+          'or move the file (and its -wal) aside to start with an empty journal',
+        { cause: err },
+      );
+    }
     this.pageSize = this.db.prepare('PRAGMA page_size').pluck().get() as number;
     const transaction = this.db.transaction((fn: () => unknown) => fn());
     this.transaction = <T>(fn: () => T): T => transaction.immediate(fn) as T;

@@ -1,6 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DataDirLock } from './data-dir-lock.ts';
 import { testTempDir } from '../../test/helpers/config-file.ts';
@@ -8,6 +10,21 @@ import { testTempDir } from '../../test/helpers/config-file.ts';
 const lockModule = fileURLToPath(new URL('./data-dir-lock.ts', import.meta.url));
 
 describe('DataDirLock', () => {
+  it('a lock it cannot take for another reason than a holder: the message names the lock file', (t) => {
+    const dir = testTempDir(t, 'eyrie-lock-');
+    mkdirSync(join(dir, 'eyrie.lock')); // as a full disk or a botched restore leaves it: not openable
+    assert.throws(
+      () => new DataDirLock(dir),
+      (err: Error) => {
+        assert.equal(
+          err.message,
+          `storage.path ${dir}: cannot lock ${join(dir, 'eyrie.lock')}: unable to open database file`,
+        );
+        return true;
+      },
+    );
+  });
+
   it('refuses a second holder, naming the directory, until the first releases it', (t) => {
     const dir = testTempDir(t, 'eyrie-lock-');
     const first = new DataDirLock(dir);

@@ -30,19 +30,25 @@ export class DataDirLock {
       });
     }
     this.file = join(dataDir, 'eyrie.lock');
-    this.db = openSqlite(this.file, { timeout: WAIT_MS });
+    let db: Database.Database | undefined;
     try {
-      this.db.exec('PRAGMA locking_mode = EXCLUSIVE');
-      this.db.exec('BEGIN EXCLUSIVE');
+      db = openSqlite(this.file, { timeout: WAIT_MS });
+      db.exec('PRAGMA locking_mode = EXCLUSIVE');
+      db.exec('BEGIN EXCLUSIVE');
+      this.db = db;
     } catch (err) {
-      this.db.close();
+      db?.close();
       if (errorCode(err) === 'SQLITE_BUSY') {
         throw new Error(
           `storage.path ${dataDir} is in use by another Eyrie process (it holds ${this.file}): two processes must not share one journal; stop the other one or give each its own storage.path`,
           { cause: err },
         );
       }
-      throw err;
+      // SQLite's own message ("database or disk is full": taking the lock writes a small journal
+      // beside it) names no file.
+      throw new Error(`storage.path ${dataDir}: cannot lock ${this.file}: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
   }
 
