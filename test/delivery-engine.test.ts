@@ -33,7 +33,7 @@ import {
   PermanentError,
   RetryableError,
 } from '../src/delivery/errors.ts';
-import { JournalUnavailableError } from '../src/delivery/journal.ts';
+import { JournalUnavailableError, SqliteQueue } from '../src/delivery/journal.ts';
 import { testEvent, type FalcoEvent } from '../src/event/falco-event.ts';
 import { stringifyJson } from '../src/event/json.ts';
 import { PRIORITIES } from '../src/event/priority.ts';
@@ -1683,6 +1683,29 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       );
       assertExactlyOnce(again.fakes.spare!, uuids(events));
       assert.deepEqual(again.fakes.lossy!.sends, []);
+    });
+
+    it('a queue that cannot be read (a damaged journal) makes its destination unhealthy until a claim succeeds', async (t) => {
+      const cfg = config([dest('stuck', { extra: 'queue: { concurrency: 1 }' })], 'shutdown_timeout: 20ms');
+      const claim = t.mock.method(SqliteQueue.prototype, 'claim', () => {
+        throw new Error('database disk image is malformed');
+      });
+      const te = start(t, cfg, { stuck: succeed });
+      await te.engine.route(makeEvents(3, 41));
+      const stuck = () => te.engine.health().find((h) => h.name === 'stuck')!;
+      await waitUntil(
+        () => !stuck().healthy,
+        5000,
+        () => `health: ${JSON.stringify(stuck())}`,
+      );
+      assert.equal(stuck().lastError, 'cannot read the queue: database disk image is malformed');
+      assert.equal(stuck().queued, 3);
+      claim.mock.restore();
+      await waitUntil(
+        () => stuck().healthy && te.fakes.stuck!.delivered.length === 3,
+        5000,
+        () => `health: ${JSON.stringify(stuck())}`,
+      );
     });
 
     it('close() hands what a memory queue holds down a memory fallback to a durable one after it', async (t) => {

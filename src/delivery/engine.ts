@@ -441,11 +441,12 @@ export class DeliveryEngine implements Router {
       const failing =
         w.consecutiveFailures > 0 &&
         (queued > 0 || now - (w.lastErrorAt ?? 0) < FAILED_DESTINATION_HEALTH_WINDOW_MS);
+      const lastError = w.readError ?? w.lastError;
       return {
         name: r.config.name,
         type: r.config.type,
-        healthy: !failing,
-        ...(w.lastError !== undefined ? { lastError: w.lastError } : {}),
+        healthy: !failing && w.readError === undefined,
+        ...(lastError !== undefined ? { lastError } : {}),
         ...(w.lastErrorAt !== undefined ? { lastErrorAt: new Date(w.lastErrorAt).toISOString() } : {}),
         queued,
         deadLetters: w.queue.deadLetterCount(),

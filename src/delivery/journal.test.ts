@@ -33,6 +33,27 @@ function queueOf(journal: Journal) {
 }
 
 describe('Journal', () => {
+  it("refuses a database with tables but none of Eyrie's (another program's, or a WAL from elsewhere), leaving it as it is", () => {
+    const dir = dataDir();
+    const file = join(dir, 'eyrie.db');
+    const db = openSqlite(file);
+    db.exec('CREATE TABLE metrics (name TEXT); CREATE TABLE samples (value REAL)');
+    db.close();
+    assert.throws(
+      () => openJournal(dir),
+      new RegExp(
+        `^Error: cannot open the journal ${file}: it holds tables of another program \\(metrics, samples\\), none of Eyrie's`,
+      ),
+    );
+    const after = openSqlite(file);
+    const tables = after
+      .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+      .pluck()
+      .all();
+    after.close();
+    assert.deepEqual(tables, ['metrics', 'samples'], 'no empty journal created over it');
+  });
+
   it('a journal with a column missing (another version): refuses, naming the file and what to do, and lets go of it', async () => {
     const dir = dataDir();
     await openJournal(dir).close();

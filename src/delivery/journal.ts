@@ -100,6 +100,24 @@ CREATE INDEX IF NOT EXISTS dead_letters_destination ON dead_letters (destination
 
 const JOURNAL_FILE = 'eyrie.db';
 
+/**
+ * Throws when the database holds tables but none of Eyrie's: another program's file, or one whose
+ * first page came from another database (a WAL copied from elsewhere, which SQLite replays when its
+ * own checksums hold). Creating Eyrie's tables beside them would start an empty journal over the
+ * operator's data, silently.
+ */
+function refuseForeignTables(db: Database.Database): void {
+  const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all() as string[];
+  if (tables.length === 0 || tables.some((t) => EYRIE_TABLES.includes(t))) return;
+  throw new Error(
+    `it holds tables of another program (${tables.slice(0, 5).join(', ')}${tables.length > 5 ? ', …' : ''}), ` +
+      "none of Eyrie's; if it is a copy or was restored with a -wal file from elsewhere, move the file " +
+      '(and its -wal and -shm) aside and put the right one back, or point storage.path at an empty directory',
+  );
+}
+
+const EYRIE_TABLES = ['events', 'deliveries', 'dead_letters'];
+
 /** Opens (creating if needed) Eyrie's SQLite database in WAL mode. Shared by the server and the dlq CLI. */
 export function openDatabase(dataDir: string): Database.Database {
   const file = join(dataDir, JOURNAL_FILE);
@@ -112,6 +130,7 @@ export function openDatabase(dataDir: string): Database.Database {
     // NORMAL in WAL survives a crash of the process (SIGKILL); only an OS crash can lose the last commits.
     db.exec('PRAGMA synchronous = NORMAL');
     db.exec('PRAGMA busy_timeout = 5000');
+    refuseForeignTables(db);
     db.exec(SCHEMA);
     return db;
   } catch (err) {

@@ -112,6 +112,11 @@ export class DestinationWorkers implements Prefetcher {
   consecutiveFailures = 0;
   lastError: string | undefined;
   lastErrorAt: number | undefined;
+  /**
+   * Why the last claim could not read the queue (a damaged journal: "database disk image is
+   * malformed"), until one succeeds: the entries there are stuck, for health to say.
+   */
+  readError: string | undefined;
 
   constructor(
     config: DestinationConfig,
@@ -164,7 +169,9 @@ export class DestinationWorkers implements Prefetcher {
       let batch: QueueEntry[];
       try {
         batch = this.prefetch > 0 ? await this.next() : await this.collect();
+        this.readError = undefined;
       } catch (err) {
+        this.readError = `cannot read the queue: ${(err as Error).message}`;
         this.logger.error({ err }, 'cannot read the queue');
         await this.wakeup.wait(IDLE_POLL_MS);
         continue;
