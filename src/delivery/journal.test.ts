@@ -3,7 +3,15 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createRequire } from 'node:module';
 import assert from 'node:assert/strict';
-import { mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Journal, JournalUnavailableError } from './journal.ts';
@@ -36,16 +44,23 @@ describe('Journal', () => {
   it("refuses a database with tables but none of Eyrie's (another program's, or a WAL from elsewhere), leaving it as it is", () => {
     const dir = dataDir();
     const file = join(dir, 'eyrie.db');
-    const db = openSqlite(file);
+    // Another database whose tables are still in its WAL, copied in as a restore might.
+    const other = join(dataDir(), 'other.db');
+    const db = openSqlite(other);
+    db.exec('PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0');
     db.exec('CREATE TABLE metrics (name TEXT); CREATE TABLE samples (value REAL)');
+    copyFileSync(other, file);
+    copyFileSync(`${other}-wal`, `${file}-wal`);
     db.close();
+    const wal = readFileSync(`${file}-wal`);
     assert.throws(
       () => openJournal(dir),
       new RegExp(
         `^Error: cannot open the journal ${file}: it holds tables of another program \\(metrics, samples\\), none of Eyrie's`,
       ),
     );
-    const after = openSqlite(file);
+    assert.deepEqual(readFileSync(`${file}-wal`), wal, 'nor its WAL checkpointed into it by the refusal');
+    const after = openSqlite(file, { readonly: true });
     const tables = after
       .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
       .pluck()

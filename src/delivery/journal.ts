@@ -106,8 +106,18 @@ const JOURNAL_FILE = 'eyrie.db';
  * own checksums hold). Creating Eyrie's tables beside them would start an empty journal over the
  * operator's data, silently.
  */
-function refuseForeignTables(db: Database.Database): void {
-  const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all() as string[];
+function refuseForeignTables(file: string): void {
+  let tables: string[];
+  // Read only: a connection that could write would, on closing, checkpoint that WAL into the file.
+  let db: Database.Database | undefined;
+  try {
+    db = openSqlite(file, { readonly: true, fileMustExist: true });
+    tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all() as string[];
+  } catch {
+    return; // no file yet, or unreadable: opening it for writing says why
+  } finally {
+    db?.close();
+  }
   if (tables.length === 0 || tables.some((t) => EYRIE_TABLES.includes(t))) return;
   throw new Error(
     `it holds tables of another program (${tables.slice(0, 5).join(', ')}${tables.length > 5 ? ', …' : ''}), ` +
@@ -124,13 +134,13 @@ export function openDatabase(dataDir: string): Database.Database {
   let db: Database.Database | undefined;
   try {
     makeDirectory(dataDir);
+    refuseForeignTables(file);
     db = openSqlite(file);
     // exec, not pragma(): pragma() prepares a throw-away statement (see src/store/sqlite.ts).
     db.exec('PRAGMA journal_mode = WAL');
     // NORMAL in WAL survives a crash of the process (SIGKILL); only an OS crash can lose the last commits.
     db.exec('PRAGMA synchronous = NORMAL');
     db.exec('PRAGMA busy_timeout = 5000');
-    refuseForeignTables(db);
     db.exec(SCHEMA);
     return db;
   } catch (err) {
