@@ -382,4 +382,35 @@ describe('Journal', () => {
       await journal.close();
     }
   });
+
+  it('a retry rescheduled under the new time while a step back is being shifted keeps its due time', async () => {
+    const journal = openJournal(dataDir(), { commitMaxEvents: 10_000 });
+    try {
+      const queue = queueOf(journal);
+      await journal.append(makeEvents(5000, 10).map((event) => ({ event, destinations: [queue] })));
+      const [leased] = queue.claim(Date.now(), 1, 0, 60_000);
+      const before = Date.now();
+      const step = -3600_000;
+      const now = before + step;
+      // The backlog of the last hour, due as queued (the wall clock before the step).
+      journal.db.prepare('UPDATE deliveries SET due_at = ? + id * 100 WHERE leased = 0').run(now);
+      queue.clockStepped(step, before); // the first chunk at once, the rest in later turns
+      // Its send failed meanwhile: rescheduled under the new time, 5 minutes from now.
+      const dueAt = now + 300_000;
+      queue.reschedule([leased!], dueAt, 'status 503', now);
+      journal.flushSettles();
+      const deadline = Date.now() + 5000;
+      const pending = () =>
+        journal.db
+          .prepare('SELECT count(*) FROM deliveries WHERE due_at > ? AND id != ?')
+          .pluck()
+          .get(now, leased!.id);
+      while (pending() !== 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      await new Promise((r) => setTimeout(r, 50));
+      const due = journal.db.prepare('SELECT due_at FROM deliveries WHERE id = ?').pluck().get(leased!.id);
+      assert.equal(due, dueAt, 'not shifted a second time (it would be retried at once)');
+    } finally {
+      await journal.close();
+    }
+  });
 });

@@ -51,7 +51,7 @@ export interface JournalItem {
   destinations: readonly SqliteQueue[];
 }
 
-/** Rows whose due time a step back of the wall clock shifts per turn of the event loop (about 10 ms). */
+/** Rows whose due time a step back of the wall clock shifts per turn of the event loop (a few ms: see docs/architecture.md). */
 const CLOCK_SHIFT_CHUNK = 2000;
 /** Wait before shifting again when the journal could not write. */
 const CLOCK_SHIFT_RETRY_MS = 1000;
@@ -177,6 +177,8 @@ type Settle =
       kind: 'reschedule';
       queue: SqliteQueue;
       dueAt: number;
+      /** SqliteQueue.clockStepCount when it was made: which wall clock `dueAt` is on. */
+      clockStepCount: number;
       error: string;
       rows: { id: number; claim: number; attempts: number; firstAttemptAt: number }[];
     };
@@ -295,6 +297,7 @@ export class SqliteQueue implements DeliveryQueue {
       kind: 'reschedule',
       queue: this,
       dueAt,
+      clockStepCount: this.clockStepCount,
       error: error.slice(0, 2000),
       // Copied now: the worker is done with these entries, but the values must be the ones of this attempt.
       rows: entries.map((e) => ({
@@ -439,12 +442,44 @@ export class SqliteQueue implements DeliveryQueue {
     // A million rows take seconds to rewrite: done a chunk per turn of the event loop, oldest first,
     // so that ingest and the other destinations go on meanwhile. Leased rows are left alone (their
     // holders settle them), and so are the leases taken meanwhile, under the new time.
-    this.clockSteps.push({ step, now: before + step, dueAt: before + step, id: Number.MAX_SAFE_INTEGER });
+    this.clockStepCount++;
+    this.clockSteps.push({
+      step,
+      now: before + step,
+      dueAt: before + step,
+      id: Number.MAX_SAFE_INTEGER,
+      count: this.clockStepCount,
+    });
     if (this.clockSteps.length === 1) this.shiftDueTimes();
   }
 
-  /** Steps back of the wall clock whose due times are being shifted, in turn (see clockStepped). */
-  private clockSteps: { step: number; now: number; dueAt: number; id: number }[] = [];
+  /**
+   * Steps back of the wall clock whose due times are being shifted, in turn (see clockStepped): the
+   * shift, the wall clock after it, the (due_at, id) the next chunk starts after, and which step it is.
+   */
+  private clockSteps: { step: number; now: number; dueAt: number; id: number; count: number }[] = [];
+  /** Steps back seen so far: a reschedule notes it, to tell which wall clock its due time is on. */
+  private clockStepCount = 0;
+
+  /**
+   * Inside a write transaction: the due time to write for row `id`, rescheduled to `dueAt` on the wall
+   * clock as it was after `stepsSeen` steps back, so that it ends up there once the shifts pending
+   * have passed it. The shift goes by (due_at, id), not by which rows were there at the step: a due
+   * time of the new clock ahead of its chunks would be shifted a second time (a retry due in 5
+   * minutes, due at once), and one of the old clock behind them would not be shifted at all.
+   */
+  dueAtUnderShift(dueAt: number, stepsSeen: number, id: number): number {
+    let due = dueAt;
+    for (const shift of this.clockSteps) {
+      const ahead = due > shift.dueAt || (due === shift.dueAt && id > shift.id);
+      if (shift.count <= stepsSeen) {
+        if (ahead) due -= shift.step; // on the new clock already: the shift takes it back there
+      } else if (!ahead && due > shift.now) {
+        due = Math.max(due + shift.step, shift.now); // on the old clock, where the shift has passed
+      }
+    }
+    return due;
+  }
 
   private shiftDueTimes(): void {
     const shift = this.clockSteps[0];
@@ -463,7 +498,8 @@ export class SqliteQueue implements DeliveryQueue {
         else Object.assign(shift, { dueAt: end.due_at, id: end.id });
       });
     } catch {
-      // The journal cannot write now (its failure is reported where it happens): try again later.
+      // The journal cannot write now: ingest commits and claims fail the same way, and report it
+      // (503s, "cannot read the queue"). Try again later.
       setTimeout(() => this.shiftDueTimes(), CLOCK_SHIFT_RETRY_MS).unref();
       return;
     }
@@ -919,7 +955,14 @@ export class Journal {
       if (op.kind === 'ack') op.queue.applyAck(op.entries);
       else
         for (const r of op.rows)
-          s.reschedule.run(op.dueAt, r.attempts, r.firstAttemptAt, op.error, r.id, r.claim);
+          s.reschedule.run(
+            op.queue.dueAtUnderShift(op.dueAt, op.clockStepCount, r.id),
+            r.attempts,
+            r.firstAttemptAt,
+            op.error,
+            r.id,
+            r.claim,
+          );
     }
   }
 
