@@ -36,6 +36,9 @@ interface Route {
   workers: DestinationWorkers;
   durable: SqliteQueue | undefined;
   memory: MemoryQueue | undefined;
+  /** The route of `config.fallback`, and those whose fallback this one is (set once all exist). */
+  fallback: Route | undefined;
+  feeders: Route[];
 }
 
 /** Eyrie's delivery metrics (Falcosidekick's counters live in Metrics). */
@@ -235,6 +238,8 @@ export class DeliveryEngine implements Router {
         workers,
         durable,
         memory,
+        fallback: undefined,
+        feeders: [],
       };
       // A CEL run-time error (e.g. a missing key) refuses the event, as a non-match would, but it is
       // counted as cel_error and logged: at most once a minute, with the errors not logged since.
@@ -259,6 +264,8 @@ export class DeliveryEngine implements Router {
         throw new Error(
           `destination ${route.config.name}: fallback ${route.config.fallback} is not a destination`,
         );
+      route.fallback = target;
+      target.feeders.push(route);
       const name = route.config.name;
       const wake = () => target.workers.notify();
       route.workers.setFallback(target.workers.queue, wake);
@@ -486,7 +493,7 @@ export class DeliveryEngine implements Router {
     const left = route.memory?.takeAll() ?? [];
     if (left.length === 0) return;
     const name = route.config.name;
-    const target = this.routes.find((r) => r.config.name === route.config.fallback);
+    const target = route.fallback;
     if (target?.memory !== undefined) {
       // A memory fallback is settled after its feeders (see close): it takes them within its caps, what
       // those turn away goes to its own fallback, and what it holds then goes down the chain in turn.
@@ -522,6 +529,20 @@ export class DeliveryEngine implements Router {
     );
   }
 
+  /** Every route, each after the routes whose fallback it is. */
+  private feedersFirst(): Route[] {
+    const order: Route[] = [];
+    const seen = new Set<Route>();
+    const visit = (route: Route): void => {
+      if (seen.has(route)) return; // visited, or a fallback loop (which the config check refuses)
+      seen.add(route);
+      for (const feeder of route.feeders) visit(feeder);
+      order.push(route);
+    };
+    for (const route of this.routes) visit(route);
+    return order;
+  }
+
   /** Flushes the journal, lets in-flight sends finish within the shutdown timeout, closes everything. */
   async close(): Promise<void> {
     this.closed = true;
@@ -529,29 +550,19 @@ export class DeliveryEngine implements Router {
     this.journal?.flush();
     const deadline = Date.now() + this.config.shutdown_timeout;
     // A fallback stops after the destinations that hand over to it: what they give up while they
-    // finish (a memory queue sent on until empty) still finds its workers running.
+    // finish (a memory queue sent on until empty) still finds its workers running. Then, in the same
+    // order, what memory queues still hold goes on down their chains of fallbacks.
+    const order = this.feedersFirst();
     const stopped = new Map<Route, Promise<void>>();
-    const visiting = new Set<Route>();
-    const stop = (route: Route): Promise<void> => {
-      const known = stopped.get(route);
-      if (known !== undefined) return known;
-      if (visiting.has(route)) return Promise.resolve(); // a fallback loop, which the config check refuses
-      visiting.add(route);
-      const feeders = this.routes.filter((r) => r.config.fallback === route.config.name);
-      const done = Promise.all(feeders.map(stop)).then(() => route.workers.stop(deadline));
-      stopped.set(route, done);
-      return done;
-    };
-    await Promise.all(this.routes.map(stop));
-    // Feeders first, as they stopped: what a memory queue hands to a memory fallback goes on down the chain.
-    const settled = new Set<Route>();
-    const settle = (route: Route): void => {
-      if (settled.has(route)) return;
-      settled.add(route);
-      for (const feeder of this.routes) if (feeder.config.fallback === route.config.name) settle(feeder);
-      this.settleMemoryAtShutdown(route);
-    };
-    for (const route of this.routes) settle(route);
+    for (const route of order) {
+      const feeders = route.feeders.map((f) => stopped.get(f) ?? Promise.resolve());
+      stopped.set(
+        route,
+        Promise.all(feeders).then(() => route.workers.stop(deadline)),
+      );
+    }
+    await Promise.all(stopped.values());
+    for (const route of order) this.settleMemoryAtShutdown(route);
     await Promise.allSettled(this.routes.map((r) => r.workers.close()));
     // Also writes the acks of the sends that finished meanwhile.
     await this.journal?.close();
