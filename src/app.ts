@@ -19,6 +19,7 @@ import type { EventSource } from './sources/source.ts';
 import { errorCode } from './util/error.ts';
 import { unusablePath } from './util/directory.ts';
 import { DestinationSettingError } from './config/errors.ts';
+import { secretValues } from './config/render.ts';
 
 /** A running Eyrie: every role the config enables, in one process. */
 export interface RunningEyrie {
@@ -217,6 +218,7 @@ export async function startEyrie(
     destinations: createDestinations(config, logger),
     metrics,
     logger: logger.child({ component: 'delivery' }),
+    secrets: secretValues(config),
   });
   // Listening means fully started: the journal's checkpoint thread is up too.
   await engine.ready();

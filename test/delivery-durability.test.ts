@@ -8,7 +8,7 @@ import { spawnEyrie } from './helpers/eyrie-process.ts';
 import { startEyrie } from '../src/app.ts';
 import { loadConfig } from '../src/config/load.ts';
 import { silentLogger } from './helpers/ingest.ts';
-import { sleep, waitUntil } from './helpers/delivery.ts';
+import { deadLetterRows, sleep, waitUntil } from './helpers/delivery.ts';
 
 const uuidOf = (req: RecordedRequest): string => (JSON.parse(req.text) as { uuid: string }).uuid;
 const uuidsOf = (lines: string[]) =>
@@ -332,6 +332,56 @@ destinations:
       await agent.close();
       eyrie.child.kill('SIGTERM');
       assert.equal(await eyrie.exited, 0);
+    }
+  });
+});
+
+describe('secrets in delivery errors', () => {
+  it('keeps credentials a receiver echoes in its error answer out of /healthz and dead letters', async (t) => {
+    const sink = await startRecordingServer();
+    t.after(() => sink.close());
+    // A receiver that quotes the request it refuses, credentials and all (some gateways do).
+    sink.respondWith((req) => ({ status: 401, body: `refused ${JSON.stringify(req.headers)}` }));
+    const { file, dir } = writeConfig(`
+listen: { address: 127.0.0.1, port: 0 }
+log: { level: silent }
+destinations:
+  - name: bearer
+    type: webhook
+    address: ${sink.url}
+    custom_headers: { X-Api-Key: api-key-value-1 }
+    request: { auth: { bearer_token: bearer-token-2 } }
+  - name: basic
+    type: webhook
+    address: ${sink.url.replace('://', '://user:url-password-3@')}
+`);
+    const eyrie = await startEyrie(loadConfig({ file, env: {} }).config, silentLogger);
+    t.after(() => eyrie.close());
+    const res = await request(eyrie.addresses.ingest! + '/', {
+      method: 'POST',
+      body: generateEvents(1, { seed: 7 })[0]!,
+      headers: { 'content-type': 'application/json' },
+    });
+    assert.equal(res.statusCode, 200);
+    await res.body.text();
+    const dataDir = `${dir}/data`;
+    await waitUntil(
+      () => deadLetterRows(dataDir, 'bearer').length + deadLetterRows(dataDir, 'basic').length === 2,
+      10_000,
+      () => 'both destinations dead-letter the event',
+    );
+    const health = await (await request(eyrie.addresses.ingest! + '/healthz')).body.text();
+    const stored = [...deadLetterRows(dataDir, 'bearer'), ...deadLetterRows(dataDir, 'basic')]
+      .map((r) => r.error)
+      .join('\n');
+    const basic = Buffer.from('user:url-password-3').toString('base64');
+    for (const [where, text] of [
+      ['/healthz', health],
+      ['dead letters', stored],
+    ] as const) {
+      assert.match(text, /HTTP 401: refused/, where);
+      for (const secret of ['api-key-value-1', 'bearer-token-2', 'url-password-3', basic])
+        assert.ok(!text.includes(secret), `${where} shows ${secret}: ${text}`);
     }
   });
 });

@@ -124,6 +124,9 @@ export function secretValues(config: EyrieConfig, types: DestinationTypes = regi
   for (const destination of config.destinations) {
     const { request } = destination;
     collect([request.auth.password, request.auth.bearer_token], true);
+    // What is sent is `Basic base64(user:password)`: an answer echoing that header shows it so.
+    if (request.auth.password !== '')
+      found.add(basicCredentials(request.auth.username, request.auth.password));
     collect([request.headers, request.proxy], false);
     const secret = new Set(types.get(destination.type)?.secretOptions ?? []);
     for (const [key, value] of Object.entries(destination.options)) {
@@ -143,7 +146,15 @@ function collectUrlCredentials(text: string, found: Set<string>): void {
   found.add(secret);
   try {
     found.add(decodeURIComponent(secret));
+    // Sent as basic auth (webhooks, proxies): the header's form too.
+    const user = colon < 0 ? userinfo : userinfo.slice(0, colon);
+    found.add(basicCredentials(decodeURIComponent(user), decodeURIComponent(colon < 0 ? '' : secret)));
   } catch {
     // Not percent-encoded; the raw form is already there.
   }
+}
+
+/** The base64 part of the `Authorization: Basic` header these credentials make. */
+function basicCredentials(username: string, password: string): string {
+  return Buffer.from(`${username}:${password}`).toString('base64');
 }

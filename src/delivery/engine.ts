@@ -123,6 +123,12 @@ export class DeliveryEngine implements Router {
     logger: Logger;
     /** Keys each dedup table holds at most (default DEDUP_MAX_KEYS; tests lower it). */
     dedupMaxKeys?: number;
+    /**
+     * The configuration's secret values (secretValues): a receiver's error answer may echo the
+     * request's credentials, and the errors kept for /healthz (unauthenticated) and dead letters
+     * must not show them, as the log does not.
+     */
+    secrets?: readonly string[];
   }) {
     this.logger = options.logger;
     this.config = options.delivery;
@@ -217,6 +223,7 @@ export class DeliveryEngine implements Router {
         destination,
         observer,
         this.logger.child({ destination: name }),
+        options.secrets,
       );
       const expression = config.filter?.cel;
       const route: Route = {

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { MAX_RETRY_AFTER_MS } from './backoff.ts';
-import { classify, parseRetryAfter } from './errors.ts';
+import { classify, HttpStatusError, parseRetryAfter } from './errors.ts';
 
 describe('parseRetryAfter', () => {
   const now = Date.parse('2026-11-29T12:00:00Z');
@@ -53,5 +53,16 @@ describe('classify', () => {
       reason: 'invalid_request',
       message: 'invalid header key',
     });
+  });
+
+  it('redacts secrets in the message, in a status body before it is cut', () => {
+    const secret = 'tok-0123456789abcdef';
+    // The cut at 300 characters falls inside the echoed token.
+    const body = `${'x'.repeat(290)}Bearer ${secret} and more`;
+    const status = classify(new HttpStatusError(401, body), {}, [secret]);
+    assert.equal(status.message, `HTTP 401: ${'x'.repeat(290)}Bearer [re`);
+    assert.ok(!status.message.includes(secret.slice(0, 3)));
+    const network = classify(new Error(`connect to user:${secret}@host failed`), {}, [secret]);
+    assert.equal(network.message, 'connect to user:[redacted]@host failed');
   });
 });

@@ -1,5 +1,6 @@
 import { errorCode } from '../util/error.ts';
 import { MAX_RETRY_AFTER_MS } from './backoff.ts';
+import { redactSecrets } from '../util/logger.ts';
 
 /**
  * Errors a destination throws from `send`, and how the delivery engine classifies them.
@@ -15,12 +16,17 @@ export class HttpStatusError extends Error {
   readonly retryAfterMs: number | undefined;
   readonly body: string;
   constructor(status: number, body: string, retryAfterMs?: number) {
-    super(`HTTP ${status}${body ? `: ${body.slice(0, 300)}` : ''}`);
+    super(statusMessage(status, body));
     this.name = 'HttpStatusError';
     this.status = status;
     this.body = body;
     this.retryAfterMs = retryAfterMs;
   }
+}
+
+/** A status error's message: the beginning of the body (which may be a whole HTML page). */
+function statusMessage(status: number, body: string): string {
+  return `HTTP ${status}${body ? `: ${body.slice(0, 300)}` : ''}`;
 }
 
 /** The events cannot be delivered by this destination whatever the retries (bad payload, rejected data). */
@@ -119,8 +125,26 @@ const TIMEOUT_CODES = new Set([
   'ABORT_ERR',
 ]);
 
-/** Decides what to do with an error thrown by a destination's `send`. */
-export function classify(err: unknown, overrides: StatusOverrides = {}): Classification {
+/**
+ * Decides what to do with an error thrown by a destination's `send`. `secrets` (the config's
+ * secretValues) are replaced in its message, which /healthz and dead letters show: a receiver's
+ * answer may echo the request's credentials. A status error's body is redacted before it is cut, so
+ * no cut leaves the start of a secret.
+ */
+export function classify(
+  err: unknown,
+  overrides: StatusOverrides = {},
+  secrets: readonly string[] = [],
+): Classification {
+  const classification = classifyUnredacted(err, overrides);
+  const message =
+    err instanceof HttpStatusError
+      ? statusMessage(err.status, redactSecrets(err.body, secrets))
+      : redactSecrets(classification.message, secrets);
+  return { ...classification, message };
+}
+
+function classifyUnredacted(err: unknown, overrides: StatusOverrides): Classification {
   const error = err instanceof Error ? err : new Error(String(err));
   if (error instanceof HttpStatusError) {
     return {

@@ -4,6 +4,7 @@ import { SEND_DEADLINE_MARGIN_MS, type Destination } from '../destinations/types
 import { backoffDelay, budgetExhausted, pastElapsedBudget } from './backoff.ts';
 import { classify, PartialRejectionError, type Classification } from './errors.ts';
 import type { DeliveryQueue, GiveUp, Prefetcher, QueueEntry } from './queue.ts';
+import { redactSecrets } from '../util/logger.ts';
 import { timerDelay } from '../util/timer.ts';
 
 /** What a destination's workers report, for metrics and health. */
@@ -117,6 +118,8 @@ export class DestinationWorkers implements Prefetcher {
    * malformed"), until one succeeds: the entries there are stuck, for health to say.
    */
   readError: string | undefined;
+  /** Replaced in the errors this keeps (health, retries, dead letters): an answer may echo them. */
+  private readonly secrets: readonly string[];
 
   constructor(
     config: DestinationConfig,
@@ -124,8 +127,10 @@ export class DestinationWorkers implements Prefetcher {
     destination: Destination,
     observer: DeliveryObserver,
     logger: Logger,
+    secrets: readonly string[] = [],
   ) {
     this.config = config;
+    this.secrets = secrets;
     this.queue = queue;
     this.destination = destination;
     this.observer = observer;
@@ -392,7 +397,7 @@ export class DestinationWorkers implements Prefetcher {
    * is permanent or their budget is spent. Returns how long this worker should pause (ms).
    */
   private failed(batch: QueueEntry[], failure: unknown, done: number): number {
-    const classification = classify(failure, this.config.retry);
+    const classification = classify(failure, this.config.retry, this.secrets);
     this.consecutiveFailures++;
     this.lastError = classification.message;
     this.lastErrorAt = done;
@@ -475,7 +480,11 @@ export class DestinationWorkers implements Prefetcher {
       const entry = batch[index];
       if (entry === undefined || seen.has(index)) continue;
       seen.add(index);
-      refused.push({ entry, reason: `permanent_${REFUSED.reason}`, error: message });
+      refused.push({
+        entry,
+        reason: `permanent_${REFUSED.reason}`,
+        error: redactSecrets(message, this.secrets),
+      });
     }
     return refused;
   }
