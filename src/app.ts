@@ -78,6 +78,7 @@ function destinationSetup(config: EyrieConfig, d: DestinationConfig, logger: Log
     logger: logger.child({ destination: d.name }),
     request: d.request,
     dataDir: config.storage.path,
+    batch: d.batch,
   };
   return { type, options: d.options as never, context };
 }

@@ -7,6 +7,7 @@ import { loadConfig } from './load.ts';
 import type { LoadedConfig } from './load.ts';
 import { ConfigError } from './errors.ts';
 import { stdoutDestination } from '../destinations/stdout.ts';
+import { fileDestination } from '../destinations/file.ts';
 import { compileFilter } from '../routing/filter.ts';
 import { parseFalcoEvent } from '../event/falco-event.ts';
 
@@ -284,6 +285,30 @@ destinations:
     );
     assert.match(at('[0].fallback') ?? '', /:6:15: .*fallbacks form a loop: a → b → a/);
     assert.match(at('[2].fallback') ?? '', /:15:15: .*no destination named "nowhere"/);
+  });
+
+  it('refuses two file destinations on one path (they would rotate and truncate each other)', () => {
+    const file = join(dir, 'shared-file.yaml');
+    writeFileSync(
+      file,
+      `destinations:
+  - name: critical
+    type: file
+    path: ${dir}/out/events.ndjson
+  - name: k8s
+    type: file
+    path: ${dir}/out/../out/events.ndjson
+  - name: other
+    type: file
+    path: ${dir}/out/other.ndjson
+`,
+    );
+    const found = problems(() =>
+      loadConfig({ file, env: {}, destinationTypes: new Map([['file', fileDestination]]) }),
+    );
+    assert.deepEqual(found, [
+      `${file}:7:11: destinations[1].path: ${dir}/out/events.ndjson is already the file of destination "critical": give each file destination its own path (one destination with a wider filter can take both kinds of events)`,
+    ]);
   });
 
   it('reports YAML syntax errors with their position', () => {

@@ -1,3 +1,4 @@
+import { resolve as resolvePath } from 'node:path';
 import { SEND_DEADLINE_MARGIN_MS, type DestinationType } from '../destinations/types.ts';
 import type {
   BatchConfig,
@@ -46,6 +47,7 @@ export function buildConfig(raw: Raw, types: DestinationTypes, issues: Issues): 
   }
   const destinations = buildDestinations(raw.destinations, types, issues);
   checkFallbacks(destinations, issues);
+  checkSharedFiles(destinations, issues);
   return {
     listen,
     auth: section('auth'),
@@ -198,6 +200,30 @@ function checkUniqueName(
       ? `duplicate destination name "${name}"${at}`
       : `destination name "${name}" clashes with "${first.name}"${at}: env overrides read "-", "." and "_" alike`;
   issues.atValue(['destinations', index, 'name'], message);
+}
+
+/**
+ * Two `file` destinations never append to the same file: each rotates it and cuts off what it takes for
+ * a partial line on its own, so they would rename each other's rotated files over one another and
+ * truncate each other's lines (events lost, a line cut in two). Paths are compared as `create()` opens
+ * them, resolved against the working directory.
+ */
+function checkSharedFiles(destinations: DestinationConfig[], issues: Issues): void {
+  const firstByPath = new Map<string, number>();
+  destinations.forEach((destination, index) => {
+    const path = destination.options.path;
+    if (destination.type !== 'file' || typeof path !== 'string' || path === '') return;
+    const absolute = resolvePath(path);
+    const first = firstByPath.get(absolute);
+    if (first === undefined) {
+      firstByPath.set(absolute, index);
+      return;
+    }
+    issues.atValue(
+      ['destinations', index, 'path'],
+      `${absolute} is already the file of destination "${destinations[first]!.name}": give each file destination its own path (one destination with a wider filter can take both kinds of events)`,
+    );
+  });
 }
 
 /** A fallback names another destination, and fallbacks never lead back (events would circle forever). */

@@ -4,7 +4,7 @@ import { pino } from 'pino';
 import type { RequestConfig } from '../config/types.ts';
 import { HttpStatusError, PartialRejectionError, PermanentError } from '../delivery/errors.ts';
 import { parseFalcoEvent, type FalcoEvent } from '../event/falco-event.ts';
-import type { ExactNumber } from '../event/json.ts';
+import { stringifyJson, type ExactNumber } from '../event/json.ts';
 import { toSidekickJson } from '../event/sidekick-json.ts';
 import type { DestinationContext } from './types.ts';
 import { eyrieForwardDestination, type EyrieForwardOptions } from './eyrie-forward.ts';
@@ -225,6 +225,36 @@ describe('eyrie forward destination: wire format and answers', () => {
     assert.equal(r.body[0], 0x1f);
     assert.equal(r.text, `${toSidekickJson(events[0]!)}\n${toSidekickJson(events[1]!)}\n`);
     assert.equal(logs.filter((l) => (l.level as number) >= 40).length, 0);
+  });
+
+  it('keeps each body within batch.max_bytes though Falcosidekick JSON escapes <, > and & (no 413 first)', async () => {
+    server.reset();
+    server.respondWith(takesAll);
+    // `<NA>` is 4 bytes as journaled (what the queue counts) and 14 in the body (\u003cNA\u003e).
+    const events = Array.from({ length: 8 }, (_, i) => {
+      const e = makeEvent(i);
+      return { ...e, output: e.output + ' <NA>'.repeat(30) };
+    });
+    const journaled = events.reduce((n, e) => n + Buffer.byteLength(stringifyJson(e)), 0);
+    const { context } = capture();
+    const dest = eyrieForwardDestination.create(options({ url: server.url, gzip: false }), {
+      ...context,
+      batch: { max_events: 500, max_bytes: journaled, timeout: 1000 },
+    });
+    try {
+      await dest.send(events);
+    } finally {
+      await dest.close();
+    }
+    assert.ok(server.requests.length > 1);
+    for (const r of server.requests) {
+      const lines = linesOf(r);
+      assert.ok(r.body.length - lines.length <= journaled, `a body of ${r.body.length} bytes`);
+    }
+    assert.deepEqual(
+      server.requests.flatMap((r) => linesOf(r)),
+      events.map((e) => toSidekickJson(e)),
+    );
   });
 
   it('sends plain NDJSON with gzip: false', async () => {

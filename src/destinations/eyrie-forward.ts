@@ -139,13 +139,21 @@ export const eyrieForwardDestination: DestinationType<EyrieForwardOptions> = {
      * pay a refused round trip per level of halving.
      */
     let refusedBytes = Number.POSITIVE_INFINITY;
+    /**
+     * `batch.max_bytes`: the queue fills a batch by the size of each event as journaled (Eyrie's
+     * JSON), but the body carries Falcosidekick's, which escapes `<`, `>` and `&` (6 bytes for 1; Falco
+     * writes `<NA>` for every missing field): a batch the queue counts as full can be a quarter larger
+     * here, past the receiver's body_limit. A body whose lines exceed it is split before sending.
+     */
+    const maxBytes = context.batch?.max_bytes ?? 0;
 
     /** Sends `events`, splitting at a 413; settles by `deadline` (ms), leaving unsent parts as failed. */
     const post = async (events: readonly FalcoEvent[], deadline: number): Promise<Outcome> => {
       if (events.length === 0) return { rejected: [], failed: [] };
       const body = events.map((e) => toSidekickJson(e) + '\n').join('');
       const bytes = Buffer.byteLength(body);
-      if (events.length > 1 && bytes >= refusedBytes) return postInHalves(events, deadline);
+      if (events.length > 1 && (bytes >= refusedBytes || (maxBytes > 0 && bytes - events.length > maxBytes)))
+        return postInHalves(events, deadline);
       const timeLeft = deadline - Date.now();
       if (timeLeft < MIN_PART_TIME_MS) {
         // Only a part of a split batch gets here (a whole batch has request.timeout and more).

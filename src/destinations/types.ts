@@ -11,6 +11,8 @@ export interface DestinationContext {
   request: RequestConfig;
   /** Eyrie's data directory, for types that keep local state. */
   dataDir: string;
+  /** The destination's resolved batch policy (absent in tests that build a sender alone). */
+  batch?: BatchConfig;
 }
 
 /**
