@@ -1885,6 +1885,72 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       await sleep(100);
       assert.equal(queuedUuids(before.storage.path, 'old').length, 3, 'kept');
     });
+
+    it('warns at start about a queue that holds more than its caps, lowered since (its next event would drop the excess)', async (t) => {
+      const before = config([dest('full', { extra: 'queue: { concurrency: 1 }' })], 'shutdown_timeout: 50ms');
+      const first = start(t, before, { full: hang });
+      first.fakes.full!.rejectHangsOnClose = false;
+      await first.engine.route(makeEvents(5, 29));
+      await first.close();
+
+      const after = config([dest('full', { extra: 'queue: { max_events: 2 }' })]);
+      const { logger, warnings } = warningsLogger();
+      const second = startEngine(
+        after,
+        { full: new FakeDestination('full', hang) },
+        before.storage.path,
+        logger,
+      );
+      t.after(() => second.close());
+      assert.deepEqual(
+        warnings
+          .filter((w) => /more than its caps/.test(String(w.msg)))
+          .map(({ destination, events, maxEvents, whenFull }) => ({
+            destination,
+            events,
+            maxEvents,
+            whenFull,
+          })),
+        [{ destination: 'full', events: 5, maxEvents: 2, whenFull: 'drop_oldest' }],
+      );
+    });
+
+    it('warns at start about queued entries and dead letters left in the journal when no destination is durable any more', async (t) => {
+      const before = config(
+        [dest('old', { extra: 'queue: { concurrency: 1 }' }), dest('rejected')],
+        'shutdown_timeout: 50ms',
+      );
+      const first = start(t, before, { old: hang, rejected: failWith(http(400)) });
+      first.fakes.old!.rejectHangsOnClose = false;
+      await first.engine.route(makeEvents(3, 28));
+      await waitUntil(
+        () => query(before.storage.path, 'SELECT id FROM dead_letters').length === 3,
+        2000,
+        () => 'dead letters of rejected',
+      );
+      await first.close();
+
+      // Only memory destinations now: no journal is opened, but what it holds must not go unsaid.
+      const after = config([dest('old', { extra: 'durability: memory' })]);
+      const { logger, warnings } = warningsLogger();
+      const second = startEngine(
+        after,
+        { old: new FakeDestination('old', succeed) },
+        before.storage.path,
+        logger,
+      );
+      t.after(() => second.close());
+      assert.deepEqual(
+        warnings
+          .filter((w) => /no durable queue for/.test(String(w.msg)))
+          .map(({ destination, events, deadLetters }) => ({ destination, events, deadLetters })),
+        [
+          { destination: 'old', events: 3, deadLetters: undefined },
+          { destination: 'rejected', events: undefined, deadLetters: 3 },
+        ],
+      );
+      assert.equal(queuedUuids(before.storage.path, 'old').length, 3, 'kept');
+    });
   });
 
   describe('journal failures', () => {

@@ -9,7 +9,14 @@ import { HotCounter, type CounterHandle } from '../metrics/hot-counter.ts';
 import { compileFilter } from '../routing/filter.ts';
 import { DEDUP_MAX_KEYS, Deduplicator } from '../routing/dedup.ts';
 import type { DestinationHealth, Router } from '../routing/router.ts';
-import { Journal, JournalUnavailableError, type JournalItem, type SqliteQueue } from './journal.ts';
+import {
+  Journal,
+  JournalUnavailableError,
+  orphanedInUnopenedJournal,
+  type JournalItem,
+  type Orphaned,
+  type SqliteQueue,
+} from './journal.ts';
 import { MemoryQueue } from './memory-queue.ts';
 import type { DeliveryQueue } from './queue.ts';
 import { DestinationWorkers, type DeliveryObserver } from './worker.ts';
@@ -290,11 +297,21 @@ export class DeliveryEngine implements Router {
           { error: journal.lastError },
           'the journal could not be written at start: its writes, and ingest with them, may fail until it can',
         );
-      for (const [destination, events] of journal.orphanedEntries()) {
-        this.logger.warn(
-          { destination, events },
-          'events queued for a destination this configuration has no durable queue for: kept in the journal, delivered only if it returns under that name',
-        );
+      this.warnOrphaned(journal.orphanedEntries());
+      // A cap lowered below what a queue holds: its next event would drop the excess at once
+      // (drop_oldest), or every event until it drains (drop_newest). Counted then, but said now.
+      for (const { config, durable } of this.routes) {
+        const { count, bytes } = durable?.depth() ?? { count: 0, bytes: 0 };
+        const { max_events: maxEvents, max_bytes: maxBytes, when_full: whenFull } = config.queue;
+        if ((maxEvents > 0 && count > maxEvents) || (maxBytes > 0 && bytes > maxBytes))
+          this.logger.warn(
+            { destination: config.name, events: count, bytes, maxEvents, maxBytes, whenFull },
+            `queue holds more than its caps (lowered since?): ${
+              whenFull === 'drop_oldest'
+                ? 'the next event queued turns away the oldest entries beyond them, at once'
+                : 'new events are turned away until it drains below them'
+            }, ${config.fallback === undefined ? 'dropped (counted)' : 'to its fallback'}`,
+          );
       }
       // The dlq CLI may add or remove rows while we run: keep cached depths honest (queue caps use them).
       this.resyncTimer = setInterval(() => {
@@ -307,7 +324,27 @@ export class DeliveryEngine implements Router {
       }, 5000);
       this.resyncTimer.unref();
     }
+    // No journal opened: one left by an earlier configuration (its durable destinations all removed
+    // or made memory-only) would otherwise keep its queues and dead letters without a word.
+    if (!journal) {
+      const orphaned = orphanedInUnopenedJournal(options.dataDir);
+      if (orphaned) this.warnOrphaned(orphaned);
+    }
     for (const route of this.routes) route.workers.start();
+  }
+
+  /** At start: what the journal keeps for destinations this configuration has no durable queue for. */
+  private warnOrphaned({ queued, deadLetters }: Orphaned): void {
+    for (const [destination, events] of queued)
+      this.logger.warn(
+        { destination, events },
+        'events queued for a destination this configuration has no durable queue for: kept in the journal, delivered only if it returns under that name',
+      );
+    for (const [destination, count] of deadLetters)
+      this.logger.warn(
+        { destination, deadLetters: count },
+        'dead letters of a destination this configuration has no durable queue for: kept in the journal (eyrie dlq list / purge -d NAME)',
+      );
   }
 
   /** For scrapes and /healthz: the cached counts, re-read first if the dlq CLI wrote meanwhile. */

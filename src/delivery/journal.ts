@@ -128,6 +128,42 @@ function refuseForeignTables(file: string): void {
 
 const EYRIE_TABLES = ['events', 'deliveries', 'dead_letters'];
 
+/** Per destination: entries queued, and dead letters, that no destination of this configuration reads. */
+export interface Orphaned {
+  queued: Map<string, number>;
+  deadLetters: Map<string, number>;
+}
+
+function orphanedIn(db: Database.Database, known: ReadonlySet<string>): Orphaned {
+  const count = (table: 'deliveries' | 'dead_letters') => {
+    const rows = db
+      .prepare(`SELECT destination, count(*) AS n FROM ${table} GROUP BY destination ORDER BY destination`)
+      .all() as { destination: string; n: number }[];
+    return new Map(rows.filter((r) => !known.has(r.destination)).map((r) => [r.destination, r.n]));
+  };
+  return { queued: count('deliveries'), deadLetters: count('dead_letters') };
+}
+
+/**
+ * What a journal in `dataDir` holds when this configuration opens none (no destination is durable
+ * any more: all removed, or made `memory`): every queued entry and dead letter there is orphaned, and
+ * would otherwise be left without a word. Read only, so a memory-only setup still runs on a read-only
+ * file system, and nothing is created. Undefined when there is no journal or it cannot be read.
+ */
+export function orphanedInUnopenedJournal(dataDir: string): Orphaned | undefined {
+  let db: Database.Database | undefined;
+  try {
+    db = openSqlite(join(dataDir, JOURNAL_FILE), { readonly: true, fileMustExist: true });
+    const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all();
+    if (!EYRIE_TABLES.every((t) => tables.includes(t))) return undefined;
+    return orphanedIn(db, new Set());
+  } catch {
+    return undefined; // no journal, or one that cannot be read here: nothing to say about it
+  } finally {
+    db?.close();
+  }
+}
+
 /** Opens (creating if needed) Eyrie's SQLite database in WAL mode. Shared by the server and the dlq CLI. */
 export function openDatabase(dataDir: string): Database.Database {
   const file = join(dataDir, JOURNAL_FILE);
@@ -827,15 +863,11 @@ export class Journal {
   }
 
   /**
-   * Entries queued for destinations without a queue here (renamed, removed or made memory-only since
-   * they were queued), per destination: kept, but no worker reads them.
+   * Entries queued, and dead letters, of destinations without a queue here (renamed, removed or made
+   * memory-only since), per destination: kept, but no worker reads them and no gauge shows them.
    */
-  orphanedEntries(): Map<string, number> {
-    const known = new Set(this.queues.map((q) => q.destination));
-    const rows = this.db
-      .prepare('SELECT destination, count(*) AS n FROM deliveries GROUP BY destination')
-      .all() as { destination: string; n: number }[];
-    return new Map(rows.filter((r) => !known.has(r.destination)).map((r) => [r.destination, r.n]));
+  orphanedEntries(): Orphaned {
+    return orphanedIn(this.db, new Set(this.queues.map((q) => q.destination)));
   }
 
   /**
