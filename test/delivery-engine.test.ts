@@ -1766,6 +1766,39 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       assert.equal(deliveryEvents(metrics, 'm', 'dropped'), 0);
     });
 
+    it('close() logs the memory events a full fallback turned away as lost, not only as handed over', async (t) => {
+      const cfg = config(
+        [
+          dest('kept', { extra: 'durability: memory, fallback: spare' }),
+          dest('spare', {
+            extra:
+              'filter: { rules: ["no rule has this name"] }, queue: { max_events: 2, when_full: drop_newest }',
+          }),
+        ],
+        'shutdown_timeout: 10s',
+      );
+      const { logger, warnings } = warningsLogger();
+      const busy = failWith(http(503, 3_600_000));
+      const te = start(t, cfg, { kept: busy, spare: succeed }, cfg.storage.path, logger);
+      await te.engine.route(makeEvents(6, 26));
+      await waitUntil(
+        () => te.fakes.kept!.sends.length > 0,
+        5000,
+        () => 'kept failing',
+      );
+      await te.close();
+      const metrics = await te.metrics.registry.getSingleMetricAsString('eyrie_delivery_events_total');
+      assert.equal(deliveryEvents(metrics, 'spare', 'dropped', 'queue_full_newest'), 4);
+      assert.equal(queuedUuids(cfg.storage.path, 'spare').length, 2);
+      // The metrics listener has closed by then: the log is the only account of the 4 lost events.
+      assert.ok(
+        warnings.some(
+          (w) => w.destination === 'kept' && w.events === 4 && String(w.msg).includes('they are lost'),
+        ),
+        JSON.stringify(warnings),
+      );
+    });
+
     it('close() does not hand memory events to a durable fallback whose journal file was removed', async (t) => {
       const cfg = config(
         [

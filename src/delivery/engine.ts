@@ -120,6 +120,8 @@ export class DeliveryEngine implements Router {
   private readonly config: DeliveryConfig;
   private readonly metrics: ReturnType<typeof deliveryMetrics>;
   private readonly resyncTimer: NodeJS.Timeout | undefined;
+  /** Counts the drops of every queue while memory queues are handed over at shutdown; undefined before. */
+  private shutdownDrops: number | undefined;
   private closed = false;
 
   constructor(options: {
@@ -168,8 +170,10 @@ export class DeliveryEngine implements Router {
 
     for (const { config, destination } of options.destinations) {
       const name = config.name;
-      const onDrop = (reason: string, count: number) =>
+      const onDrop = (reason: string, count: number) => {
         m.outcomes.inc({ destination: name, outcome: 'dropped', reason }, count);
+        if (this.shutdownDrops !== undefined) this.shutdownDrops += count;
+      };
       // Shown at 0 from the start: an alert on increase() (which needs a sample before the first
       // drop) then fires on the first one. Their reasons are known in advance, unlike dead letters'.
       for (const reason of ['queue_full_oldest', 'queue_full_newest'].concat(
@@ -538,12 +542,24 @@ export class DeliveryEngine implements Router {
     if (left.length === 0) return;
     const name = route.config.name;
     const target = route.fallback;
+    // What the caps down the chain turn away while these are handed over is dropped, and the metrics
+    // listener has closed: only the log can tell the operator, so it must not call them handed over.
+    const droppedBefore = this.shutdownDrops ?? 0;
+    const reportCapDrops = () => {
+      const dropped = (this.shutdownDrops ?? 0) - droppedBefore;
+      if (dropped > 0)
+        this.logger.warn(
+          { destination: name, events: dropped, fallback: target?.config.name },
+          'shutdown: queue caps down the fallback chain turned away events while memory events were handed over: they are lost',
+        );
+    };
     if (target?.memory !== undefined) {
       // A memory fallback is settled after its feeders (see close): it takes them within its caps, what
       // those turn away goes to its own fallback, and what it holds then goes down the chain in turn.
       const now = Date.now();
       for (const { event, enqueuedAt } of left) target.memory.adopt(event, enqueuedAt, now);
       this.metrics.outcomes.inc({ destination: name, outcome: 'fallback', reason: 'shutdown' }, left.length);
+      reportCapDrops();
       return;
     }
     if (target?.durable !== undefined && this.journal !== undefined) {
@@ -561,6 +577,7 @@ export class DeliveryEngine implements Router {
           { destination: name, events: left.length, fallback: target.config.name },
           'shutdown: events not sent from memory handed to the fallback, sent after the next start',
         );
+        reportCapDrops();
         return;
       } catch (err) {
         this.logger.error({ err, destination: name }, 'shutdown: cannot hand memory events to the fallback');
@@ -606,6 +623,7 @@ export class DeliveryEngine implements Router {
       );
     }
     await Promise.all(stopped.values());
+    this.shutdownDrops = 0;
     for (const route of order) this.settleMemoryAtShutdown(route);
     await Promise.allSettled(this.routes.map((r) => r.workers.close()));
     // Also writes the acks of the sends that finished meanwhile.
