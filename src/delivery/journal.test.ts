@@ -9,6 +9,7 @@ import {
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   unlinkSync,
   writeFileSync,
 } from 'node:fs';
@@ -182,6 +183,24 @@ describe('Journal', () => {
       }
     });
   }
+
+  it('keeps the alerts it journals private: directory 0700, eyrie.db, -wal and -shm 0600 under umask 022', async () => {
+    const dir = join(dataDir(), 'data');
+    const umask = process.umask(0o022);
+    let journal: Journal | undefined;
+    try {
+      journal = openJournal(dir);
+      const queue = queueOf(journal);
+      await journal.append([{ event: makeEvents(1, 2)[0]!, destinations: [queue] }]);
+      const mode = (name: string) => (statSync(join(dir, name)).mode & 0o777).toString(8);
+      assert.equal(mode(''), '700');
+      for (const file of ['eyrie.db', 'eyrie.db-wal', 'eyrie.db-shm', 'eyrie.lock'])
+        assert.equal(mode(file), '600', file);
+    } finally {
+      process.umask(umask);
+      await journal?.close();
+    }
+  });
 
   it('opens when the leases of a previous run cannot be released (a full disk after a crash)', async () => {
     const dir = dataDir();

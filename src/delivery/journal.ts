@@ -6,7 +6,7 @@ import { DataDirLock } from '../store/data-dir-lock.ts';
 import { WalCheckpointer } from '../store/wal-checkpointer.ts';
 import type { FalcoEvent } from '../event/falco-event.ts';
 import { parseJson, stringifyJson } from '../event/json.ts';
-import { makeDirectory } from '../util/directory.ts';
+import { makeDirectory, openPrivateFile } from '../util/directory.ts';
 import { asError } from '../util/error.ts';
 import type {
   DeliveryQueue,
@@ -169,8 +169,10 @@ export function openDatabase(dataDir: string): Database.Database {
   const file = join(dataDir, JOURNAL_FILE);
   let db: Database.Database | undefined;
   try {
-    makeDirectory(dataDir);
+    makeDirectory(dataDir, 0o700);
     refuseForeignTables(file);
+    // Created 0600 (SQLite gives its -wal and -shm the same mode), and refused when not writable.
+    openPrivateFile(file);
     db = openSqlite(file);
     // exec, not pragma(): pragma() prepares a throw-away statement (see src/store/sqlite.ts).
     db.exec('PRAGMA journal_mode = WAL');

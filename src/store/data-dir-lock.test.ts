@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DataDirLock } from './data-dir-lock.ts';
@@ -22,6 +22,43 @@ describe('DataDirLock', () => {
         );
         return true;
       },
+    );
+  });
+
+  it('a lock file it may not write (left by root): refuses, naming the file, its owner and mode', async (t) => {
+    const dir = testTempDir(t, 'eyrie-lock-');
+    chmodSync(dir, 0o777);
+    writeFileSync(join(dir, 'eyrie.lock'), '');
+    chmodSync(join(dir, 'eyrie.lock'), 0o444);
+    // SQLite would open it read-only without a word, and BEGIN EXCLUSIVE would then lock nothing: a
+    // second process could run on the same journal. Root may write anything: run as nobody then.
+    const root = process.getuid?.() === 0;
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '--input-type=module',
+        '-e',
+        `const { DataDirLock } = await import(${JSON.stringify(lockModule)}); try { new DataDirLock(${JSON.stringify(dir)}); console.log('locked'); } catch (err) { console.log(err.message); }`,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'], ...(root ? { uid: 65534, gid: 65534 } : {}) },
+    );
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    const code = await new Promise((r) => child.on('exit', r));
+    // A checkout under a directory only root may enter (/root) cannot be loaded as nobody.
+    if (root && out === '' && code !== 0 && /EACCES|Cannot find/.test(err)) {
+      t.skip(`uid 65534 cannot load this checkout: ${/.*(EACCES|Cannot find).*/.exec(err)?.[0]}`);
+      return;
+    }
+    assert.match(
+      out,
+      new RegExp(
+        `^storage.path ${dir}: cannot lock ${join(dir, 'eyrie.lock')}: EACCES: permission denied, .*\\(the file is owned by uid \\d+ with mode 0444, this process runs as uid \\d+\\)`,
+      ),
     );
   });
 

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { openSqlite } from './sqlite.ts';
-import { makeDirectory } from '../util/directory.ts';
+import { makeDirectory, openPrivateFile } from '../util/directory.ts';
 import { errorCode } from '../util/error.ts';
 
 /** How long a start waits for another process to let go of the directory (a restart that overlaps). */
@@ -23,7 +23,8 @@ export class DataDirLock {
 
   constructor(dataDir: string) {
     try {
-      makeDirectory(dataDir);
+      // 0700: the journal it will hold has every alert (command lines, often secrets) in it.
+      makeDirectory(dataDir, 0o700);
     } catch (err) {
       throw new Error(`storage.path ${dataDir}: cannot create the directory: ${(err as Error).message}`, {
         cause: err,
@@ -32,6 +33,8 @@ export class DataDirLock {
     this.file = join(dataDir, 'eyrie.lock');
     let db: Database.Database | undefined;
     try {
+      // A lock file this process may not write would open read-only and lock nothing.
+      openPrivateFile(this.file);
       db = openSqlite(this.file, { timeout: WAIT_MS });
       db.exec('PRAGMA locking_mode = EXCLUSIVE');
       db.exec('BEGIN EXCLUSIVE');

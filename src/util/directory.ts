@@ -1,4 +1,4 @@
-import { accessSync, constants as fsConstants, mkdirSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants as fsConstants, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { errorCode } from './error.ts';
 
@@ -7,7 +7,7 @@ import { errorCode } from './error.ts';
  * form) loops forever on some paths, e.g. under /proc, where mkdir answers ENOENT although the parent
  * exists. This fails with that ENOENT instead.
  */
-export function makeDirectory(dir: string): void {
+export function makeDirectory(dir: string, mode?: number): void {
   const existing = statSync(dir, { throwIfNoEntry: false });
   if (existing?.isDirectory()) return;
   if (existing)
@@ -15,10 +15,35 @@ export function makeDirectory(dir: string): void {
   const parent = dirname(dir);
   if (parent !== dir) makeDirectory(parent);
   try {
-    mkdirSync(dir);
+    // `mode` (narrowed by the umask) for `dir` only: its parents may be shared with others.
+    mkdirSync(dir, mode);
   } catch (err) {
     if (errorCode(err) !== 'EEXIST' || !statSync(dir).isDirectory()) throw err;
   }
+}
+
+/**
+ * Checks before SQLite opens one of Eyrie's files that this process may write it, creating it with
+ * mode 0600 (never wider, whatever the umask) when it does not exist. SQLite opens a file it may not
+ * write read-only without a word, so a lock on it is not held and the journal's writes fail later;
+ * and SQLite's own mode, 0644 under the usual umask, would leave every journaled alert readable by
+ * every user of the host. Throws the system error when it is a matter of permission (EACCES, EPERM,
+ * EROFS), with the file's owner and mode; anything else (a directory there) is left to SQLite.
+ */
+export function openPrivateFile(path: string): void {
+  let fd: number;
+  try {
+    fd = openSync(path, fsConstants.O_RDWR | fsConstants.O_CREAT, 0o600);
+  } catch (err) {
+    const code = errorCode(err);
+    if (code !== 'EACCES' && code !== 'EPERM' && code !== 'EROFS') return;
+    const st = statSync(path, { throwIfNoEntry: false });
+    if (st === undefined) throw err;
+    const uid = process.getuid?.();
+    const detail = `the file is owned by uid ${st.uid} with mode 0${(st.mode & 0o777).toString(8)}${uid === undefined ? '' : `, this process runs as uid ${uid}`}`;
+    throw Object.assign(new Error(`${(err as Error).message} (${detail})`), { code });
+  }
+  closeSync(fd);
 }
 
 /**
