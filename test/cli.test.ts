@@ -1,7 +1,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -302,6 +302,33 @@ describe('eyrie serve', { timeout: 120_000 }, () => {
     } finally {
       first.child.kill('SIGTERM');
       assert.equal(await first.exited, 0);
+    }
+  });
+
+  it('evaluates CEL time functions in UTC whatever the host time zone (the CEL library uses local time)', async () => {
+    const dir = tempDir();
+    const out = join(dir, 'events.ndjson');
+    // 2026-07-01 is day 181; with TZ=America/New_York (daylight saving) the library said 180.
+    const { file } = writeConfig(
+      `listen: { address: 127.0.0.1, port: 0 }\ndestinations:\n  - name: summer\n    type: file\n    path: ${out}\n    filter: { cel: 'timestamp(event.time).getDayOfYear() == 181' }\n`,
+      dir,
+    );
+    const eyrie = await spawnEyrie(file, { TZ: 'America/New_York' });
+    try {
+      const event = {
+        ...(JSON.parse(generateEvents(1, { seed: 3 })[0]!) as object),
+        time: '2026-07-01T12:00:00Z',
+      };
+      const res = await fetch(`${eyrie.url}/`, { method: 'POST', body: JSON.stringify(event) });
+      assert.equal(res.status, 200);
+      await waitUntil(
+        () => existsSync(out) && readFileSync(out, 'utf8').includes('2026-07-01T12:00:00Z'),
+        10_000,
+        () => `not delivered: ${eyrie.output()}`,
+      );
+    } finally {
+      eyrie.child.kill('SIGTERM');
+      assert.equal(await eyrie.exited, 0);
     }
   });
 

@@ -14,6 +14,11 @@ import { DeadLetters, type QueueCaps, type Selection } from '../delivery/dead-le
 import { parseDuration } from '../config/units.ts';
 import { adoptEarlySignals, releaseEarlySignals } from './early-signals.ts';
 
+// Every command runs in UTC, whatever TZ says. The CEL library converts timestamps through local time
+// (`getDayOfYear()` was a day short all summer in a zone with daylight saving, `getHours("UTC")` an hour
+// off in its spring-forward gap), where CEL defines them in UTC; nothing Eyrie writes is in local time.
+process.env.TZ = 'UTC';
+
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
 };
