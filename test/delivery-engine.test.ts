@@ -1898,19 +1898,46 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
   });
 
   describe('configuration changes', () => {
+    /** Runs `cfg` until `events` are routed (and `settled` holds), then stops: its journal keeps the rest. */
+    async function leaveJournal(
+      t: TestContext,
+      cfg: EyrieConfig,
+      behaviours: Record<string, Behaviour>,
+      events: FalcoEvent[],
+      settled?: () => boolean,
+    ): Promise<void> {
+      const first = start(t, cfg, behaviours);
+      for (const fake of Object.values(first.fakes)) fake.rejectHangsOnClose = false;
+      await first.engine.route(events);
+      if (settled) await waitUntil(settled, 2000, () => 'settled before the stop');
+      await first.close();
+    }
+
+    /** The warnings matching `pattern` that an engine on `cfg` logs as it starts on `dataDir`. */
+    function warningsAtStart(
+      t: TestContext,
+      cfg: EyrieConfig,
+      behaviours: Record<string, Behaviour>,
+      dataDir: string,
+      pattern: RegExp,
+    ): Record<string, unknown>[] {
+      const { logger, warnings } = warningsLogger();
+      start(t, cfg, behaviours, dataDir, logger);
+      return warnings.filter((w) => pattern.test(String(w.msg)));
+    }
+
     it('warns at start about entries queued for a destination no longer configured (kept, not read)', async (t) => {
       const before = config([dest('old', { extra: 'queue: { concurrency: 1 }' })], 'shutdown_timeout: 50ms');
-      const first = start(t, before, { old: hang });
-      first.fakes.old!.rejectHangsOnClose = false;
-      await first.engine.route(makeEvents(3, 27));
-      await first.close();
+      await leaveJournal(t, before, { old: hang }, makeEvents(3, 27));
 
       const after = config([dest('new'), dest('old', { extra: 'durability: memory' })]);
-      const { logger, warnings } = warningsLogger();
-      const fakes = { new: new FakeDestination('new', succeed), old: new FakeDestination('old', succeed) };
-      const second = startEngine(after, fakes, before.storage.path, logger);
-      t.after(() => second.close());
-      const orphaned = warnings.filter((w) => /no durable queue for/.test(String(w.msg)));
+      const orphaned = warningsAtStart(
+        t,
+        after,
+        { new: succeed, old: succeed },
+        before.storage.path,
+        /no durable queue for/,
+      );
       assert.deepEqual(
         orphaned.map(({ destination, events }) => ({ destination, events })),
         [{ destination: 'old', events: 3 }],
@@ -1921,29 +1948,17 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
 
     it('warns at start about a queue that holds more than its caps, lowered since (its next event would drop the excess)', async (t) => {
       const before = config([dest('full', { extra: 'queue: { concurrency: 1 }' })], 'shutdown_timeout: 50ms');
-      const first = start(t, before, { full: hang });
-      first.fakes.full!.rejectHangsOnClose = false;
-      await first.engine.route(makeEvents(5, 29));
-      await first.close();
+      await leaveJournal(t, before, { full: hang }, makeEvents(5, 29));
 
       const after = config([dest('full', { extra: 'queue: { max_events: 2 }' })]);
-      const { logger, warnings } = warningsLogger();
-      const second = startEngine(
-        after,
-        { full: new FakeDestination('full', hang) },
-        before.storage.path,
-        logger,
-      );
-      t.after(() => second.close());
+      const over = warningsAtStart(t, after, { full: hang }, before.storage.path, /more than its caps/);
       assert.deepEqual(
-        warnings
-          .filter((w) => /more than its caps/.test(String(w.msg)))
-          .map(({ destination, events, maxEvents, whenFull }) => ({
-            destination,
-            events,
-            maxEvents,
-            whenFull,
-          })),
+        over.map(({ destination, events, maxEvents, whenFull }) => ({
+          destination,
+          events,
+          maxEvents,
+          whenFull,
+        })),
         [{ destination: 'full', events: 5, maxEvents: 2, whenFull: 'drop_oldest' }],
       );
     });
@@ -1953,30 +1968,25 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
         [dest('old', { extra: 'queue: { concurrency: 1 }' }), dest('rejected')],
         'shutdown_timeout: 50ms',
       );
-      const first = start(t, before, { old: hang, rejected: failWith(http(400)) });
-      first.fakes.old!.rejectHangsOnClose = false;
-      await first.engine.route(makeEvents(3, 28));
-      await waitUntil(
+      await leaveJournal(
+        t,
+        before,
+        { old: hang, rejected: failWith(http(400)) },
+        makeEvents(3, 28),
         () => query(before.storage.path, 'SELECT id FROM dead_letters').length === 3,
-        2000,
-        () => 'dead letters of rejected',
       );
-      await first.close();
 
       // Only memory destinations now: no journal is opened, but what it holds must not go unsaid.
       const after = config([dest('old', { extra: 'durability: memory' })]);
-      const { logger, warnings } = warningsLogger();
-      const second = startEngine(
+      const orphaned = warningsAtStart(
+        t,
         after,
-        { old: new FakeDestination('old', succeed) },
+        { old: succeed },
         before.storage.path,
-        logger,
+        /no durable queue for/,
       );
-      t.after(() => second.close());
       assert.deepEqual(
-        warnings
-          .filter((w) => /no durable queue for/.test(String(w.msg)))
-          .map(({ destination, events, deadLetters }) => ({ destination, events, deadLetters })),
+        orphaned.map(({ destination, events, deadLetters }) => ({ destination, events, deadLetters })),
         [
           { destination: 'old', events: 3, deadLetters: undefined },
           { destination: 'rejected', events: undefined, deadLetters: 3 },
