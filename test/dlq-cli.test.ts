@@ -1,5 +1,5 @@
 import { eyrieCli } from './helpers/eyrie-process.ts';
-import { testTempDir, writeConfig } from './helpers/config-file.ts';
+import { configFromYaml, testTempDir, writeConfig } from './helpers/config-file.ts';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -12,6 +12,7 @@ import {
   deadLetterRows,
   eventLines,
   failWith,
+  hang,
   metricValue,
   query,
   queuedUuids,
@@ -24,6 +25,7 @@ import {
 import type { EyrieConfig } from '../src/config/types.ts';
 import { HttpStatusError, PermanentError } from '../src/delivery/errors.ts';
 import { parseFalcoEvent, type FalcoEvent } from '../src/event/falco-event.ts';
+import { openSqlite } from '../src/store/sqlite.ts';
 
 interface CliResult {
   code: number;
@@ -38,13 +40,22 @@ function dlq(...args: string[]): Promise<CliResult> {
 
 /** `dlq` with these environment variables (EYRIE_CONFIG unset otherwise). */
 function dlqWith(extraEnv: NodeJS.ProcessEnv, ...args: string[]): Promise<CliResult> {
+  return cli(extraEnv, 'dlq', ...args);
+}
+
+/** Runs `eyrie queue ARGS` as a child process, as `dlq` does. */
+function queue(...args: string[]): Promise<CliResult> {
+  return cli({}, 'queue', ...args);
+}
+
+function cli(extraEnv: NodeJS.ProcessEnv, ...args: string[]): Promise<CliResult> {
   const env = { ...process.env };
   delete env.EYRIE_CONFIG;
   Object.assign(env, extraEnv);
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      [...eyrieCli, 'dlq', ...args],
+      [...eyrieCli, ...args],
       { encoding: 'utf8', env, timeout: 30_000 },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
@@ -208,6 +219,24 @@ describe('eyrie dlq', { timeout: 180_000 }, () => {
     const missing = await dlq('show', '999999', '--data-dir', dataDir);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /no dead letter 999999/);
+  });
+
+  it('replay and purge --id of no dead letter say so and exit 1, as show does', async () => {
+    for (const verb of ['replay', 'purge']) {
+      const res = await dlq(verb, '--data-dir', dataDir, '--id', '999999');
+      assert.equal(res.code, 1, `${verb}: ${res.stdout}`);
+      assert.match(res.stderr, /^no dead letter 999999$/m, verb);
+    }
+    assert.equal(deadLetterRows(dataDir, 'sink').length, 5, 'nothing touched');
+  });
+
+  it('list -d cut at its limit says on stderr how many there are in all', async () => {
+    const cut = await dlq('list', '--data-dir', dataDir, '-d', 'sink', '-n', '2');
+    assert.equal(cut.code, 0, cut.stderr);
+    assert.equal(cut.stdout.trimEnd().split('\n').length, 2);
+    assert.equal(cut.stderr.trim(), 'showing 2 of 5 dead letters of "sink"; -n 5 to see them all');
+    const whole = await dlq('list', '--data-dir', dataDir, '-d', 'sink');
+    assert.equal(whole.stderr, '', 'said only when cut');
   });
 
   it('replay with a config keeps the dead letters of destinations it has no durable queue for (no worker would read them)', async (t) => {
@@ -417,3 +446,263 @@ describe('eyrie dlq', { timeout: 180_000 }, () => {
     }
   });
 });
+
+describe('eyrie queue', { timeout: 180_000 }, () => {
+  // Eyrie ran with `old` and `other`, both unreachable: five events queued for each. Then `old` was
+  // renamed `new` (or removed): its entries are orphaned.
+  const slow = 'retry: { initial_interval: 1h, max_interval: 1h, jitter: 0 }';
+  const cfg = tempConfig(`
+log: { level: silent }
+delivery: { shutdown_timeout: 200ms }
+destinations:
+  - { name: old, type: stdout, ${slow} }
+  - { name: other, type: stdout, ${slow} }
+`);
+  const dataDir = cfg.storage.path;
+  const events = syscallEvents(5, 41).events;
+  const uuids = events.map((e) => e.uuid);
+  const unavailable = () => new HttpStatusError(503, 'unavailable');
+  const count = (dir: string, table: string) =>
+    query<{ n: number }>(dir, `SELECT count(*) AS n FROM ${table}`)[0]!.n;
+  /** The config after the rename, and a copy of the data dir as the setup left it. */
+  const renamed = (t: { after: (fn: () => void) => void }, newQueue = '') => {
+    const { file, dir } = writeConfig(
+      `destinations:\n  - { name: new, type: stdout${newQueue} }\n  - { name: other, type: stdout }\n`,
+      testTempDir(t),
+    );
+    const copy = join(dir, 'data');
+    cpSync(dataDir, copy, { recursive: true });
+    return { file, copy };
+  };
+
+  after(removeConfigDirs);
+
+  before(async () => {
+    const te = startEngine(cfg, {
+      old: new FakeDestination('old', failWith(unavailable)),
+      other: new FakeDestination('other', failWith(unavailable)),
+    });
+    try {
+      await te.engine.route(events);
+      await waitUntil(
+        () => te.fakes.old!.sends.length > 0 && te.fakes.other!.sends.length > 0,
+        5000,
+        () => 'a first attempt each',
+      );
+    } finally {
+      await te.close();
+    }
+    assert.equal(queuedUuids(dataDir, 'old').length, 5);
+    assert.equal(queuedUuids(dataDir, 'other').length, 5);
+  });
+
+  it('list: per destination, queued entries, bytes, oldest, leased, and whether the config has a durable queue for it', async (t) => {
+    const { file, copy } = renamed(t);
+    const json = await queue('list', '-c', file, '--data-dir', copy, '--json');
+    assert.equal(json.code, 0, json.stderr);
+    const rows = JSON.parse(json.stdout) as {
+      destination: string;
+      count: number;
+      bytes: number;
+      oldest: string | null;
+      leased: number;
+      durable: boolean | null;
+    }[];
+    const bytes = query<{ b: number }>(
+      copy,
+      "SELECT sum(bytes) AS b FROM deliveries WHERE destination = 'old'",
+    )[0]!.b;
+    assert.deepEqual(
+      rows.map((r) => [r.destination, r.count, r.bytes, r.leased, r.durable]),
+      [
+        ['new', 0, 0, 0, true],
+        ['old', 5, bytes, 0, false],
+        ['other', 5, bytes, 0, true],
+      ],
+    );
+    assert.ok(Date.now() - Date.parse(rows[1]!.oldest!) < 60_000);
+    assert.equal(rows[0]!.oldest, null);
+
+    const text = await queue('list', '-c', file, '--data-dir', copy);
+    assert.equal(text.code, 0, text.stderr);
+    const lines = text.stdout.trimEnd().split('\n');
+    assert.match(lines[0]!, /^DESTINATION\s+QUEUED\s+BYTES\s+OLDEST\s+LEASED\s+CONFIG$/);
+    assert.match(lines[2]!, new RegExp(`^old\\s+5\\s+${bytes}\\s+\\d{4}-\\S+Z\\s+0\\s+orphaned$`));
+    assert.match(text.stderr, /eyrie queue move -d NAME --to NEW, or eyrie queue purge -d NAME/);
+    // Without a config there is nothing to say orphaned against.
+    const bare = await queue('list', '--data-dir', copy, '--json');
+    assert.deepEqual(
+      (JSON.parse(bare.stdout) as { destination: string; durable: null }[]).map((r) => [
+        r.destination,
+        r.durable,
+      ]),
+      [
+        ['old', null],
+        ['other', null],
+      ],
+    );
+  });
+
+  it('purge: needs -d, refuses a destination the config still has unless --force, deletes the entries and the events nothing references', async (t) => {
+    const { file, copy } = renamed(t);
+    const none = await queue('purge', '-c', file, '--data-dir', copy);
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /required option '-d, --destination <name>'/);
+    const live = await queue('purge', '-c', file, '--data-dir', copy, '-d', 'other');
+    assert.equal(live.code, 1);
+    assert.match(
+      live.stderr,
+      /^"other" is a durable destination of .*: Eyrie delivers its queue; --force to purge it anyway/,
+    );
+    assert.equal(queuedUuids(copy, 'other').length, 5, 'untouched');
+
+    const purged = await queue('purge', '-c', file, '--data-dir', copy, '-d', 'old');
+    assert.equal(purged.code, 0, purged.stderr);
+    assert.match(purged.stdout, /^purged 5 queued entries$/m);
+    assert.deepEqual(queuedUuids(copy, 'old'), []);
+    assert.equal(count(copy, 'events'), 5, 'still queued for other');
+    assert.deepEqual(query(copy, 'SELECT id FROM events WHERE refs != 1'), [], 'one reference left each');
+
+    const forced = await queue('purge', '-c', file, '--data-dir', copy, '-d', 'other', '--force');
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.match(forced.stdout, /^purged 5 queued entries$/m);
+    assert.equal(count(copy, 'events'), 0, 'no event is referenced any more');
+    const again = await queue('purge', '--data-dir', copy, '-d', 'old');
+    assert.equal(again.code, 0);
+    assert.match(again.stdout, /^purged 0 queued entries$/m);
+    assert.equal(again.stderr.trim(), 'no entries queued for "old" (entries are queued for: none)');
+  });
+
+  it('move: up to the caps of the new queue, twice is idempotent, an event queued there already is not queued twice', async (t) => {
+    const { file, copy } = renamed(t, ', queue: { max_events: 3 }');
+    const refs = () =>
+      query<{ refs: number }>(copy, 'SELECT refs FROM events ORDER BY id').map((r) => r.refs);
+    const nowhere = await queue('move', '-c', file, '--data-dir', copy, '-d', 'old', '--to', 'gone');
+    assert.equal(nowhere.code, 1);
+    assert.match(
+      nowhere.stderr,
+      /^no durable destination "gone" in .* \(durable destinations: new, other\)$/m,
+    );
+    const live = await queue('move', '-c', file, '--data-dir', copy, '-d', 'other', '--to', 'new');
+    assert.equal(live.code, 1);
+    assert.match(live.stderr, /--force to move it anyway/);
+
+    const capped = await queue('move', '-c', file, '--data-dir', copy, '-d', 'old', '--to', 'new');
+    assert.equal(capped.code, 1);
+    assert.match(capped.stdout, /^moved 3 queued entries to "new"$/m);
+    assert.match(
+      capped.stderr,
+      /^left 2 entries on "old": the queue of "new" is at its cap \(queue\.max_events 3, queue\.max_bytes 268435456\); move again once it has drained$/m,
+    );
+    assert.deepEqual(queuedUuids(copy, 'new'), uuids.slice(0, 3), 'the oldest first');
+    assert.deepEqual(queuedUuids(copy, 'old'), uuids.slice(3));
+    const moved = query<{ attempts: number; due_at: number; leased: number }>(
+      copy,
+      "SELECT attempts, due_at, leased FROM deliveries WHERE destination = 'new'",
+    );
+    assert.ok(
+      moved.every((r) => r.attempts === 0 && r.leased === 0 && r.due_at <= Date.now()),
+      'due now, fresh budget',
+    );
+    const again = await queue('move', '-c', file, '--data-dir', copy, '-d', 'old', '--to', 'new');
+    assert.match(again.stdout, /^moved 0 queued entries to "new"$/m);
+    assert.equal(queuedUuids(copy, 'new').length, 3);
+    assert.deepEqual(refs(), [2, 2, 2, 2, 2]);
+
+    // Without a config: no cap. Every event is queued for other already: deleted from old, not queued twice.
+    const dup = await queue('move', '--data-dir', copy, '-d', 'old', '--to', 'other');
+    assert.equal(dup.code, 0, dup.stderr);
+    assert.match(dup.stdout, /^moved 0 queued entries to "other", deleted 2 already queued there$/m);
+    assert.deepEqual(queuedUuids(copy, 'old'), []);
+    assert.deepEqual(sorted(queuedUuids(copy, 'other')), sorted(uuids));
+    assert.deepEqual(refs(), [2, 2, 2, 1, 1]);
+
+    // The moved entries are delivered by an engine of the new config, each once (other's retries due now).
+    write(copy, 'UPDATE deliveries SET due_at = 0');
+    const te = startEngine(
+      configFromYamlIn(
+        copy,
+        'destinations:\n  - { name: new, type: stdout }\n  - { name: other, type: stdout }\n',
+      ),
+      { new: new FakeDestination('new', succeed), other: new FakeDestination('other', succeed) },
+      copy,
+    );
+    try {
+      await waitUntil(
+        () => te.fakes.new!.delivered.length >= 3 && te.fakes.other!.delivered.length >= 5,
+        5000,
+        () => `new ${te.fakes.new!.delivered.length}/3, other ${te.fakes.other!.delivered.length}/5`,
+      );
+      await sleep(100);
+      assert.deepEqual(sorted(te.fakes.new!.delivered), sorted(uuids.slice(0, 3)));
+      assert.deepEqual(sorted(te.fakes.other!.delivered), sorted(uuids));
+    } finally {
+      await te.close();
+    }
+    assert.equal(count(copy, 'events'), 0);
+  });
+
+  it('while the engine runs: a move is delivered by it; a forced purge leaves the entries being sent', async (t) => {
+    const { copy } = renamed(t);
+    write(copy, 'UPDATE deliveries SET due_at = 0'); // other's retries due now
+    const newSink = new FakeDestination('new', succeed);
+    const other = new FakeDestination('other', hang);
+    const liveCfg = configFromYamlIn(
+      copy,
+      `delivery: { shutdown_timeout: 200ms }\ndestinations:\n  - { name: new, type: stdout }\n  - { name: other, type: stdout, queue: { concurrency: 1 }, batch: { max_events: 1 } }\n`,
+    );
+    const te = startEngine(liveCfg, { new: newSink, other }, copy);
+    try {
+      const move = await queue('move', '--data-dir', copy, '-d', 'old', '--to', 'new');
+      assert.equal(move.code, 0, move.stderr);
+      assert.match(move.stdout, /^moved 5 queued entries to "new"$/m);
+      await waitUntil(
+        () => newSink.delivered.length >= 5,
+        5000,
+        () => `${newSink.delivered.length}/5 delivered by the running engine`,
+      );
+      assert.deepEqual(sorted(newSink.delivered), sorted(uuids));
+
+      // other hangs on its first send, with more entries claimed ahead: all leased, being sent.
+      await waitUntil(
+        () => other.inFlight > 0,
+        5000,
+        () => 'a send of other in flight',
+      );
+      const purge = await queue('purge', '--data-dir', copy, '-d', 'other');
+      assert.equal(purge.code, 1, purge.stderr);
+      const left = Number(
+        /^left (\d+) entries of "other": a running Eyrie is sending them now/m.exec(purge.stderr)?.[1],
+      );
+      assert.ok(left >= 1, purge.stderr);
+      assert.match(purge.stdout, new RegExp(`^purged ${5 - left} queued entries$`, 'm'));
+      assert.equal(queuedUuids(copy, 'other').length, left);
+      assert.ok(
+        other.sends.every((s) => queuedUuids(copy, 'other').includes(s.uuids[0]!)),
+        'the one being sent is left',
+      );
+    } finally {
+      await te.close();
+    }
+    // Once no server holds the journal, leases left behind are not in the way.
+    write(copy, "UPDATE deliveries SET leased = 99 WHERE destination = 'other'");
+    const after = await queue('purge', '--data-dir', copy, '-d', 'other');
+    assert.equal(after.code, 0, after.stderr);
+    assert.deepEqual(queuedUuids(copy, 'other'), []);
+  });
+});
+
+/** Runs a statement that writes on the data dir's database. */
+function write(dataDir: string, sql: string): void {
+  const db = openSqlite(join(dataDir, 'eyrie.db'), { fileMustExist: true });
+  try {
+    db.prepare(sql).run();
+  } finally {
+    db.close();
+  }
+}
+
+/** A config over the data dir `dataDir`. */
+function configFromYamlIn(dataDir: string, yaml: string): EyrieConfig {
+  return configFromYaml(`log: { level: silent }\nstorage: { path: ${JSON.stringify(dataDir)} }\n${yaml}`);
+}

@@ -11,6 +11,7 @@ import { applyExporterFlags, type ExporterFlags } from './exporter-flags.ts';
 import { sendEvents } from './send.ts';
 import { timerDelay } from '../util/timer.ts';
 import { DeadLetters, type QueueCaps, type Selection } from '../delivery/dead-letters.ts';
+import { QueuedEntries } from '../delivery/queued.ts';
 import { parseDuration } from '../config/units.ts';
 import { adoptEarlySignals, releaseEarlySignals } from './early-signals.ts';
 
@@ -27,6 +28,11 @@ function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
   return n;
+}
+
+/** A repeated option of positive integers (`--id 3 7`). */
+function positiveInts(value: string, previous: number[] | undefined): number[] {
+  return [...(previous ?? []), positiveInt(value)];
 }
 
 /** `--retry-for`: a duration, or `forever`. */
@@ -237,21 +243,38 @@ program
   );
 
 /**
- * The dead letters, and the config: read for storage.path when there is no `--data-dir`, and by
- * `replay` whenever one is named (`-c` or EYRIE_CONFIG), to check destinations and caps.
+ * The dead letters (or queued entries: `open`), and the config: read for storage.path when there is
+ * no `--data-dir`, and by `replay` and `eyrie queue` whenever one is named (`-c` or EYRIE_CONFIG), to
+ * check destinations and caps.
  */
-function openDeadLetters(
+function openJournal<T>(
   opts: { config?: string; dataDir?: string },
+  open: (dataDir: string) => T,
   readConfig: 'when named' | 'for storage.path' = 'for storage.path',
-): { store: DeadLetters; loaded: LoadedConfig | undefined } {
+): { store: T; loaded: LoadedConfig | undefined } {
   const wanted = opts.dataDir === undefined || (readConfig === 'when named' && opts.config !== undefined);
   const loaded = wanted ? load(opts.config) : undefined;
   try {
-    return { store: new DeadLetters(opts.dataDir ?? loaded!.config.storage.path), loaded };
+    return { store: open(opts.dataDir ?? loaded!.config.storage.path), loaded };
   } catch (err) {
     // A damaged, missing or read-only journal: one line naming the file, as `serve` says it.
     process.stderr.write(`eyrie: ${(err as Error).message}\n`);
     process.exit(1);
+  }
+}
+
+function openDeadLetters(
+  opts: { config?: string; dataDir?: string },
+  readConfig: 'when named' | 'for storage.path' = 'for storage.path',
+): { store: DeadLetters; loaded: LoadedConfig | undefined } {
+  return openJournal(opts, (dir) => new DeadLetters(dir), readConfig);
+}
+
+/** Ids given with `--id` that are no dead letter's: said (as `show` says it), exit code 1. */
+function checkIds(store: DeadLetters, ids: number[] | undefined): void {
+  for (const id of store.missing(ids ?? [])) {
+    process.stderr.write(`no dead letter ${id}\n`);
+    process.exitCode = 1;
   }
 }
 
@@ -361,6 +384,12 @@ dlqOptions(dlq.command('list').description('dead letters per destination, or the
               process.stdout.write(`${s.destination}\t${s.count}\toldest ${s.oldest}\tnewest ${s.newest}\n`);
         } else {
           const entries = store.entries({ destination: opts.destination }, opts.limit);
+          // A listing cut at the limit (50 unless -n) would look like all of them.
+          const total = store.count({ destination: opts.destination });
+          if (total > opts.limit)
+            process.stderr.write(
+              `showing ${opts.limit} of ${total} dead letters of "${opts.destination}"; -n ${total} to see them all\n`,
+            );
           await writeAll(
             opts.json
               ? jsonArray(entries)
@@ -403,15 +432,16 @@ dlqOptions(
       'put dead letters back on their queues with a fresh retry budget (with a config, only for its durable destinations)',
     ),
 )
-  .option('--id <ids...>', 'only these ids')
-  .action((opts: { config?: string; dataDir?: string; destination?: string; id?: string[] }) => {
+  .option('--id <ids...>', 'only these ids', positiveInts)
+  .action((opts: { config?: string; dataDir?: string; destination?: string; id?: number[] }) => {
     // With a config, dead letters of a destination it lacks (renamed, removed, memory-only) stay:
     // queued for it, no worker would ever read them; and each queue is filled up to its cap only.
     // `--data-dir` alone has no config to check either against.
     const { store, loaded } = openDeadLetters(opts, 'when named');
     try {
       checkDestinationName(store, loaded, opts.destination);
-      const selection: Selection = { destination: opts.destination, ids: opts.id?.map(Number) };
+      const selection: Selection = { destination: opts.destination, ids: opts.id };
+      checkIds(store, selection.ids);
       const caps = new Map<string, QueueCaps>();
       if (loaded !== undefined) {
         const durable = loaded.config.destinations.filter((d) => d.durability !== 'memory');
@@ -447,16 +477,210 @@ dlqOptions(
   });
 
 dlqOptions(dlq.command('purge').description('delete dead letters'))
-  .option('--id <ids...>', 'only these ids')
-  .action((opts: { config?: string; dataDir?: string; destination?: string; id?: string[] }) => {
+  .option('--id <ids...>', 'only these ids', positiveInts)
+  .action((opts: { config?: string; dataDir?: string; destination?: string; id?: number[] }) => {
     const { store, loaded } = openDeadLetters(opts);
     try {
       checkDestinationName(store, loaded, opts.destination);
-      const n = store.purge(
-        { destination: opts.destination, ids: opts.id?.map(Number) },
-        progressReporter('purged'),
-      );
+      checkIds(store, opts.id);
+      const n = store.purge({ destination: opts.destination, ids: opts.id }, progressReporter('purged'));
       process.stdout.write(`${process.stderr.isTTY ? '\n' : ''}purged ${n} dead letters\n`);
+    } finally {
+      store.close();
+    }
+  });
+
+const queue = program
+  .command('queue')
+  .description(
+    'list queued entries per destination; purge or move those of a destination the config no longer has (safe while Eyrie runs)',
+  );
+const queueOptions = (cmd: Command) =>
+  cmd
+    .option(
+      '-c, --config <file>',
+      'config file (storage.path, and which destinations are durable)',
+      process.env.EYRIE_CONFIG,
+    )
+    .option('--data-dir <dir>', 'data directory (overrides the config)');
+
+function openQueues(opts: { config?: string; dataDir?: string }): {
+  store: QueuedEntries;
+  loaded: LoadedConfig | undefined;
+  /** The config's durable destinations, when one was read. */
+  durable: Map<string, QueueCaps> | undefined;
+} {
+  const { store, loaded } = openJournal(opts, (dir) => new QueuedEntries(dir), 'when named');
+  const durable =
+    loaded &&
+    new Map(
+      loaded.config.destinations
+        .filter((d) => d.durability !== 'memory')
+        .map((d) => [d.name, { maxEvents: d.queue.max_events, maxBytes: d.queue.max_bytes }]),
+    );
+  return { store, loaded, durable };
+}
+
+/**
+ * With a config: refuses to take the entries of a destination it still has as durable, without
+ * --force. A running Eyrie is sending them; taking them away is what the operator seldom means.
+ */
+function refuseLive(
+  loaded: LoadedConfig | undefined,
+  durable: Map<string, QueueCaps> | undefined,
+  name: string,
+  force: boolean | undefined,
+  verb: string,
+): boolean {
+  if (force || !durable?.has(name)) return false;
+  process.stderr.write(
+    `"${name}" is a durable destination of ${loaded!.file ?? 'the configuration'}: Eyrie delivers its queue; ` +
+      `--force to ${verb} it anyway (entries being sent at that moment are left)\n`,
+  );
+  process.exitCode = 1;
+  return true;
+}
+
+/** A `-d NAME` with nothing queued: said, with the destinations that have entries (a typo looks like "0"). */
+function noteNothingQueued(store: QueuedEntries, name: string): void {
+  if (store.count(name) > 0) return;
+  const withEntries = store.summary().map((s) => s.destination);
+  process.stderr.write(
+    `no entries queued for "${name}" (entries are queued for: ${withEntries.join(', ') || 'none'})\n`,
+  );
+}
+
+function noteLeased(name: string, leased: number): void {
+  if (leased === 0) return;
+  process.stderr.write(
+    `left ${leased} entries of "${name}": a running Eyrie is sending them now (they are acknowledged or retried there)\n`,
+  );
+  process.exitCode = 1;
+}
+
+queueOptions(
+  queue
+    .command('list')
+    .description('queued entries per destination, and whether the config has a durable queue for it'),
+)
+  .option('--json', 'JSON output')
+  .action((opts: { config?: string; dataDir?: string; json?: boolean }) => {
+    const { store, durable } = openQueues(opts);
+    try {
+      const rows: {
+        destination: string;
+        count: number;
+        bytes: number;
+        oldest: string | null;
+        leased: number;
+        /** Whether the config has a durable queue for it; null without a config. */
+        durable: boolean | null;
+      }[] = store.summary().map((s) => ({ ...s, durable: durable ? durable.has(s.destination) : null }));
+      // The config's durable destinations with nothing queued are listed too: all is delivered.
+      for (const name of durable?.keys() ?? [])
+        if (!rows.some((r) => r.destination === name))
+          rows.push({ destination: name, count: 0, bytes: 0, oldest: null, leased: 0, durable: true });
+      rows.sort((a, b) => (a.destination < b.destination ? -1 : a.destination > b.destination ? 1 : 0));
+      if (opts.json) {
+        process.stdout.write(JSON.stringify(rows) + '\n');
+        return;
+      }
+      if (rows.length === 0) {
+        process.stdout.write('no entries queued\n');
+        return;
+      }
+      const table = [
+        ['DESTINATION', 'QUEUED', 'BYTES', 'OLDEST', 'LEASED', 'CONFIG'],
+        ...rows.map((r) => [
+          r.destination,
+          String(r.count),
+          String(r.bytes),
+          r.oldest ?? '-',
+          String(r.leased),
+          r.durable === null ? '?' : r.durable ? 'durable' : 'orphaned',
+        ]),
+      ];
+      const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
+      for (const row of table)
+        process.stdout.write(
+          row
+            .map((cell, i) => cell.padEnd(widths[i]!))
+            .join('  ')
+            .trimEnd() + '\n',
+        );
+      if (rows.some((r) => r.durable === false))
+        process.stderr.write(
+          'orphaned: no worker reads these entries; eyrie queue move -d NAME --to NEW, or eyrie queue purge -d NAME\n',
+        );
+    } finally {
+      store.close();
+    }
+  });
+
+queueOptions(queue.command('purge').description('delete the entries queued for a destination'))
+  .requiredOption('-d, --destination <name>', 'the destination')
+  .option('--force', 'also when the config has it as a durable destination (Eyrie is delivering it)')
+  .action((opts: { config?: string; dataDir?: string; destination: string; force?: boolean }) => {
+    const { store, loaded, durable } = openQueues(opts);
+    try {
+      if (refuseLive(loaded, durable, opts.destination, opts.force, 'purge')) return;
+      noteNothingQueued(store, opts.destination);
+      const { purged, leased } = store.purge(opts.destination, progressReporter('looked at'));
+      process.stdout.write(`${process.stderr.isTTY ? '\n' : ''}purged ${purged} queued entries\n`);
+      noteLeased(opts.destination, leased);
+    } finally {
+      store.close();
+    }
+  });
+
+queueOptions(
+  queue
+    .command('move')
+    .description(
+      "hand the entries queued for a destination to another one's queue (a renamed destination); with a config, up to its caps",
+    ),
+)
+  .requiredOption('-d, --destination <name>', 'the destination whose entries are moved')
+  .requiredOption('--to <name>', 'the destination that takes them')
+  .option('--force', 'also when the config has the first as a durable destination (Eyrie is delivering it)')
+  .action((opts: { config?: string; dataDir?: string; destination: string; to: string; force?: boolean }) => {
+    const { store, loaded, durable } = openQueues(opts);
+    try {
+      if (opts.to === opts.destination) {
+        process.stderr.write('--to names the same destination as -d\n');
+        process.exitCode = 1;
+        return;
+      }
+      if (durable !== undefined && !durable.has(opts.to)) {
+        // No worker would read them there either.
+        process.stderr.write(
+          `no durable destination "${opts.to}" in ${loaded!.file ?? 'the configuration'} (durable destinations: ${[...durable.keys()].join(', ') || 'none'})\n`,
+        );
+        process.exitCode = 1;
+        return;
+      }
+      if (refuseLive(loaded, durable, opts.destination, opts.force, 'move')) return;
+      noteNothingQueued(store, opts.destination);
+      const cap = durable?.get(opts.to);
+      const result = store.move(opts.destination, opts.to, progressReporter('looked at'), cap);
+      process.stdout.write(
+        `${process.stderr.isTTY ? '\n' : ''}moved ${result.moved} queued entries to "${opts.to}"` +
+          (result.duplicates > 0 ? `, deleted ${result.duplicates} already queued there` : '') +
+          '\n',
+      );
+      noteLeased(opts.destination, result.leased);
+      if (result.kept > 0) {
+        process.stderr.write(
+          `left ${result.kept} entries on "${opts.destination}": the queue of "${opts.to}" is at its cap (queue.max_events ${cap!.maxEvents}, queue.max_bytes ${cap!.maxBytes}); move again once it has drained\n`,
+        );
+        process.exitCode = 1;
+      }
+      if (result.tooLarge > 0) {
+        process.stderr.write(
+          `left ${result.tooLarge} entries on "${opts.destination}": each is larger than the queue.max_bytes of "${opts.to}" (${cap!.maxBytes}); raise it to move them, or purge them\n`,
+        );
+        process.exitCode = 1;
+      }
     } finally {
       store.close();
     }

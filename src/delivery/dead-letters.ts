@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import { openDatabase } from './journal.ts';
+import { eventReleaser, openDatabase } from './journal.ts';
 
 export interface DeadLetterSummary {
   destination: string;
@@ -32,7 +32,8 @@ export interface Selection {
   destinations?: readonly string[];
 }
 
-const CHUNK = 1000;
+/** Rows a chunk of `eyrie dlq` and `eyrie queue` takes in one transaction. */
+export const CHUNK = 1000;
 
 /** A destination's queue caps (`queue.max_events`, `queue.max_bytes`; 0 = none). */
 export interface QueueCaps {
@@ -40,7 +41,7 @@ export interface QueueCaps {
   maxBytes: number;
 }
 
-interface Fill {
+export interface Fill {
   count: number;
   bytes: number;
 }
@@ -57,7 +58,7 @@ const RECOUNT_INTERVAL_MS = 1000;
  * once a second: a queue that stays full keeps dead letters, as counting it at every chunk would. A
  * count stops past the cap's `max_events`.
  */
-class QueueRoom {
+export class QueueRoom {
   private readonly known = new Map<string, Fill & { lastId: number }>();
   private readonly countedAt = new Map<string, number>();
   private readonly countAll;
@@ -106,6 +107,54 @@ class QueueRoom {
   settle(destination: string, fill: Fill): void {
     const lastId = (this.lastIdOf.get(destination) as { id: number }).id;
     this.known.set(destination, { ...fill, lastId });
+  }
+}
+
+/**
+ * One chunk's entries going onto capped queues (a replay's, a `queue move`'s): each destination's fill
+ * is measured (QueueRoom) when the chunk first meets it, then kept up to date with what the chunk adds.
+ * Destinations without caps take everything.
+ */
+export class ChunkRoom {
+  private readonly room = new Map<string, { before: Fill & { trusted: boolean }; added: Fill }>();
+
+  private readonly queues: QueueRoom;
+  private readonly caps: ReadonlyMap<string, QueueCaps>;
+
+  constructor(queues: QueueRoom, caps: ReadonlyMap<string, QueueCaps>) {
+    this.queues = queues;
+    this.caps = caps;
+  }
+
+  /** Whether an entry of `bytes` fits `destination`'s queue now; counted as added when it does. */
+  admit(destination: string, bytes: number): 'fits' | 'full' | 'too large' {
+    const cap = this.caps.get(destination);
+    if (cap === undefined) return 'fits';
+    // Never fits, however far the queue drains: said apart, and not in the way of the others.
+    if (cap.maxBytes > 0 && bytes > cap.maxBytes) return 'too large';
+    let queue = this.room.get(destination);
+    if (queue === undefined) {
+      queue = { before: this.queues.fill(destination, cap, 2 * CHUNK), added: { count: 0, bytes: 0 } };
+      this.room.set(destination, queue);
+    }
+    const q = queue;
+    const over = (): boolean =>
+      (cap.maxEvents > 0 && q.before.count + q.added.count + 1 > cap.maxEvents) ||
+      (cap.maxBytes > 0 && q.before.bytes + q.added.bytes + bytes > cap.maxBytes);
+    if (over() && !q.before.trusted) q.before = { ...this.queues.count(destination, cap), trusted: true };
+    if (over()) return 'full';
+    q.added.count++;
+    q.added.bytes += bytes;
+    return 'fits';
+  }
+
+  /** After the chunk's writes (in its transaction): what each queue met holds now. */
+  settle(): void {
+    for (const [destination, { before, added }] of this.room)
+      this.queues.settle(destination, {
+        count: before.count + added.count,
+        bytes: before.bytes + added.bytes,
+      });
   }
 }
 
@@ -271,33 +320,12 @@ export class DeadLetters {
         destination: string;
         bytes: number;
       }[];
-      // Per destination: its queue's fill before this chunk, and what this chunk adds.
-      const room = new Map<string, { before: Fill & { trusted: boolean }; added: Fill }>();
+      const room = new ChunkRoom(queues, caps);
       const fits = rows.filter((row) => {
-        const cap = caps.get(row.destination);
-        if (cap === undefined) return true;
-        // Never fits, however far the queue drains: said apart, and not in the way of the others.
-        if (cap.maxBytes > 0 && row.bytes > cap.maxBytes) {
-          count(tooLarge, row.destination);
-          return false;
-        }
-        let queue = room.get(row.destination);
-        if (queue === undefined) {
-          queue = { before: queues.fill(row.destination, cap, 2 * CHUNK), added: { count: 0, bytes: 0 } };
-          room.set(row.destination, queue);
-        }
-        const over = (): boolean =>
-          (cap.maxEvents > 0 && queue.before.count + queue.added.count + 1 > cap.maxEvents) ||
-          (cap.maxBytes > 0 && queue.before.bytes + queue.added.bytes + row.bytes > cap.maxBytes);
-        if (over() && !queue.before.trusted)
-          queue.before = { ...queues.count(row.destination, cap), trusted: true };
-        if (over()) {
-          count(kept, row.destination);
-          return false;
-        }
-        queue.added.count++;
-        queue.added.bytes += row.bytes;
-        return true;
+        const verdict = room.admit(row.destination, row.bytes);
+        if (verdict === 'full') count(kept, row.destination);
+        else if (verdict === 'too large') count(tooLarge, row.destination);
+        return verdict === 'fits';
       });
       if (fits.length > 0) {
         const placeholders = fits.map(() => '?').join(',');
@@ -310,8 +338,7 @@ export class DeadLetters {
           .run(now, now, ...fitIds);
         this.db.prepare(`DELETE FROM dead_letters WHERE id IN (${placeholders})`).run(...fitIds);
       }
-      for (const [destination, { before, added }] of room)
-        queues.settle(destination, { count: before.count + added.count, bytes: before.bytes + added.bytes });
+      room.settle();
       return fits.length;
     });
     return { replayed, kept, tooLarge };
@@ -319,19 +346,21 @@ export class DeadLetters {
 
   /** Deletes dead letters (and events nothing else references). */
   purge(selection: Selection, progress: (done: number, total: number) => void = () => {}): number {
+    const release = eventReleaser(this.db);
     return this.inChunks(selection, progress, (ids) => {
       const placeholders = ids.map(() => '?').join(',');
       const eventIds = this.db
         .prepare(`DELETE FROM dead_letters WHERE id IN (${placeholders}) RETURNING event_id`)
         .all(...ids) as { event_id: number }[];
-      const unref = this.db.prepare('UPDATE events SET refs = refs - 1 WHERE id = ? RETURNING refs');
-      const drop = this.db.prepare('DELETE FROM events WHERE id = ?');
-      for (const { event_id } of eventIds) {
-        const row = unref.get(event_id) as { refs: number } | undefined;
-        if (row && row.refs <= 0) drop.run(event_id);
-      }
+      for (const { event_id } of eventIds) release(event_id);
       return ids.length;
     });
+  }
+
+  /** Ids of these that are no dead letter's. */
+  missing(ids: readonly number[]): number[] {
+    const has = this.db.prepare('SELECT 1 FROM dead_letters WHERE id = ?').pluck();
+    return ids.filter((id) => has.get(id) === undefined);
   }
 
   private inChunks(
@@ -340,36 +369,52 @@ export class DeadLetters {
     /** Acts on one chunk in a transaction; returns how many dead letters it took. */
     apply: (ids: number[]) => number,
   ): number {
-    const total = this.count(selection);
-    const w = where(selection);
     // Only the dead letters there now: a running Eyrie may add more meanwhile (a replayed event that
     // fails again), and a replay must not chase them.
-    const last = (
-      this.db.prepare(`SELECT max(d.id) AS id FROM dead_letters d ${w.sql}`).get(...w.params) as {
-        id: number | null;
-      }
-    ).id;
-    if (last === null) return 0;
-    const next = this.db.prepare(
-      `SELECT d.id FROM dead_letters d ${w.and} d.id > ? AND d.id <= ? ORDER BY d.id LIMIT ?`,
-    );
-    let done = 0;
-    let taken = 0;
-    let after = 0;
-    // IMMEDIATE: the room a chunk measures must not change before it writes (see Journal.transaction).
-    const chunk = this.db.transaction((ids: number[]) => apply(ids));
-    for (;;) {
-      const ids = (next.all(...w.params, after, last, CHUNK) as { id: number }[]).map((r) => r.id);
-      if (ids.length === 0) break;
-      taken += chunk.immediate(ids);
-      after = ids[ids.length - 1]!;
-      done += ids.length;
-      progress(done, total);
-    }
-    return taken;
+    return inChunks(this.db, { from: 'dead_letters d', ...where(selection) }, progress, apply);
   }
 
   close(): void {
     this.db.close();
   }
+}
+
+/**
+ * Runs `apply` on the ids of the rows `rows` selects (`d` is the table's alias), in chunks of CHUNK,
+ * each in one IMMEDIATE transaction: a running Eyrie waits for one chunk, not the whole run. Only the
+ * rows there at the start (up to the highest id then): those added meanwhile are not chased. A row
+ * the chunk leaves in place is not met again. Returns the sum of what `apply` returns.
+ */
+export function inChunks(
+  db: Database.Database,
+  rows: { from: string; sql: string; and: string; params: (string | number)[] },
+  progress: (done: number, total: number) => void,
+  apply: (ids: number[]) => number,
+): number {
+  const total = (
+    db.prepare(`SELECT count(*) AS n FROM ${rows.from} ${rows.sql}`).get(...rows.params) as { n: number }
+  ).n;
+  const last = (
+    db.prepare(`SELECT max(d.id) AS id FROM ${rows.from} ${rows.sql}`).get(...rows.params) as {
+      id: number | null;
+    }
+  ).id;
+  if (last === null) return 0;
+  const next = db.prepare(
+    `SELECT d.id FROM ${rows.from} ${rows.and} d.id > ? AND d.id <= ? ORDER BY d.id LIMIT ?`,
+  );
+  let done = 0;
+  let taken = 0;
+  let after = 0;
+  // IMMEDIATE: the room a chunk measures must not change before it writes (see Journal.transaction).
+  const chunk = db.transaction((ids: number[]) => apply(ids));
+  for (;;) {
+    const ids = (next.all(...rows.params, after, last, CHUNK) as { id: number }[]).map((r) => r.id);
+    if (ids.length === 0) break;
+    taken += chunk.immediate(ids);
+    after = ids[ids.length - 1]!;
+    done += ids.length;
+    progress(done, total);
+  }
+  return taken;
 }

@@ -342,7 +342,7 @@ export class DeliveryEngine implements Router {
     for (const [destination, events] of queued)
       this.logger.warn(
         { destination, events },
-        'events queued for a destination this configuration has no durable queue for: kept in the journal, delivered only if it returns under that name',
+        'events queued for a destination this configuration has no durable queue for: kept in the journal, delivered only if it returns under that name (eyrie queue move -d NAME --to NEW hands them to another destination, eyrie queue purge -d NAME deletes them)',
       );
     for (const [destination, count] of deadLetters)
       this.logger.warn(

@@ -695,6 +695,27 @@ export class SqliteQueue implements DeliveryQueue {
   }
 }
 
+/**
+ * Inside a transaction: one reference (a delivery or dead letter deleted) to the event is gone; the
+ * event row is deleted when none is left.
+ */
+function releaseEvent(s: Pick<ReturnType<typeof prepare>, 'deleteLastRef' | 'unref'>, eventId: number): void {
+  // The last reference (the usual case: one destination): one statement instead of two.
+  if (s.deleteLastRef.run(eventId).changes === 0) s.unref.run(eventId);
+}
+
+/** releaseEvent for another connection to the journal (the dlq and queue CLI). */
+export function eventReleaser(db: Database.Database): (eventId: number) => void {
+  const s = {
+    deleteLastRef: db.prepare(DELETE_LAST_REF),
+    unref: db.prepare(UNREF),
+  };
+  return (eventId) => releaseEvent(s, eventId);
+}
+
+const DELETE_LAST_REF = 'DELETE FROM events WHERE id = ? AND refs <= 1';
+const UNREF = 'UPDATE events SET refs = refs - 1 WHERE id = ?';
+
 function prepare(db: Database.Database) {
   return {
     insertEvent: db.prepare('INSERT INTO events (uuid, body, received_at, refs) VALUES (?, ?, ?, ?)'),
@@ -733,8 +754,8 @@ function prepare(db: Database.Database) {
       'UPDATE deliveries SET leased = 0, due_at = ?, attempts = ?, first_attempt_at = ?, last_error = ? WHERE id = ? AND leased = ?',
     ),
     deleteDelivery: db.prepare('DELETE FROM deliveries WHERE id = ? AND leased = ? RETURNING event_id'),
-    deleteLastRef: db.prepare('DELETE FROM events WHERE id = ? AND refs <= 1'),
-    unref: db.prepare('UPDATE events SET refs = refs - 1 WHERE id = ?'),
+    deleteLastRef: db.prepare(DELETE_LAST_REF),
+    unref: db.prepare(UNREF),
     insertDeadLetter: db.prepare(
       'INSERT INTO dead_letters (destination, event_id, bytes, enqueued_at, failed_at, attempts, reason, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
     ),
@@ -1017,8 +1038,7 @@ export class Journal {
 
   /** Inside a transaction: one reference to the event is gone; delete it when none is left. */
   release(eventId: number): void {
-    // The last reference (the usual case: one destination): one statement instead of two.
-    if (this.statements.deleteLastRef.run(eventId).changes === 0) this.statements.unref.run(eventId);
+    releaseEvent(this.statements, eventId);
   }
 
   /** Resolves once the items are committed to disk; rejects with JournalUnavailableError otherwise. */

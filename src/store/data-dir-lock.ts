@@ -61,3 +61,24 @@ export class DataDirLock {
     this.db.close();
   }
 }
+
+/**
+ * Whether a process (a running `eyrie serve`) holds the lock of `dataDir` now. For the queue CLI, which
+ * does not take it: a leased entry is being sent only while its server runs; otherwise its lease is
+ * left by a process that ended, and released at the next start. Tries the lock without waiting and
+ * lets go at once (a server starting meanwhile waits up to 3 s for it).
+ */
+export function dataDirInUse(dataDir: string): boolean {
+  let db: Database.Database | undefined;
+  try {
+    db = openSqlite(join(dataDir, 'eyrie.lock'), { fileMustExist: true, timeout: 0 });
+    db.exec('BEGIN EXCLUSIVE');
+    db.exec('ROLLBACK');
+    return false;
+  } catch (err) {
+    // No lock file: no server ever ran here. Anything else (read-only, unreadable): say in use, the safe side.
+    return errorCode(err) !== 'SQLITE_CANTOPEN';
+  } finally {
+    db?.close();
+  }
+}
