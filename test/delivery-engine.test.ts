@@ -267,6 +267,61 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       });
     }
 
+    it('logs the give-ups of a receiver refusing every event once a minute per reason, with a count', async (t) => {
+      const cfg = config([dest('refusing')]);
+      const { logger, warnings } = warningsLogger('error');
+      // A permanent answer is not paced by a backoff: an expired token's 401 logged a line per event.
+      const te = start(t, cfg, { refusing: failWith(http(401)) }, cfg.storage.path, logger);
+      // Both clocks move together: the throttle reads the monotonic one, the queue the wall clock.
+      let offset = 0;
+      const perfNow = performance.now.bind(performance);
+      const dateNow = Date.now.bind(Date);
+      t.mock.method(performance, 'now', () => perfNow() + offset);
+      t.mock.method(Date, 'now', () => dateNow() + offset);
+      const givenUp = () => warnings.filter((w) => String(w.msg).startsWith('delivery given up'));
+      const deadLetters = () => deadLetterRows(te.dataDir, 'refusing').length;
+      await te.engine.route(makeEvents(20, 31));
+      await waitUntil(
+        () => deadLetters() >= 20,
+        5000,
+        () => `${deadLetters()}/20 dead letters`,
+      );
+      assert.equal(givenUp().length, 1, 'one line for twenty give-ups');
+      const { reason, suppressed, suppressedEvents } = givenUp()[0]!;
+      assert.deepEqual(
+        { reason, suppressed, suppressedEvents },
+        {
+          reason: 'permanent_401',
+          suppressed: 0,
+          suppressedEvents: 0,
+        },
+      );
+      offset += 60_000;
+      await te.engine.route(makeEvents(1, 32));
+      await waitUntil(
+        () => deadLetters() >= 21,
+        5000,
+        () => `${deadLetters()}/21 dead letters`,
+      );
+      assert.equal(givenUp().length, 2, 'a minute later');
+      assert.equal(givenUp()[1]!.suppressed, 19);
+      assert.equal(givenUp()[1]!.suppressedEvents, 19);
+      t.mock.restoreAll();
+      const metrics = await te.metrics.text();
+      assert.equal(deliveryEvents(metrics, 'refusing', 'dead_letter', 'permanent_401'), 21, 'each counted');
+      await te.engine.route(makeEvents(2, 33));
+      await waitUntil(
+        () => deadLetters() >= 23,
+        5000,
+        () => `${deadLetters()}/23 dead letters`,
+      );
+      assert.equal(givenUp().length, 2, 'within the minute');
+      await te.close();
+      const last = givenUp().at(-1)!;
+      assert.match(String(last.msg), /at shutdown/);
+      assert.deepEqual([last.suppressed, last.suppressedEvents], [2, 2], 'told at shutdown');
+    });
+
     it('honours Retry-After: the next attempt is not made before it', async (t) => {
       const firstAttemptFails =
         (error: () => Error): Behaviour =>

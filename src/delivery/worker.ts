@@ -5,6 +5,7 @@ import { backoffDelay, budgetExhausted, pastElapsedBudget } from './backoff.ts';
 import { classify, PartialRejectionError, type Classification } from './errors.ts';
 import type { DeliveryQueue, GiveUp, Prefetcher, QueueEntry } from './queue.ts';
 import { redactSecrets } from '../util/logger.ts';
+import { LogThrottle } from '../util/log-throttle.ts';
 import { timerDelay } from '../util/timer.ts';
 
 /** What a destination's workers report, for metrics and health. */
@@ -59,6 +60,13 @@ const CLOCK_STEP_MS = 1000;
 
 /** How a receiver's refusal of some events of a batch it otherwise took is counted: permanent. */
 const REFUSED: Classification = { retryable: false, reason: 'rejected', message: 'refused by the receiver' };
+
+/**
+ * At most one "delivery given up" line per reason this often. A permanent failure is not paced by a
+ * backoff: a receiver that refuses every event (an expired token's 401, a wrong path's 404) would
+ * otherwise log a line per event, hundreds a second. Dead letters and metrics still count each one.
+ */
+const GIVE_UP_LOG_INTERVAL_MS = 60_000;
 
 /**
  * Entries claimed ahead per worker for a destination that sends one event per request, when claims
@@ -120,6 +128,8 @@ export class DestinationWorkers implements Prefetcher {
   readError: string | undefined;
   /** Replaced in the errors this keeps (health, retries, dead letters): an answer may echo them. */
   private readonly secrets: readonly string[];
+  /** Per give-up reason: its log throttle and the events given up in the lines it held back. */
+  private readonly giveUpLogs = new Map<string, { throttle: LogThrottle; events: number }>();
 
   constructor(
     config: DestinationConfig,
@@ -503,12 +513,28 @@ export class DestinationWorkers implements Prefetcher {
     if (settled === 0) return;
     this.observer.gaveUp(settled, deadLetters, this.fallback !== undefined, giveUp[0]!.reason);
     if (this.fallback) this.wakeFallback?.();
+    const reason = giveUp[0]!.reason;
+    let log = this.giveUpLogs.get(reason);
+    if (log === undefined) {
+      log = { throttle: new LogThrottle(GIVE_UP_LOG_INTERVAL_MS), events: 0 };
+      this.giveUpLogs.set(reason, log);
+    }
+    const suppressed = log.throttle.take();
+    if (suppressed === undefined) {
+      log.events += settled;
+      return;
+    }
+    const suppressedEvents = log.events;
+    log.events = 0;
     this.logger.error(
       {
         events: settled,
-        reason: giveUp[0]!.reason,
+        reason,
         error: giveUp[0]!.error,
         fallback: this.config.fallback,
+        // Give-ups for this reason since the last line, not logged (one line a minute at most).
+        suppressed,
+        suppressedEvents,
       },
       this.fallback
         ? 'delivery given up, handed to the fallback destination'
@@ -612,6 +638,16 @@ export class DestinationWorkers implements Prefetcher {
       }
       this.held.clear();
       this.abandoned = true;
+    }
+    // Give-ups held back since the last line would otherwise never be told.
+    for (const [reason, log] of this.giveUpLogs) {
+      const suppressed = log.throttle.drain();
+      if (suppressed === 0) continue;
+      this.logger.error(
+        { reason, suppressed, suppressedEvents: log.events, fallback: this.config.fallback },
+        'delivery given up since the last line logged for this reason (at shutdown)',
+      );
+      log.events = 0;
     }
   }
 
