@@ -511,7 +511,7 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
         { name: 'p400', error: http(400), reason: '400' },
         { name: 'p404', error: http(404), reason: '404' },
         { name: 'p501', error: http(501), reason: '501' },
-        { name: 'perm', error: () => new PermanentError('payload rejected'), reason: 'permanent' },
+        { name: 'perm', error: () => new PermanentError('payload rejected'), reason: 'undeliverable' },
       ];
       const te = start(
         t,
@@ -741,7 +741,7 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
         sorted(uuids(events)),
         'the fallback dead-letters what it cannot deliver',
       );
-      assert.ok(broken.every((r) => r.reason === 'permanent_permanent'));
+      assert.ok(broken.every((r) => r.reason === 'permanent_undeliverable'));
       for (const e of events)
         assert.equal(te.fakes.budget!.attemptsOf(e.uuid), 2, 'budget spent before the fallback');
       const metrics = await te.metrics.text();
@@ -749,10 +749,10 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
         deliveryEvents(metrics, destination, o, reason);
       assert.equal(outcome('perm', 'fallback', 'permanent_400'), 4);
       assert.equal(outcome('budget', 'fallback', 'retries_exhausted'), 4);
-      assert.equal(outcome('mem', 'fallback', 'permanent_permanent'), 4);
+      assert.equal(outcome('mem', 'fallback', 'permanent_undeliverable'), 4);
       assert.equal(outcome('mem', 'dropped'), 0, 'a memory queue with a fallback drops nothing');
       assert.equal(outcome('chain', 'fallback', 'permanent_422'), 4);
-      assert.equal(outcome('broken', 'dead_letter', 'permanent_permanent'), 4);
+      assert.equal(outcome('broken', 'dead_letter', 'permanent_undeliverable'), 4);
       assert.equal(outcome('spare', 'success'), 8);
       assert.equal(
         query<{ n: number }>(te.dataDir, 'SELECT count(*) AS n FROM deliveries')[0]!.n,

@@ -187,7 +187,7 @@ describe('eyrie dlq', { timeout: 180_000 }, () => {
       const event = events.find((x) => x.uuid === otherRows[i]!.uuid)!;
       assert.deepEqual(
         [row[0], row[2], row[3], row[4], row[5]],
-        [String(otherRows[i]!.id), event.priority, event.rule, 'permanent_permanent', 'schema mismatch'],
+        [String(otherRows[i]!.id), event.priority, event.rule, 'permanent_undeliverable', 'schema mismatch'],
       );
       assert.equal(Date.parse(row[1]!), otherRows[i]!.failed_at);
     }

@@ -155,7 +155,7 @@ function classifyUnredacted(err: unknown, overrides: StatusOverrides): Classific
     };
   }
   if (error instanceof PermanentError)
-    return { retryable: false, reason: 'permanent', message: error.message };
+    return { retryable: false, reason: 'undeliverable', message: error.message };
   if (error instanceof RetryableError) {
     return {
       retryable: true,
