@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Journal, JournalUnavailableError } from './journal.ts';
 import { openSqlite } from '../store/sqlite.ts';
+import type { Statement } from 'better-sqlite3';
 import { makeEvents } from '../../test/helpers/delivery.ts';
 
 const dirs: string[] = [];
@@ -253,6 +254,37 @@ describe('Journal', () => {
       assert.deepEqual([queue.depth().count, queue.deadLetterCount()], [0, 1], 'cached: no scan per read');
       journal.refreshIfChangedElsewhere();
       assert.deepEqual([queue.depth().count, queue.deadLetterCount()], [1, 0], 're-read after the replay');
+    } finally {
+      await journal.close();
+    }
+  });
+
+  it('a claim cut by its byte limit reads the bodies of the events it takes only, not of max events', async () => {
+    const journal = openJournal(dataDir());
+    try {
+      const queue = queueOf(journal);
+      // Big events (a long command line, an env dump): 20 of 100 KB, a batch limit of 250 KB.
+      const events = makeEvents(20, 5).map((e) => ({ ...e, output: 'x'.repeat(100_000) }));
+      await journal.append(events.map((event) => ({ event, destinations: [queue] })));
+      // Count the rows (each with its body) SQLite hands to JavaScript for the claim.
+      const statements = journal.statements as unknown as Record<string, Statement>;
+      const claimDue = statements['claimDue']!;
+      let read = 0;
+      const counted = (rows: Iterable<unknown>) =>
+        (function* () {
+          for (const row of rows) {
+            read++;
+            yield row;
+          }
+        })();
+      statements['claimDue'] = {
+        all: (...args: unknown[]) => [...counted(claimDue.all(...args))],
+        iterate: (...args: unknown[]) => counted(claimDue.iterate(...args)),
+      } as unknown as Statement;
+      const batch = queue.claim(Date.now(), 1000, 250_000, 60_000);
+      statements['claimDue'] = claimDue;
+      assert.equal(batch.length, 2);
+      assert.ok(read <= 3, `read ${read} bodies (2 MB) for a batch of 2: a claim held them all at once`);
     } finally {
       await journal.close();
     }

@@ -277,13 +277,19 @@ export class SqliteQueue implements DeliveryQueue {
   claim(now: number, max: number, maxBytes: number, lease: number, strictBytes = false): QueueEntry[] {
     const s = this.journal.statements;
     return this.journal.write(() => {
-      const rows = s.claimDue.all(this.destination, now, max) as ClaimRow[];
+      // Stepped, not `.all()`: rows carry their bodies, and reading `max` of them before the byte
+      // limit cuts the batch held them all at once (a file batch of 1,000 events of 200 KB: 200 MB
+      // for a claim of 20). The statement must be done before the leases are written.
+      const rows: ClaimRow[] = [];
+      let size = 0;
+      for (const row of s.claimDue.iterate(this.destination, now, max) as IterableIterator<ClaimRow>) {
+        if ((rows.length > 0 || strictBytes) && maxBytes > 0 && size + row.bytes > maxBytes) break;
+        size += row.bytes;
+        rows.push(row);
+      }
       const claim = this.journal.newClaim();
       const entries: QueueEntry[] = [];
-      let size = 0;
       for (const row of rows) {
-        if ((entries.length > 0 || strictBytes) && maxBytes > 0 && size + row.bytes > maxBytes) break;
-        size += row.bytes;
         s.lease.run(claim, now + lease, row.id);
         entries.push({
           id: row.id,
