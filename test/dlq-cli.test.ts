@@ -3,7 +3,7 @@ import { configFromYaml, testTempDir, writeConfig } from './helpers/config-file.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   FakeDestination,
@@ -444,6 +444,20 @@ describe('eyrie dlq', { timeout: 180_000 }, () => {
         assert.doesNotMatch(res.stderr, /\n\s+at /, `${name}: ${args[0]}: no stack trace`);
       }
     }
+  });
+
+  it('a data directory without a journal (a mistyped --data-dir): said, exit 1, nothing created', async (t) => {
+    const dir = join(testTempDir(t), 'typo');
+    for (const args of [
+      ['dlq', 'list'],
+      ['dlq', 'purge'],
+      ['queue', 'list'],
+    ]) {
+      const res = await cli({}, ...args, '--data-dir', dir);
+      assert.equal(res.code, 1, args.join(' '));
+      assert.match(res.stderr, new RegExp(`^eyrie: no journal in ${dir} \\(eyrie.db\\): check --data-dir`));
+    }
+    assert.equal(existsSync(dir), false);
   });
 });
 

@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { once } from 'node:events';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { loadConfig, locateProblems } from '../config/load.ts';
@@ -12,6 +13,7 @@ import { sendEvents } from './send.ts';
 import { timerDelay } from '../util/timer.ts';
 import { DeadLetters, type QueueCaps, type Selection } from '../delivery/dead-letters.ts';
 import { QueuedEntries } from '../delivery/queued.ts';
+import { JOURNAL_FILE } from '../delivery/journal.ts';
 import { parseDuration } from '../config/units.ts';
 import { adoptEarlySignals, releaseEarlySignals } from './early-signals.ts';
 
@@ -254,8 +256,16 @@ function openJournal<T>(
 ): { store: T; loaded: LoadedConfig | undefined } {
   const wanted = opts.dataDir === undefined || (readConfig === 'when named' && opts.config !== undefined);
   const loaded = wanted ? load(opts.config) : undefined;
+  const dataDir = opts.dataDir ?? loaded!.config.storage.path;
+  // Opening creates a journal: a mistyped --data-dir would read as an empty one ("no dead letters").
+  if (!existsSync(join(dataDir, JOURNAL_FILE))) {
+    process.stderr.write(
+      `eyrie: no journal in ${dataDir} (${JOURNAL_FILE}): check --data-dir or storage.path (Eyrie creates it when it first runs with a disk destination)\n`,
+    );
+    process.exit(1);
+  }
   try {
-    return { store: open(opts.dataDir ?? loaded!.config.storage.path), loaded };
+    return { store: open(dataDir), loaded };
   } catch (err) {
     // A damaged, missing or read-only journal: one line naming the file, as `serve` says it.
     process.stderr.write(`eyrie: ${(err as Error).message}\n`);

@@ -98,7 +98,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 CREATE INDEX IF NOT EXISTS dead_letters_destination ON dead_letters (destination, id);
 `;
 
-const JOURNAL_FILE = 'eyrie.db';
+export const JOURNAL_FILE = 'eyrie.db';
 
 /**
  * Throws when the database holds tables but none of Eyrie's: another program's file, or one whose
