@@ -26,6 +26,8 @@ import type { EyrieConfig } from '../src/config/types.ts';
 import { HttpStatusError, PermanentError } from '../src/delivery/errors.ts';
 import { parseFalcoEvent, type FalcoEvent } from '../src/event/falco-event.ts';
 import { openSqlite } from '../src/store/sqlite.ts';
+import { DeadLetters } from '../src/delivery/dead-letters.ts';
+import { QueuedEntries } from '../src/delivery/queued.ts';
 
 interface CliResult {
   code: number;
@@ -459,6 +461,29 @@ describe('eyrie dlq', { timeout: 180_000 }, () => {
     }
     assert.equal(existsSync(dir), false);
   });
+
+  it('a journal this user may not reach is not called missing', async (t) => {
+    // A data directory 0700 of the user Eyrie runs as, read by another: the cause is the permission.
+    if (process.getuid?.() !== 0) return t.skip('needs root, to run the CLI as another user');
+    const dir = join(testTempDir(t), 'private');
+    new DeadLetters(dir).close();
+    const res = await new Promise<CliResult>((resolve) => {
+      execFile(
+        process.execPath,
+        [...eyrieCli, 'dlq', 'list', '--data-dir', dir],
+        { encoding: 'utf8', uid: 65534, gid: 65534, timeout: 30_000 },
+        (err, stdout, stderr) => resolve({ code: err ? Number(err.code) : 0, stdout, stderr }),
+      );
+    });
+    // A checkout under a directory only root may enter (/root) cannot be loaded as nobody.
+    if (!res.stderr.startsWith('eyrie:') && /EACCES|Cannot find/.test(res.stderr))
+      return t.skip(
+        `uid 65534 cannot load this checkout: ${/.*(EACCES|Cannot find).*/.exec(res.stderr)?.[0]}`,
+      );
+    assert.equal(res.code, 1);
+    assert.doesNotMatch(res.stderr, /no journal in/);
+    assert.match(res.stderr, /^eyrie: cannot open the journal .*EACCES/);
+  });
 });
 
 describe('eyrie queue', { timeout: 180_000 }, () => {
@@ -508,6 +533,47 @@ destinations:
     }
     assert.equal(queuedUuids(dataDir, 'old').length, 5);
     assert.equal(queuedUuids(dataDir, 'other').length, 5);
+  });
+
+  it("a chunk takes only its destination's entries, though an id it read was reused meanwhile", (t) => {
+    // Between a chunk's read of ids and its transaction (which may wait for a running Eyrie's write
+    // lock), Eyrie acks the entry with the highest id and queues one for another destination: SQLite
+    // gives it the same id.
+    for (const op of ['purge', 'move'] as const) {
+      const store = new QueuedEntries(join(testTempDir(t), 'data'));
+      try {
+        const db = store.db;
+        const insert = (destination: string, uuid: string) => {
+          const event = db
+            .prepare("INSERT INTO events (uuid, body, received_at, refs) VALUES (?, '{}', 1, 1)")
+            .run(uuid).lastInsertRowid;
+          db.prepare(
+            'INSERT INTO deliveries (destination, event_id, bytes, enqueued_at, due_at) VALUES (?, ?, 2, 1, 1)',
+          ).run(destination, event);
+        };
+        insert('old', 'a');
+        const transaction = db.transaction.bind(db);
+        db.transaction = ((fn: (ids: number[]) => number) => {
+          const tx = transaction(fn);
+          return {
+            immediate: (ids: number[]) => {
+              db.prepare("DELETE FROM deliveries WHERE destination = 'old'").run();
+              insert('other', 'b');
+              return tx.immediate(ids);
+            },
+          };
+        }) as unknown as typeof db.transaction;
+        if (op === 'purge') assert.equal(store.purge('old').purged, 0);
+        else assert.equal(store.move('old', 'new').moved, 0);
+        assert.deepEqual(
+          db.prepare('SELECT destination FROM deliveries').pluck().all(),
+          ['other'],
+          `${op}: the other destination's entry is left alone`,
+        );
+      } finally {
+        store.close();
+      }
+    }
   });
 
   it('list: per destination, queued entries, bytes, oldest, leased, and whether the config has a durable queue for it', async (t) => {

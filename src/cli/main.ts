@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -258,7 +258,7 @@ function openJournal<T>(
   const loaded = wanted ? load(opts.config) : undefined;
   const dataDir = opts.dataDir ?? loaded!.config.storage.path;
   // Opening creates a journal: a mistyped --data-dir would read as an empty one ("no dead letters").
-  if (!existsSync(join(dataDir, JOURNAL_FILE))) {
+  if (journalAbsent(join(dataDir, JOURNAL_FILE))) {
     process.stderr.write(
       `eyrie: no journal in ${dataDir} (${JOURNAL_FILE}): check --data-dir or storage.path (Eyrie creates it when it first runs with a disk destination)\n`,
     );
@@ -270,6 +270,18 @@ function openJournal<T>(
     // A damaged, missing or read-only journal: one line naming the file, as `serve` says it.
     process.stderr.write(`eyrie: ${(err as Error).message}\n`);
     process.exit(1);
+  }
+}
+
+/**
+ * Whether the journal is known not to exist. One this user may not reach (a data directory 0700 of
+ * the user Eyrie runs as: existsSync says false) is left to the opening, which names the cause.
+ */
+function journalAbsent(file: string): boolean {
+  try {
+    return statSync(file, { throwIfNoEntry: false }) === undefined;
+  } catch {
+    return false;
   }
 }
 

@@ -167,9 +167,11 @@ export class QueuedEntries {
     apply: (rows: Row[]) => number,
   ): number {
     const running = dataDirInUse(this.dataDir);
+    // `destination` again: the ids were read before the chunk's transaction, and an entry Eyrie acks
+    // meanwhile may leave its id (the highest) to one it queues next for another destination.
     const rowsOf = (placeholders: string) =>
       this.db.prepare(
-        `SELECT id, event_id, bytes, leased FROM deliveries WHERE id IN (${placeholders}) ORDER BY id`,
+        `SELECT id, event_id, bytes, leased FROM deliveries WHERE destination = ? AND id IN (${placeholders}) ORDER BY id`,
       );
     return inChunks(
       this.db,
@@ -181,7 +183,7 @@ export class QueuedEntries {
       },
       progress,
       (ids) => {
-        const rows = (rowsOf(ids.map(() => '?').join(',')).all(...ids) as Row[]).map((r) =>
+        const rows = (rowsOf(ids.map(() => '?').join(',')).all(destination, ...ids) as Row[]).map((r) =>
           running ? r : { ...r, leased: 0 },
         );
         return apply(rows);
