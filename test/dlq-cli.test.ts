@@ -27,7 +27,7 @@ import { HttpStatusError, PermanentError } from '../src/delivery/errors.ts';
 import { parseFalcoEvent, type FalcoEvent } from '../src/event/falco-event.ts';
 import { openSqlite } from '../src/store/sqlite.ts';
 import { DeadLetters } from '../src/delivery/dead-letters.ts';
-import { QueuedEntries } from '../src/delivery/queued.ts';
+import { QueuedEntries, type QueueListing } from '../src/delivery/queued.ts';
 
 interface CliResult {
   code: number;
@@ -580,14 +580,7 @@ destinations:
     const { file, copy } = renamed(t);
     const json = await queue('list', '-c', file, '--data-dir', copy, '--json');
     assert.equal(json.code, 0, json.stderr);
-    const rows = JSON.parse(json.stdout) as {
-      destination: string;
-      count: number;
-      bytes: number;
-      oldest: string | null;
-      leased: number;
-      durable: boolean | null;
-    }[];
+    const rows = JSON.parse(json.stdout) as QueueListing[];
     const bytes = query<{ b: number }>(
       copy,
       "SELECT sum(bytes) AS b FROM deliveries WHERE destination = 'old'",

@@ -12,7 +12,7 @@ import { applyExporterFlags, type ExporterFlags } from './exporter-flags.ts';
 import { sendEvents } from './send.ts';
 import { timerDelay } from '../util/timer.ts';
 import { DeadLetters, type QueueCaps, type Selection } from '../delivery/dead-letters.ts';
-import { QueuedEntries } from '../delivery/queued.ts';
+import { QueuedEntries, type QueueListing } from '../delivery/queued.ts';
 import { JOURNAL_FILE } from '../delivery/journal.ts';
 import { parseDuration } from '../config/units.ts';
 import { adoptEarlySignals, releaseEarlySignals } from './early-signals.ts';
@@ -589,15 +589,9 @@ queueOptions(
   .action((opts: { config?: string; dataDir?: string; json?: boolean }) => {
     const { store, durable } = openQueues(opts);
     try {
-      const rows: {
-        destination: string;
-        count: number;
-        bytes: number;
-        oldest: string | null;
-        leased: number;
-        /** Whether the config has a durable queue for it; null without a config. */
-        durable: boolean | null;
-      }[] = store.summary().map((s) => ({ ...s, durable: durable ? durable.has(s.destination) : null }));
+      const rows: QueueListing[] = store
+        .summary()
+        .map((s) => ({ ...s, durable: durable ? durable.has(s.destination) : null }));
       // The config's durable destinations with nothing queued are listed too: all is delivered.
       for (const name of durable?.keys() ?? [])
         if (!rows.some((r) => r.destination === name))

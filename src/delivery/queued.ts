@@ -13,6 +13,13 @@ export interface QueueSummary {
   leased: number;
 }
 
+/** A line of `eyrie queue list`: a destination with its queue, or a durable one with nothing queued. */
+export interface QueueListing extends Omit<QueueSummary, 'oldest'> {
+  oldest: string | null;
+  /** Whether the config has a durable queue for it; null without a config. */
+  durable: boolean | null;
+}
+
 export interface PurgeResult {
   purged: number;
   /** Entries left because a running Eyrie is sending them. */
