@@ -1,4 +1,4 @@
-import { eyrieCli } from './helpers/eyrie-process.ts';
+import { eyrieCli, runUnprivileged } from './helpers/eyrie-process.ts';
 import { configFromYaml, testTempDir, writeConfig } from './helpers/config-file.ts';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -467,19 +467,8 @@ describe('eyrie dlq', { timeout: 180_000 }, () => {
     if (process.getuid?.() !== 0) return t.skip('needs root, to run the CLI as another user');
     const dir = join(testTempDir(t), 'private');
     new DeadLetters(dir).close();
-    const res = await new Promise<CliResult>((resolve) => {
-      execFile(
-        process.execPath,
-        [...eyrieCli, 'dlq', 'list', '--data-dir', dir],
-        { encoding: 'utf8', uid: 65534, gid: 65534, timeout: 30_000 },
-        (err, stdout, stderr) => resolve({ code: err ? Number(err.code) : 0, stdout, stderr }),
-      );
-    });
-    // A checkout under a directory only root may enter (/root) cannot be loaded as nobody.
-    if (!res.stderr.startsWith('eyrie:') && /EACCES|Cannot find/.test(res.stderr))
-      return t.skip(
-        `uid 65534 cannot load this checkout: ${/.*(EACCES|Cannot find).*/.exec(res.stderr)?.[0]}`,
-      );
+    const res = await runUnprivileged(t, [...eyrieCli, 'dlq', 'list', '--data-dir', dir]);
+    if (res === undefined) return;
     assert.equal(res.code, 1);
     assert.doesNotMatch(res.stderr, /no journal in/);
     assert.match(res.stderr, /^eyrie: cannot open the journal .*EACCES/);

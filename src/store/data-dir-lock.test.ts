@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DataDirLock } from './data-dir-lock.ts';
 import { testTempDir } from '../../test/helpers/config-file.ts';
+import { runUnprivileged } from '../../test/helpers/eyrie-process.ts';
 
 const lockModule = fileURLToPath(new URL('./data-dir-lock.ts', import.meta.url));
 
@@ -32,30 +33,16 @@ describe('DataDirLock', () => {
     chmodSync(join(dir, 'eyrie.lock'), 0o444);
     // SQLite would open it read-only without a word, and BEGIN EXCLUSIVE would then lock nothing: a
     // second process could run on the same journal. Root may write anything: run as nobody then.
-    const root = process.getuid?.() === 0;
-    const child = spawn(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        '--input-type=module',
-        '-e',
-        `const { DataDirLock } = await import(${JSON.stringify(lockModule)}); try { new DataDirLock(${JSON.stringify(dir)}); console.log('locked'); } catch (err) { console.log(err.message); }`,
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'], ...(root ? { uid: 65534, gid: 65534 } : {}) },
-    );
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-    const code = await new Promise((r) => child.on('exit', r));
-    // A checkout under a directory only root may enter (/root) cannot be loaded as nobody.
-    if (root && out === '' && code !== 0 && /EACCES|Cannot find/.test(err)) {
-      t.skip(`uid 65534 cannot load this checkout: ${/.*(EACCES|Cannot find).*/.exec(err)?.[0]}`);
-      return;
-    }
+    const res = await runUnprivileged(t, [
+      '--import',
+      'tsx',
+      '--input-type=module',
+      '-e',
+      `const { DataDirLock } = await import(${JSON.stringify(lockModule)}); try { new DataDirLock(${JSON.stringify(dir)}); console.log('locked'); } catch (err) { console.log(err.message); }`,
+    ]);
+    if (res === undefined) return;
     assert.match(
-      out,
+      res.stdout,
       new RegExp(
         `^storage.path ${dir}: cannot lock ${join(dir, 'eyrie.lock')}: EACCES: permission denied, .*\\(the file is owned by uid \\d+ with mode 0444, this process runs as uid \\d+\\)`,
       ),

@@ -1,4 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
 
@@ -58,4 +59,32 @@ export function spawnEyrie(
       reject(new Error(`eyrie exited with ${code}: ${out}`));
     });
   });
+}
+
+/**
+ * Runs `node ARGS` as uid 65534 when the tests run as root (who may read and write anything), else as
+ * this user. Undefined, the test skipped, when that user cannot load this checkout (one under /root).
+ */
+export async function runUnprivileged(
+  t: TestContext,
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string } | undefined> {
+  const root = process.getuid?.() === 0;
+  const res = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(
+      process.execPath,
+      args,
+      { encoding: 'utf8', timeout: 30_000, ...(root ? { uid: 65534, gid: 65534 } : {}) },
+      (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+  // The module loader's failure, not the program's answer (Eyrie's own errors start with "eyrie:").
+  if (root && res.stdout === '' && res.code !== 0 && !res.stderr.startsWith('eyrie:')) {
+    const cause = /.*(EACCES|Cannot find).*/.exec(res.stderr)?.[0];
+    if (cause !== undefined) {
+      t.skip(`uid 65534 cannot load this checkout: ${cause}`);
+      return undefined;
+    }
+  }
+  return res;
 }
