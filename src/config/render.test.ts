@@ -47,7 +47,7 @@ destinations:
     type: api
     webhook_url: https://hooks.example.com/services/T000/B000/XXXX
     api_key: key-123456
-    endpoint: https://user:pa55word@api.example.com/v1
+    endpoint: https://user:pa55word@api.example.com/v1?region=eu&access_token=tok%2Fen-9&sig=&code=fn-code
     channel: "#alerts"
     request:
       headers: { Authorization: Bearer header-secret, X-Team: sec }
@@ -70,6 +70,9 @@ const SECRETS = [
   'Bearer header-secret',
   'basic-secret',
   'proxy-secret',
+  'tok%2Fen-9',
+  'tok/en-9',
+  'fn-code',
 ];
 
 describe('renderConfig', () => {
@@ -87,7 +90,10 @@ describe('renderConfig', () => {
     const chat = shown.destinations[0]!;
     assert.equal(chat.webhook_url, MASK);
     assert.equal(chat.api_key, MASK);
-    assert.equal(chat.endpoint, `https://${MASK}@api.example.com/v1`);
+    assert.equal(
+      chat.endpoint,
+      `https://${MASK}@api.example.com/v1?region=eu&access_token=${MASK}&sig=&code=${MASK}`,
+    );
     assert.equal(chat.channel, '#alerts');
     const request = chat.request as {
       headers: Record<string, string>;
@@ -121,6 +127,7 @@ describe('secretValues', () => {
     for (const secret of SECRETS) assert.ok(found.includes(secret), `missing ${secret}`);
     assert.ok(!found.includes('#alerts'));
     assert.ok(!found.includes('eyrie'));
+    assert.ok(!found.includes('eu'));
     assert.ok(!found.includes(''));
   });
 });

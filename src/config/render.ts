@@ -16,6 +16,31 @@ const SECRET_NAME = /pass|secret|token|key|auth/i;
 /** `scheme://user:password@host` → the userinfo part. */
 const URL_USERINFO = /^([a-z][a-z0-9+.-]*:\/\/)([^/?#@\s]+)@/i;
 
+const URL_SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
+/** `?name=value` and `&name=value` of a URL's query (up to its fragment). */
+const URL_QUERY_PARAMETER = /([?&])([^=&#\s]+)=([^&#\s]*)/g;
+/**
+ * Query parameters that carry credentials in URLs people paste into configs: `?token=`, `?api_key=`,
+ * `?access_token=`, and the signatures of pre-signed URLs (Azure's `sig` and Functions' `code`).
+ */
+const SECRET_QUERY_NAME = /pass|secret|token|key|auth|^sig(nature)?$|^code$/i;
+
+/** The URL with its userinfo and secret-named query values masked; any other string unchanged. */
+function maskUrl(text: string): string {
+  if (!URL_SCHEME.test(text)) return text;
+  const masked = text.replace(URL_USERINFO, `$1${MASK}@`);
+  const at = masked.indexOf('?');
+  if (at < 0) return masked;
+  return (
+    masked.slice(0, at) +
+    masked
+      .slice(at)
+      .replace(URL_QUERY_PARAMETER, (whole, separator: string, name: string, value: string) =>
+        value !== '' && SECRET_QUERY_NAME.test(name) ? `${separator}${name}=${MASK}` : whole,
+      )
+  );
+}
+
 /**
  * The resolved configuration as native YAML, for `eyrie check`: every default spelled out, sizes and
  * durations in words, every secret shown as `****`. It loads back as the same configuration, apart
@@ -96,7 +121,7 @@ function maskAll(value: unknown): unknown {
 
 /** Masks entries with secret-sounding names (headers such as Authorization) and URL credentials. */
 function maskNested(value: unknown): unknown {
-  if (typeof value === 'string') return value.replace(URL_USERINFO, `$1${MASK}@`);
+  if (typeof value === 'string') return maskUrl(value);
   if (Array.isArray(value)) return value.map(maskNested);
   if (isPlainObject(value)) {
     return Object.fromEntries(
@@ -137,8 +162,24 @@ export function secretValues(config: EyrieConfig, types: DestinationTypes = regi
   return [...found];
 }
 
-/** The password of `scheme://user:password@host` (or the user part when it is a lone token). */
+/**
+ * The password of `scheme://user:password@host` (or the user part when it is a lone token), and the
+ * values of secret-named query parameters (as written and decoded).
+ */
 function collectUrlCredentials(text: string, found: Set<string>): void {
+  if (!URL_SCHEME.test(text)) return;
+  const query = text.indexOf('?');
+  if (query >= 0) {
+    for (const [, , name, value] of text.slice(query).matchAll(URL_QUERY_PARAMETER)) {
+      if (value === '' || !SECRET_QUERY_NAME.test(name!)) continue;
+      found.add(value!);
+      try {
+        found.add(decodeURIComponent(value!.replaceAll('+', ' ')));
+      } catch {
+        // Not percent-encoded; the raw form is already there.
+      }
+    }
+  }
   const userinfo = URL_USERINFO.exec(text)?.[2];
   if (userinfo === undefined) return;
   const colon = userinfo.indexOf(':');
