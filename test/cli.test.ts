@@ -5,13 +5,14 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { eyrieCli, spawnEyrie } from './helpers/eyrie-process.ts';
+import { eyrieCli, spawnEyrie, type EyrieProcess } from './helpers/eyrie-process.ts';
 import { startIngest, type TestIngest } from './helpers/ingest.ts';
 import { generateEvents } from './helpers/events.ts';
 import { tempDir, writeConfig } from './helpers/config-file.ts';
 import { createLogger } from '../src/util/logger.ts';
 import { stringifyJson } from '../src/event/json.ts';
-import { waitUntil } from './helpers/delivery.ts';
+import { metricValue, sleep, waitUntil } from './helpers/delivery.ts';
+import { freePort } from './helpers/prometheus.ts';
 
 function run(
   args: string[],
@@ -302,6 +303,59 @@ describe('eyrie serve', { timeout: 120_000 }, () => {
     } finally {
       first.child.kill('SIGTERM');
       assert.equal(await first.exited, 0);
+    }
+  });
+
+  it('two Eyries forwarding to each other with dedup by uuid: each event makes one turn of the loop, the test event too', async () => {
+    const ports = [await freePort(), await freePort()];
+    const eyries: EyrieProcess[] = [];
+    try {
+      for (const [own, peer] of [ports, [ports[1], ports[0]]]) {
+        const dir = tempDir();
+        const { file } = writeConfig(
+          `listen: { address: 127.0.0.1, port: ${own} }\nstorage: { path: ${join(dir, 'data')} }\n` +
+            `destinations:\n  - name: peer\n    type: eyrie\n    url: http://127.0.0.1:${peer}/\n` +
+            `    dedup: { window: 10m, fields: [uuid] }\n    batch: { timeout: 50ms }\n`,
+          dir,
+        );
+        eyries.push(await spawnEyrie(file));
+      }
+      const [a, b] = eyries as [EyrieProcess, EyrieProcess];
+      assert.equal(
+        (await fetch(`${a.url}/`, { method: 'POST', body: generateEvents(1, { seed: 4 })[0] })).status,
+        200,
+      );
+      assert.equal((await fetch(`${a.url}/test`, { method: 'POST' })).status, 200);
+      const decisions = async (e: EyrieProcess) => {
+        const text = await (await fetch(`${e.url}/metrics`)).text();
+        return ['routed', 'deduplicated'].map((decision) =>
+          metricValue(text, 'eyrie_routing_events_total', { destination: 'peer', decision }),
+        );
+      };
+      // Each event: routed by a and b once, back at a and dropped there.
+      let last: number[][] = [];
+      const deadline = Date.now() + 15_000;
+      while (Date.now() < deadline) {
+        last = [await decisions(a), await decisions(b)];
+        if (last[0]![1] === 2) break;
+        await sleep(100);
+      }
+      assert.deepEqual(last, [
+        [2, 2],
+        [2, 0],
+      ]);
+      // Still so once every send has had its time: the loop has ended.
+      await sleep(1000);
+      assert.deepEqual(
+        [await decisions(a), await decisions(b)],
+        [
+          [2, 2],
+          [2, 0],
+        ],
+      );
+    } finally {
+      for (const e of eyries) e.child.kill('SIGTERM');
+      for (const e of eyries) assert.equal(await e.exited, 0);
     }
   });
 

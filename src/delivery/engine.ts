@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { Gauge, Histogram } from 'prom-client';
 import type { DeliveryConfig, DestinationConfig } from '../config/types.ts';
 import type { Destination } from '../destinations/types.ts';
-import { TEST_RULE, type FalcoEvent } from '../event/falco-event.ts';
+import type { FalcoEvent } from '../event/falco-event.ts';
 import type { Metrics } from '../metrics/registry.ts';
 import { HotCounter, type CounterHandle } from '../metrics/hot-counter.ts';
 import { compileFilter } from '../routing/filter.ts';
@@ -443,7 +443,7 @@ export class DeliveryEngine implements Router {
           } else decisions.push(route.decisions.filtered);
           continue;
         }
-        if (route.dedup !== undefined && event.rule !== TEST_RULE) {
+        if (route.dedup !== undefined) {
           const ticket = route.dedup.remember(event);
           if (ticket === undefined) {
             decisions.push(route.decisions.deduplicated);

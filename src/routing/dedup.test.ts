@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { FalcoEvent } from '../event/falco-event.ts';
+import { testEvent, type FalcoEvent } from '../event/falco-event.ts';
 import { ExactNumber, type JsonObject } from '../event/json.ts';
 import { DEDUP_MAX_KEYS, dedupKey, Deduplicator } from './dedup.ts';
 
@@ -39,6 +39,17 @@ describe('Deduplicator', () => {
       clock.t = 1_000 + at;
       assert.equal(d.isDuplicate(e), duplicate, `at +${at} ms`);
     }
+  });
+
+  it("identifies Falcosidekick's test event by its uuid alone, whatever the fields", () => {
+    const clock = new FakeClock();
+    const d = new Deduplicator({ window: 60_000, fields: ['proc.name'] }, clock.now);
+    const test = (uuid: string): FalcoEvent => ({ ...testEvent(), uuid });
+    const first = test('00000000-0000-4000-8000-000000000001');
+    assert.equal(d.isDuplicate(first), false);
+    assert.equal(d.isDuplicate(test('00000000-0000-4000-8000-000000000002')), false, 'a new POST /test');
+    assert.equal(d.isDuplicate({ ...first }), true, 'the same test event again');
+    assert.equal(dedupKey(first, ['proc.name']), 'test:00000000-0000-4000-8000-000000000001');
   });
 
   it('a steady stream passes one event per window (duplicates do not extend it)', () => {

@@ -15,10 +15,12 @@
  *   passes). A key counts as settled once its batch is (see settled()): the keys of batches still
  *   waiting for the journal, which a refusal will forget, never push out the key of a taken event.
  *   Keys longer than 256 characters are stored as their SHA-256 digest.
+ * - Falcosidekick's test event is identified by its uuid alone: every `POST /test` makes a new one and
+ *   passes, while the same test event sent again (a retried forward, a forwarding loop) is dropped.
  */
 import { hash } from 'node:crypto';
 import type { DedupConfig } from '../config/types.ts';
-import type { FalcoEvent } from '../event/falco-event.ts';
+import { TEST_RULE, type FalcoEvent } from '../event/falco-event.ts';
 import { fieldString, fieldValue } from './filter.ts';
 
 /** Hard cap on remembered keys per Deduplicator. */
@@ -65,6 +67,8 @@ function outputFieldsPart(fields: FalcoEvent['output_fields']): string {
 }
 
 export function dedupKey(event: FalcoEvent, fields: readonly string[]): string {
+  // Starts with a letter: no other key does (see above).
+  if (event.rule === TEST_RULE) return `test:${event.uuid}`;
   let key = part(event.rule);
   if (fields.length === 0) {
     const host = event.hostname === undefined ? '-' : part(event.hostname);
