@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { openSqlite } from '../store/sqlite.ts';
 import { DataDirLock } from '../store/data-dir-lock.ts';
-import { WalCheckpointer } from '../store/wal-checkpointer.ts';
+import { WAL_SIZE_LIMIT, WalCheckpointer } from '../store/wal-checkpointer.ts';
 import type { FalcoEvent } from '../event/falco-event.ts';
 import { parseJson, stringifyJson } from '../event/json.ts';
 import { makeDirectory, openPrivateFile } from '../util/directory.ts';
@@ -179,6 +179,9 @@ export function openDatabase(dataDir: string): Database.Database {
     // NORMAL in WAL survives a crash of the process (SIGKILL); only an OS crash can lose the last commits.
     db.exec('PRAGMA synchronous = NORMAL');
     db.exec('PRAGMA busy_timeout = 5000');
+    // Every connection that writes (the server, `eyrie dlq`, `eyrie queue`) may be the one that
+    // restarts the WAL: each cuts a WAL a long reader let grow back to this (see WAL_SIZE_LIMIT).
+    db.exec(`PRAGMA journal_size_limit = ${WAL_SIZE_LIMIT}`);
     db.exec(SCHEMA);
     return db;
   } catch (err) {

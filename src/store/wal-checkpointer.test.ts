@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { openDatabase } from '../delivery/journal.ts';
-import { BACKSTOP_PAGES, WalCheckpointer } from './wal-checkpointer.ts';
+import { BACKSTOP_PAGES, WAL_SIZE_LIMIT, WalCheckpointer } from './wal-checkpointer.ts';
 import { testTempDir } from '../../test/helpers/config-file.ts';
 import { waitUntil } from '../../test/helpers/delivery.ts';
 
@@ -62,6 +62,38 @@ describe('WalCheckpointer', () => {
     const { log, checkpointed } = walFrames(db);
     assert.ok(log > 250, `WAL frames ${log}`);
     assert.equal(checkpointed, log, 'a checkpoint of our own copies them all');
+    db.close();
+  });
+
+  it('gives back the WAL a long reader let grow, once checkpoints can reset it', async (t) => {
+    const dir = testTempDir(t, 'eyrie-wal-');
+    const db = openDatabase(dir);
+    const wal = join(dir, 'eyrie.db-wal');
+    const checkpointer = new WalCheckpointer(db, { onError: unexpected, onFallback: unexpected });
+    t.after(() => checkpointer.stop());
+    await settlesWithin(checkpointer.ready, 10_000, 'ready once the thread runs');
+    writeRows(db, 10, checkpointer);
+    // A reader holding its snapshot (a slow `eyrie queue list`, a sqlite3 shell left in BEGIN): no
+    // checkpoint may go past it, and the WAL grows with every commit, far beyond the backstop.
+    const reader = openDatabase(dir);
+    reader.exec('BEGIN');
+    reader.prepare('SELECT count(*) FROM t').get();
+    writeRows(db, 30_000, checkpointer);
+    const grown = statSync(wal).size;
+    assert.ok(grown > 2 * WAL_SIZE_LIMIT, `WAL ${grown} bytes`);
+    reader.exec('COMMIT');
+    // The reader gone, the WAL is checkpointed and restarts from its start: SQLite keeps the file at
+    // its largest size unless told to truncate it (journal_size_limit).
+    await waitUntil(
+      () => {
+        writeRows(db, 10, checkpointer);
+        return statSync(wal).size <= WAL_SIZE_LIMIT;
+      },
+      10_000,
+      () => `WAL still ${statSync(wal).size} bytes`,
+    );
+    reader.close();
+    await checkpointer.stop();
     db.close();
   });
 

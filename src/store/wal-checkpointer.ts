@@ -21,6 +21,14 @@ export type CheckpointThreadMessage = { kind: 'ready' } | { kind: 'error'; messa
  */
 export const BACKSTOP_PAGES = 4000;
 /**
+ * What the WAL file is cut back to when it restarts (`journal_size_limit`, bytes): the backstop's
+ * 16 MiB. A reader that holds a snapshot for long (`eyrie queue list` on millions of entries, a
+ * sqlite3 shell left in a transaction) stops every checkpoint past it, and the WAL grows with each
+ * commit meanwhile (500 MB in a minute at 5,000 events/s); without a limit SQLite keeps the file at
+ * that size for good, rewriting it from its start.
+ */
+export const WAL_SIZE_LIMIT = BACKSTOP_PAGES * 4096;
+/**
  * Shortest time (ms) between two checkpoints of the thread: each one fsyncs twice, so under load it
  * takes the commits of this long at once (about 1 MB of WAL at 15,000 events/s), not one at a time.
  */
