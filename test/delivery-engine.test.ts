@@ -2079,6 +2079,30 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       assert.deepEqual(queuedUuids(te.dataDir, 'a'), []);
     });
 
+    it('shows the bytes disk_cap limits and the cap, so an alert can warn before the 503s', async (t) => {
+      const cfg = config([dest('a')], 'shutdown_timeout: 200ms, disk_cap: 1MiB');
+      const te = start(t, cfg, { a: failWith(http(503)) });
+      const bytes = async () => {
+        const text = await te.metrics.text();
+        return [
+          metricValue(text, 'eyrie_journal_used_bytes'),
+          metricValue(text, 'eyrie_journal_disk_cap_bytes'),
+        ];
+      };
+      const [empty, cap] = await bytes();
+      assert.equal(cap, 1024 * 1024);
+      assert.ok(empty! > 0 && empty! < 1024 * 1024, `${empty} bytes in use`);
+      await te.engine.route(makeEvents(500, 24));
+      const [used] = await bytes();
+      assert.ok(used! >= empty! + 500 * 500, `${used} bytes in use after 500 events (${empty} before)`);
+      const memoryOnly = start(t, config([dest('m', { extra: 'durability: memory' })]), { m: succeed });
+      assert.doesNotMatch(
+        await memoryOnly.metrics.text(),
+        /eyrie_journal_(used|disk_cap)_bytes/,
+        'no journal',
+      );
+    });
+
     it('over the disk cap, events only for durability: memory destinations are still taken', async (t) => {
       const never = 'filter: { rules: ["no rule has this name"] }';
       const cfg = config(

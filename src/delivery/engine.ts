@@ -401,6 +401,27 @@ export class DeliveryEngine implements Router {
         }
       },
     });
+    const journal = this.journal;
+    if (journal !== undefined) {
+      // What `delivery.disk_cap` limits, and the cap: an alert can warn before ingest answers 503.
+      new Gauge({
+        name: 'eyrie_journal_used_bytes',
+        help: "Bytes of the journal's pages in use (events, queues, dead letters): what delivery.disk_cap limits",
+        registers,
+        collect() {
+          try {
+            this.set(journal.usedBytes());
+          } catch {
+            // An I/O error: left at its last value; /healthz and the commit that fails say why.
+          }
+        },
+      });
+      new Gauge({
+        name: 'eyrie_journal_disk_cap_bytes',
+        help: 'delivery.disk_cap in bytes (0: no cap)',
+        registers,
+      }).set(journal.diskCap);
+    }
     new Gauge({
       name: 'eyrie_dead_letters',
       help: 'Events in dead letters per destination',

@@ -1103,6 +1103,11 @@ export class Journal {
     return this.overCapSince !== undefined;
   }
 
+  /** `delivery.disk_cap` (bytes; 0: none). */
+  get diskCap(): number {
+    return this.options.diskCap;
+  }
+
   /** Bytes of the pages in use (events, queues, dead letters, indexes), wherever they are now. */
   usedBytes(): number {
     const s = this.statements;
