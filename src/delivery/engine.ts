@@ -536,10 +536,14 @@ export class DeliveryEngine implements Router {
     if (journal === undefined) return { ok: true };
     if (journal.lastError !== undefined) return { ok: false, detail: journal.lastError };
     try {
-      if (journal.overDiskCap()) {
+      const over = journal.overDiskCap();
+      if (over !== undefined) {
         return {
           ok: false,
-          detail: `over delivery.disk_cap (${this.config.disk_cap} bytes): events are refused until deliveries free space`,
+          detail:
+            over.limit === 'disk_cap'
+              ? `over delivery.disk_cap (${this.config.disk_cap} bytes): events are refused until deliveries free space`
+              : `${over.message}: events are refused until space is freed`,
         };
       }
     } catch (err) {

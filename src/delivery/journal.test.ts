@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { Journal, JournalUnavailableError } from './journal.ts';
 import { openSqlite } from '../store/sqlite.ts';
 import type { Statement } from 'better-sqlite3';
-import { makeEvents } from '../../test/helpers/delivery.ts';
+import { makeEvents, sleep } from '../../test/helpers/delivery.ts';
 
 const dirs: string[] = [];
 after(() => {
@@ -135,6 +135,30 @@ describe('Journal', () => {
       let appended: Promise<void> | undefined;
       assert.doesNotThrow(() => (appended = journal.append([{ event: event!, destinations: [queue] }])));
       await assert.rejects(appended!, JournalUnavailableError);
+    } finally {
+      await journal.close();
+    }
+  });
+
+  it('refuses new events while the disk is short of the space deliveries need, and takes them again once freed', async () => {
+    const dir = dataDir();
+    let free = 1024 * 1024; // a nearly full disk: claims, acks and checkpoints would fail next
+    const journal = openJournal(dir, { freeBytes: () => free });
+    try {
+      const queue = queueOf(journal);
+      const [first, second] = makeEvents(2, 1);
+      await assert.rejects(
+        journal.append([{ event: first!, destinations: [queue] }]),
+        (err: Error) =>
+          err instanceof JournalUnavailableError &&
+          /short of disk space: 1048576 bytes free/.test(err.message),
+      );
+      assert.equal(journal.overDiskCap()?.limit, 'free_space', 'what /healthz tells apart from disk_cap');
+      // Space freed (deliveries, or the operator): accepted again.
+      free = 1024 * 1024 * 1024;
+      await sleep(300); // the check is cached for 250 ms
+      await journal.append([{ event: second!, destinations: [queue] }]);
+      assert.equal(queue.depth().count, 1);
     } finally {
       await journal.close();
     }

@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs';
+import { statSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { openSqlite } from '../store/sqlite.ts';
@@ -34,6 +34,13 @@ export interface JournalOptions {
   commitMaxEvents: number;
   /** Refuse new events when the database grows past this many bytes (0 = no cap). */
   diskCap: number;
+  /**
+   * Refuse new events while the file system of `dataDir` has fewer free bytes than this (default
+   * FREE_SPACE_FLOOR; 0 = no floor), whatever `diskCap` says: see FREE_SPACE_FLOOR.
+   */
+  freeSpaceFloor?: number;
+  /** Free bytes on the file system of `dataDir` (default: statfs); tests stand in a full disk. */
+  freeBytes?: () => number;
   /** Called after each commit with its duration (s) and size. */
   onCommit?: (seconds: number, events: number) => void;
   /**
@@ -49,6 +56,21 @@ export interface JournalOptions {
 export interface JournalItem {
   event: FalcoEvent;
   destinations: readonly SqliteQueue[];
+}
+
+/**
+ * Free bytes kept on the journal's file system. Claims, acks and checkpoints write too (WAL frames,
+ * the database growing as a checkpoint copies them back), so a disk filled by ingest would leave
+ * nothing able to drain the queues, and no way to accept events again, even after a restart (the
+ * release of the leases at start is a write). Ingest stops short of it: the WAL up to its backstop
+ * (16 MiB) plus as much room for the checkpoint that copies it back.
+ */
+export const FREE_SPACE_FLOOR = 32 * 1024 * 1024;
+
+/** Why the journal refuses new events for want of space: its disk cap, or the free-space floor. */
+export interface SpaceShortage {
+  limit: 'disk_cap' | 'free_space';
+  message: string;
 }
 
 /** Rows whose due time a step back of the wall clock shifts per turn of the event loop (a few ms: see docs/architecture.md). */
@@ -162,6 +184,12 @@ export function orphanedInUnopenedJournal(dataDir: string): Orphaned | undefined
   } finally {
     db?.close();
   }
+}
+
+/** Bytes an unprivileged process may still write on the file system holding `dir`. */
+function freeBytesOn(dir: string): number {
+  const st = statfsSync(dir);
+  return st.bavail * st.bsize;
 }
 
 /** Opens (creating if needed) Eyrie's SQLite database in WAL mode. Shared by the server and the dlq CLI. */
@@ -803,7 +831,7 @@ export class Journal {
     return !this.closed;
   }
 
-  private overCapSince: number | undefined;
+  private overCapReason: SpaceShortage | undefined;
   private lastCapCheck = 0;
   /** Set when the last commit failed, for /healthz. */
   lastError: string | undefined;
@@ -1081,26 +1109,47 @@ export class Journal {
   }
 
   /**
-   * Throws JournalUnavailableError while the journal's data is over its disk cap (checked at most
-   * every 250 ms). The data is the pages in use, not the size of the files: SQLite never shrinks
-   * them (pages freed by deliveries are reused), so a cap on file sizes, once crossed by a backlog,
-   * would refuse every event for good even after the backlog drained.
+   * Throws JournalUnavailableError while the journal's data is over its disk cap, or its file system
+   * under FREE_SPACE_FLOOR (checked at most every 250 ms). The data is the pages in use, not the size
+   * of the files: SQLite never shrinks them (pages freed by deliveries are reused), so a cap on file
+   * sizes, once crossed by a backlog, would refuse every event for good even after the backlog drained.
    */
   checkDiskCap(): void {
-    if (this.overDiskCap()) {
-      throw new JournalUnavailableError(`journal is over its disk cap of ${this.options.diskCap} bytes`);
-    }
+    const over = this.overDiskCap();
+    if (over !== undefined) throw new JournalUnavailableError(`journal is ${over.message}`);
   }
 
-  /** True while the journal's data is over its disk cap (re-read at most every 250 ms). */
-  overDiskCap(): boolean {
-    if (this.options.diskCap <= 0) return false;
+  /**
+   * Why new events are refused, while the journal is over its disk cap or short of free space
+   * (re-read at most every 250 ms); undefined otherwise.
+   */
+  overDiskCap(): SpaceShortage | undefined {
     const now = Date.now();
     if (now - this.lastCapCheck > 250) {
       this.lastCapCheck = now;
-      this.overCapSince = this.usedBytes() > this.options.diskCap ? (this.overCapSince ?? now) : undefined;
+      this.overCapReason = this.capReason();
     }
-    return this.overCapSince !== undefined;
+    return this.overCapReason;
+  }
+
+  private capReason(): SpaceShortage | undefined {
+    const { diskCap, freeSpaceFloor = FREE_SPACE_FLOOR } = this.options;
+    if (diskCap > 0 && this.usedBytes() > diskCap)
+      return { limit: 'disk_cap', message: `over its disk cap of ${diskCap} bytes` };
+    if (freeSpaceFloor <= 0) return undefined;
+    let free: number;
+    try {
+      free = this.options.freeBytes?.() ?? freeBytesOn(this.options.dataDir);
+    } catch {
+      return undefined; // a file system that cannot tell: the writes themselves will say
+    }
+    // Pages freed by deliveries are reused before the file grows: room too, though the disk does not show it.
+    free += (this.statements.freePages.get() as number) * this.pageSize;
+    if (free >= freeSpaceFloor) return undefined;
+    return {
+      limit: 'free_space',
+      message: `short of disk space: ${free} bytes free in ${this.options.dataDir}, under the ${freeSpaceFloor} bytes kept free so deliveries can go on`,
+    };
   }
 
   /** `delivery.disk_cap` (bytes; 0: none). */
