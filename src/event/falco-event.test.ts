@@ -65,6 +65,10 @@ describe('Falco event parser', () => {
       ['info', 'Informational'],
       ['INFO', 'Informational'],
       ['debug', 'Debug'],
+      // Go's strings.ToLower maps U+0130 to "i": Falcosidekick (8807ab7) accepts these and posts
+      // "priority":"Informational" / "Critical" (checked side by side).
+      ['\u0130nfo', 'Informational'],
+      ['cr\u0130t\u0130cal', 'Critical'],
     ];
     for (const [raw, expected] of cases) {
       const e = toFalcoEvent({ priority: raw, rule: 'r', time: '2026-01-01T00:00:00Z' });
@@ -98,6 +102,10 @@ describe('Falco event parser', () => {
       );
     }
     assert.throws(() => toFalcoEvent([1]), /must be a JSON object/);
+    // Falcosidekick (8807ab7) answers 200 to these and posts the event without `message`.
+    for (const message of [5, true, { a: 1 }, ['x']]) {
+      assert.equal(toFalcoEvent({ ...base, message }).message, undefined, JSON.stringify(message));
+    }
     assert.throws(() => parseFalcoEvent('{"rule":'), /not valid JSON/);
   });
 

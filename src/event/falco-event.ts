@@ -183,7 +183,9 @@ export function toFalcoEvent(value: unknown): FalcoEvent {
 
   const output = optionalString(value, 'output') ?? '';
   const hostname = optionalString(value, 'hostname');
-  const message = optionalString(value, 'message');
+  // Falcosidekick has no `message` field: its decoder skips the key whatever it holds (a number, an
+  // object…) and accepts the event, so a `message` that is not a string is dropped, not refused.
+  const message = typeof value.message === 'string' ? value.message : undefined;
   let source = optionalString(value, 'source') || SIDEKICK_DEFAULT_SOURCE;
   if (rule === TEST_RULE) source = 'internal';
 

@@ -17,9 +17,13 @@ const BY_NAME = new Map<string, Priority>([
   ['info', 'Informational'],
 ]);
 
-/** Falco's name for any accepted spelling (any case, plus `info`); undefined when not a priority. */
+/**
+ * Falco's name for any accepted spelling (any case, plus `info`); undefined when not a priority.
+ * Lower-cased as Go's strings.ToLower does for Falcosidekick: it maps U+0130 (`İ`) to a plain `i`,
+ * where JS gives `i` plus a combining dot, so `İnfo` is Informational there too.
+ */
 export function parsePriority(text: string): Priority | undefined {
-  return BY_NAME.get(text.toLowerCase());
+  return BY_NAME.get(text.replaceAll('\u0130', 'i').toLowerCase());
 }
 
 /** Falco's numbering: 0 = Emergency … 7 = Debug (falco-exporter, gRPC enum). */
