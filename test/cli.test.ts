@@ -13,6 +13,7 @@ import { createLogger } from '../src/util/logger.ts';
 import { stringifyJson } from '../src/event/json.ts';
 import { metricValue, sleep, waitUntil } from './helpers/delivery.ts';
 import { freePort } from './helpers/prometheus.ts';
+import { openSqlite } from '../src/store/sqlite.ts';
 
 function run(
   args: string[],
@@ -398,6 +399,22 @@ describe('eyrie serve', { timeout: 120_000 }, () => {
     assert.match(
       result.stderr,
       new RegExp(`cannot open the journal ${join(dir, 'data', 'eyrie.db')}: file is not a database`),
+    );
+  });
+
+  it('exits 1 naming the journal file when a newer version of Eyrie wrote it', async () => {
+    const { file, dir } = durableConfig();
+    mkdirSync(join(dir, 'data'));
+    const db = openSqlite(join(dir, 'data', 'eyrie.db'));
+    db.exec('PRAGMA user_version = 99');
+    db.close();
+    const result = await run(['serve', '-c', file], undefined, {}, 20_000);
+    assert.equal(result.code, 1, `still running after 20 s, or: ${result.stderr}`);
+    assert.match(
+      result.stderr,
+      new RegExp(
+        `cannot open the journal ${join(dir, 'data', 'eyrie.db')}: it was written by a newer version of Eyrie \\(journal format 99`,
+      ),
     );
   });
 

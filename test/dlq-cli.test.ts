@@ -448,6 +448,29 @@ describe('eyrie dlq', { timeout: 180_000 }, () => {
     }
   });
 
+  it('a journal of a newer format: one line naming the file, exit 1, left as it is', async (t) => {
+    const dir = testTempDir(t);
+    new DeadLetters(dir).close();
+    const db = openSqlite(join(dir, 'eyrie.db'));
+    db.exec('PRAGMA user_version = 99');
+    db.close();
+    for (const args of [
+      ['dlq', 'list'],
+      ['dlq', 'replay'],
+      ['queue', 'list'],
+      ['queue', 'purge', '-d', 'x'],
+    ]) {
+      const res = await cli({}, ...args, '--data-dir', dir);
+      assert.equal(res.code, 1, args.join(' '));
+      assert.equal(
+        res.stderr,
+        `eyrie: cannot open the journal ${join(dir, 'eyrie.db')}: it was written by a newer version of Eyrie ` +
+          '(journal format 99, this version reads up to 1); run that version or a later one\n',
+        args.join(' '),
+      );
+    }
+  });
+
   it('a data directory without a journal (a mistyped --data-dir): said, exit 1, nothing created', async (t) => {
     const dir = join(testTempDir(t), 'typo');
     for (const args of [

@@ -93,6 +93,49 @@ describe('Journal', () => {
     assert.throws(() => openJournal(dir), /does not have the tables/);
   });
 
+  it('a journal of a newer format than this version reads: refuses in one line naming the file, leaves it as it is, lets go of it', async () => {
+    const dir = dataDir();
+    const file = join(dir, 'eyrie.db');
+    await openJournal(dir).close();
+    const db = openSqlite(file);
+    db.exec('PRAGMA user_version = 99');
+    db.close();
+    for (let i = 0; i < 2; i++) {
+      // The second attempt meets the same error, not "in use": the lock was released.
+      assert.throws(
+        () => openJournal(dir),
+        new RegExp(
+          `^Error: cannot open the journal ${file}: it was written by a newer version of Eyrie \\(journal format 99, this version reads up to 1\\); run that version or a later one`,
+        ),
+      );
+    }
+    const after = openSqlite(file, { readonly: true });
+    assert.equal(after.prepare('PRAGMA user_version').pluck().get(), 99, 'not stamped over');
+    after.close();
+  });
+
+  it('records its format in a new journal, and takes one written before formats were recorded (leases of 1) as it is', async () => {
+    const dir = dataDir();
+    const file = join(dir, 'eyrie.db');
+    let journal = openJournal(dir);
+    await journal.append(makeEvents(3, 5).map((event) => ({ event, destinations: [queueOf(journal)] })));
+    await journal.close();
+    const db = openSqlite(file);
+    assert.equal(db.prepare('PRAGMA user_version').pluck().get(), 1);
+    // As a build before claim tokens left it when killed mid-send: `leased` 1, due at the lease's end.
+    db.exec(`PRAGMA user_version = 0; UPDATE deliveries SET leased = 1, due_at = ${Date.now() + 3_600_000}`);
+    db.close();
+    journal = openJournal(dir);
+    try {
+      assert.equal(queueOf(journal).claim(Date.now(), 10, 0, 60_000).length, 3, 'released at open, due now');
+    } finally {
+      await journal.close();
+    }
+    const after = openSqlite(file, { readonly: true });
+    assert.equal(after.prepare('PRAGMA user_version').pluck().get(), 1, 'stamped');
+    after.close();
+  });
+
   it('waits while another process (eyrie dlq) holds the write lock, instead of failing a claim as locked', async () => {
     const dir = dataDir();
     const journal = openJournal(dir);

@@ -123,6 +123,15 @@ CREATE INDEX IF NOT EXISTS dead_letters_destination ON dead_letters (destination
 export const JOURNAL_FILE = 'eyrie.db';
 
 /**
+ * The journal's format, kept in the database header (PRAGMA user_version). 0: written before the
+ * format was recorded, with these same tables (`leased` then held 1 for any lease, which the release
+ * at open clears as it does a claim token), so it is taken as it is and stamped. Raise it, with the
+ * migration from the one before in openDatabase, when a table or what a column means changes: an
+ * earlier build refuses a journal of a format it does not know instead of misreading its rows.
+ */
+const JOURNAL_FORMAT = 1;
+
+/**
  * Throws when the database holds tables but none of Eyrie's: another program's file, or one whose
  * first page came from another database (a WAL copied from elsewhere, which SQLite replays when its
  * own checksums hold). Creating Eyrie's tables beside them would start an empty journal over the
@@ -210,7 +219,15 @@ export function openDatabase(dataDir: string): Database.Database {
     // Every connection that writes (the server, `eyrie dlq`, `eyrie queue`) may be the one that
     // restarts the WAL: each cuts a WAL a long reader let grow back to this (see WAL_SIZE_LIMIT).
     db.exec(`PRAGMA journal_size_limit = ${WAL_SIZE_LIMIT}`);
+    const format = db.prepare('PRAGMA user_version').pluck().get() as number;
+    if (format > JOURNAL_FORMAT) {
+      throw new Error(
+        `it was written by a newer version of Eyrie (journal format ${format}, this version reads up to ${JOURNAL_FORMAT}); ` +
+          'run that version or a later one',
+      );
+    }
     db.exec(SCHEMA);
+    if (format < JOURNAL_FORMAT) db.exec(`PRAGMA user_version = ${JOURNAL_FORMAT}`);
     return db;
   } catch (err) {
     db?.close();
