@@ -118,6 +118,19 @@ describe('file source', { timeout: 90_000 }, () => {
     assert.equal(await accepted(h.metrics, 'accepted'), 60);
   });
 
+  it('takes a poll_interval longer than a Node timer without polling every millisecond', async () => {
+    // Past 2^31-1 ms Node fires a timer after 1 ms, with a TimeoutOverflowWarning each time.
+    const h = harness();
+    writeFileSync(h.path, '');
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on('warning', onWarning);
+    cleanups.push(() => void process.off('warning', onWarning));
+    h.source({ poll_interval: 30 * 24 * 3600 * 1000 });
+    await settle();
+    assert.deepEqual(warnings, []);
+  });
+
   it('waits for the newline of a partial last line', async () => {
     const h = harness();
     const [first, second] = eventLines(2, 102);

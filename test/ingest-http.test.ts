@@ -543,6 +543,39 @@ describe('ingest bearer tokens', () => {
   });
 });
 
+describe('keep_alive_timeout', () => {
+  it('takes one longer than a Node timer: idle connections stay open, no timer overflow', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on('warning', onWarning);
+    const ingest = await startIngest(
+      testConfig((c) => (c.listen.keep_alive_timeout = 30 * 24 * 3600 * 1000)),
+    );
+    const agent = new HttpAgent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const sockets = new Set<unknown>();
+      for (let i = 0; i < 2; i++) {
+        await new Promise<void>((resolve, reject) => {
+          const req = httpRequest(ingest.url, { method: 'POST', agent }, (res) => {
+            sockets.add(res.socket);
+            res.resume();
+            res.on('end', resolve);
+          });
+          req.on('error', reject);
+          req.end(event);
+        });
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.equal(sockets.size, 1, 'the idle connection was kept and reused');
+      assert.deepEqual(warnings, []);
+    } finally {
+      agent.destroy();
+      process.off('warning', onWarning);
+      await ingest.close();
+    }
+  });
+});
+
 describe('while the journal refuses events', () => {
   it('logs the refusal once per 10 s, not once per request, counting the ones held back', async () => {
     const { logger, warnings } = warningsLogger();

@@ -3,6 +3,7 @@ import type { BigIntStats } from 'node:fs';
 import { open, readdir, readFile, rename, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { timerDelay } from '../../util/timer.ts';
 import type { Logger } from 'pino';
 import type { FileSourceConfig } from '../../config/types.ts';
 import { BATCH_LINES, LineBatcher, LineSplitter, type SourceLine } from '../line-batcher.ts';
@@ -149,7 +150,8 @@ export class FileSource implements EventSource {
         await this.closeHandle();
       }
       try {
-        await sleep(this.config.poll_interval, undefined, { signal: this.stopping.signal });
+        // timerDelay: a poll_interval past ~24.8 days would make Node fire after 1 ms, a busy loop.
+        await sleep(timerDelay(this.config.poll_interval), undefined, { signal: this.stopping.signal });
       } catch {
         return; // closing
       }

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { timerDelay } from '../../util/timer.ts';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { GrpcSourceConfig, RetryConfig } from '../../config/types.ts';
@@ -182,7 +183,8 @@ export class GrpcSource implements EventSource {
   /** Resolves after `ms`, or early when the source closes. */
   private async wait(ms: number): Promise<void> {
     try {
-      await sleep(ms, undefined, { signal: this.stopping.signal });
+      // timerDelay: past ~24.8 days Node fires after 1 ms (reconnect intervals are settings).
+      await sleep(timerDelay(ms), undefined, { signal: this.stopping.signal });
     } catch {
       // closed
     }
@@ -361,7 +363,7 @@ export class GrpcSource implements EventSource {
       const keepalive = setTimeout(function onSilence() {
         askForMore();
         keepalive.refresh();
-      }, this.config.keepalive_interval);
+      }, timerDelay(this.config.keepalive_interval));
       this.call = call;
       this.stream = {
         pause: () => call.pause(),

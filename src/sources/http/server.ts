@@ -20,6 +20,7 @@ import { IngestCore, type BodyShape, type IngestAnswer } from './ingest-core.ts'
 import { JournalUnavailableError } from '../../delivery/journal.ts';
 import { closeConnectionsWhileClosing } from '../../util/close-connections.ts';
 import { decodeUtf8AsGo } from '../../event/go-utf8.ts';
+import { MAX_TIMER_MS } from '../../util/timer.ts';
 
 export interface IngestAppOptions {
   config: EyrieConfig;
@@ -224,7 +225,9 @@ export function buildIngestApp(options: IngestAppOptions): FastifyInstance {
         handler(req, res);
       };
       const server = httpsOptions ? createHttpsServer(httpsOptions, listener) : createHttpServer(listener);
-      server.keepAliveTimeout = config.listen.keep_alive_timeout;
+      // Within a Node timer (Node 24 adds a second to it): past ~24.8 days it would fire after 1 ms,
+      // with a TimeoutOverflowWarning on stderr for every idle connection.
+      server.keepAliveTimeout = Math.min(config.listen.keep_alive_timeout, MAX_TIMER_MS - 1000);
       // Falco keeps one connection open; never cap the number of requests per connection.
       server.maxRequestsPerSocket = 0;
       return server;
