@@ -12,6 +12,7 @@ import {
   unlinkSync,
   writeFileSync,
 } from 'node:fs';
+import fs from 'node:fs';
 import fsPromises from 'node:fs/promises';
 import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -411,6 +412,28 @@ describe('file destination', () => {
       () => create({ path: '/proc/eyrie-test/events.ndjson', max_size: 0 }),
       /destination "file-test": path: cannot create directory \/proc\/eyrie-test: /,
     );
+  });
+
+  it('starts on a full disk (ENOSPC, no inode left) with a warning, and sends once there is room', async () => {
+    const realOpenSync = fs.openSync;
+    const full = Object.assign(new Error(`ENOSPC: no space left on device, open '${path}'`), {
+      code: 'ENOSPC',
+    });
+    fs.openSync = (...args: Parameters<typeof realOpenSync>) => {
+      if (args[0] === path) throw full;
+      return realOpenSync(...args);
+    };
+    syncBuiltinESMExports();
+    let d: Destination;
+    try {
+      d = create();
+    } finally {
+      fs.openSync = realOpenSync;
+      syncBuiltinESMExports();
+    }
+    assert.equal(existsSync(path), false);
+    await d.send([event(0)]);
+    assert.equal(readFileSync(path, 'utf8'), `${line(0)}\n`);
   });
 
   it('fails create() clearly when the file cannot be opened even by root', () => {

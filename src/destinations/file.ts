@@ -62,17 +62,40 @@ export const fileDestination: DestinationType<FileOptions> = {
   },
   create(options, context): Destination {
     const path = resolve(options.path);
-    checkWritable(path, options.mode, context.name);
+    checkWritable(path, options.mode, context.name, context.logger);
     return new FileDestination(context.name, path, options, context.logger);
   },
 };
 
-/** Startup checks: creates the directory and the file, so a bad path fails `create()`, not every send. */
-function checkWritable(path: string, mode: number, name: string): void {
+/**
+ * What a full disk or a process out of descriptors answers: the path is right and the condition
+ * passes, so it must not stop Eyrie from starting (ingest and every other destination with it);
+ * sends retry it, as they do once running.
+ */
+const RESOURCE_SHORTAGES = new Set(['ENOSPC', 'EDQUOT', 'EMFILE', 'ENFILE']);
+
+/**
+ * Startup checks: creates the directory and the file, so a bad path fails `create()`, not every send.
+ * A shortage of space or descriptors is only warned about.
+ */
+function checkWritable(path: string, mode: number, name: string, logger: Logger): void {
   // Typed in full: TypeScript narrows on a call that returns never only then.
   const refuse: (detail: string, cause?: unknown) => never = (detail, cause) => {
     throw new DestinationSettingError(name, 'path', detail, cause === undefined ? undefined : { cause });
   };
+  try {
+    checkPath(path, mode, refuse);
+  } catch (err) {
+    const code = errorCode((err as Error).cause);
+    if (code === undefined || !RESOURCE_SHORTAGES.has(code)) throw err;
+    logger.warn(
+      { path, error: message((err as Error).cause) },
+      'cannot create the file yet: starting anyway, sends retry until there is room',
+    );
+  }
+}
+
+function checkPath(path: string, mode: number, refuse: (detail: string, cause?: unknown) => never): void {
   const dir = dirname(path);
   try {
     makeDirectory(dir);
