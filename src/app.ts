@@ -162,12 +162,53 @@ export function preflight(config: EyrieConfig): string[] {
       });
     }
   });
+  problems.push(...portClashes(config));
   if (
     !config.listen.enabled &&
     config.sources.grpc.length + config.sources.files.length === 0 &&
     !config.sources.stdin
   )
     problems.push('nothing to receive events from: listen.enabled is false and no source is configured');
+  return problems;
+}
+
+/** Addresses that take a port on every interface: a listener on any other address clashes with them. */
+const EVERY_ADDRESS = new Set(['', '0.0.0.0', '::', '[::]']);
+
+/**
+ * Two listeners `serve` would start on one port (the second could not bind): `check` says so too.
+ * Port 0 (a free port each) never clashes.
+ */
+function portClashes(config: EyrieConfig): string[] {
+  const { listen, exporter } = config;
+  const listeners: { key: string; address: string; port: number }[] = [];
+  if (listen.enabled) {
+    listeners.push({ key: 'listen.port', address: listen.address, port: listen.port });
+    if (listen.tls.enabled && listen.tls.plain_paths.length > 0)
+      listeners.push({ key: 'listen.tls.plain_port', address: listen.address, port: listen.tls.plain_port });
+  }
+  if (exporter.enabled) {
+    listeners.push({ key: 'exporter.port', address: exporter.address, port: exporter.port });
+    if (exporter.probes.enabled)
+      listeners.push({
+        key: 'exporter.probes.port',
+        address: exporter.probes.address,
+        port: exporter.probes.port,
+      });
+  }
+  const problems: string[] = [];
+  listeners.forEach((b, i) => {
+    const a = listeners
+      .slice(0, i)
+      .find(
+        (a) =>
+          a.port === b.port &&
+          b.port !== 0 &&
+          (a.address === b.address || EVERY_ADDRESS.has(a.address) || EVERY_ADDRESS.has(b.address)),
+      );
+    if (a !== undefined)
+      problems.push(`${b.key}: ${b.port} is also ${a.key}: two listeners cannot share a port and address`);
+  });
   return problems;
 }
 

@@ -188,6 +188,35 @@ describe('eyrie check and version', () => {
     assert.match(res2.stderr, new RegExp(`${sidekick}:2:15: tlsclient\\.cacertfile: cannot read`));
   });
 
+  it('check refuses two listeners on one port and address, located; distinct addresses and port 0 are fine', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'ports.yaml');
+    writeFileSync(
+      file,
+      [
+        /* 1 */ 'listen: { port: 9376 }',
+        /* 2 */ 'exporter:',
+        /* 3 */ '  enabled: true',
+        /* 4 */ '  address: 127.0.0.1',
+        /* 5 */ '  port: 9376',
+        /* 6 */ '  probes: { address: 127.0.0.1, port: 9376 }',
+        '',
+      ].join('\n'),
+    );
+    const res = await run(['check', '-c', file]);
+    assert.equal(res.code, 1, res.stderr);
+    assert.deepEqual(res.stderr.trim().split('\n'), [
+      `${file}:5:9: exporter.port: 9376 is also listen.port: two listeners cannot share a port and address`,
+      `${file}:6:39: exporter.probes.port: 9376 is also listen.port: two listeners cannot share a port and address`,
+    ]);
+    writeFileSync(
+      file,
+      'listen: { address: 127.0.0.1, port: 0 }\nexporter: { enabled: true, address: 127.0.0.2, port: 9376, probes: { address: 127.0.0.1, port: 0 } }\n',
+    );
+    const fine = await run(['check', '-c', file]);
+    assert.equal(fine.code, 0, fine.stderr);
+  });
+
   it("takes Falcosidekick's --config-file flag for serve (its chart's extraArgs)", async () => {
     const dir = tempDir();
     const file = join(dir, 'config.yaml');
