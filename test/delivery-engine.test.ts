@@ -92,6 +92,8 @@ function journalWrites(t: TestContext, te: TestEngine) {
     work: () => db.exec('DROP TRIGGER refuse'),
   };
 }
+const LONG_SHUTDOWN_MSG =
+  'shutdown: still sending (sends in flight, and memory queues sent on until empty, until delivery.shutdown_timeout)';
 const sorted = (xs: readonly string[]) => [...xs].sort();
 const counts = (xs: readonly string[]) => {
   const m = new Map<string, number>();
@@ -1694,6 +1696,52 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       assert.deepEqual(warnings, []);
     });
 
+    it('close() says what it still waits for while a memory queue drains and sends are in flight', async (t) => {
+      const cfg = config(
+        [
+          dest('mem', { extra: 'durability: memory, queue: { concurrency: 1 }' }),
+          dest('disk', { extra: 'queue: { concurrency: 1 }' }),
+        ],
+        'shutdown_timeout: 15s',
+      );
+      const { logger, warnings } = warningsLogger('info');
+      const fakes = {
+        // Wide margins: a loaded machine may fire the first progress line late.
+        mem: new FakeDestination('mem', () => sleep(50)),
+        disk: new FakeDestination('disk', () => sleep(1500)),
+      };
+      const te = startEngine(cfg, fakes, cfg.storage.path, logger, { shutdownProgressInterval: 50 });
+      t.after(() => te.close());
+      await te.engine.route(makeEvents(20, 31));
+      await waitUntil(
+        () => fakes.mem.inFlight === 1 && fakes.disk.inFlight === 1,
+        2000,
+        () => 'first sends started',
+      );
+      await te.close();
+      // Without these lines, a shutdown that sends on for up to shutdown_timeout says nothing after
+      // "shutting down": it cannot be told from a hung one.
+      const said = warnings.filter((w) => w.msg === LONG_SHUTDOWN_MSG);
+      assert.ok(said.length >= 2, `${said.length} progress lines`);
+      const first = said[0]!.waiting as Record<string, { inFlight: number; queued?: number }>;
+      assert.equal(first.disk?.inFlight, 1);
+      assert.equal(
+        first.disk?.queued,
+        undefined,
+        'a durable queue is kept for the next start: not waited for',
+      );
+      assert.ok(first.mem!.queued! > 0 && first.mem!.queued! < 20, JSON.stringify(first));
+      const queued = said.flatMap(
+        (w) => (w.waiting as Record<string, { queued?: number }>).mem?.queued ?? [],
+      );
+      assert.deepEqual(
+        queued,
+        [...queued].sort((a, b) => b - a),
+        'the memory queue only shrinks',
+      );
+      for (const w of said) assert.ok(typeof w.secondsLeft === 'number' && w.secondsLeft <= 15);
+    });
+
     it('close() drops what a memory queue cannot send before the deadline, counted and logged, or hands it to a durable fallback', async (t) => {
       const cfg = config(
         [
@@ -2280,7 +2328,9 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
 
     it('a refused batch pushes no key of a taken event out of a full dedup table', async (t) => {
       const cfg = config([dest('d', { extra: 'dedup: { window: 1h, fields: [proc.name] }' })]);
-      const te = startEngine(cfg, { d: new FakeDestination('d', succeed) }, cfg.storage.path, undefined, 3);
+      const te = startEngine(cfg, { d: new FakeDestination('d', succeed) }, cfg.storage.path, undefined, {
+        dedupMaxKeys: 3,
+      });
       t.after(() => te.close());
       const named = (name: string) => ({ ...makeEvents(1, 28)[0]!, output_fields: { 'proc.name': name } });
       await te.engine.route(['a', 'b', 'c'].map(named)); // the table is full
@@ -2307,7 +2357,7 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
         dest('mem', { extra: 'durability: memory, dedup: { window: 1h, fields: [proc.name] }' }),
       ]);
       const fakes = { disk: new FakeDestination('disk', succeed), mem: new FakeDestination('mem', succeed) };
-      const te = startEngine(cfg, fakes, cfg.storage.path, undefined, 3);
+      const te = startEngine(cfg, fakes, cfg.storage.path, undefined, { dedupMaxKeys: 3 });
       t.after(() => te.close());
       const events = (hostname: string, names: string[]) =>
         names.map((name) => ({ ...makeEvents(1, 30)[0]!, hostname, output_fields: { 'proc.name': name } }));

@@ -93,6 +93,13 @@ function deliveryMetrics(metrics: Metrics) {
   };
 }
 
+/**
+ * While a shutdown waits for sends (up to delivery.shutdown_timeout: a memory queue sent on until
+ * empty, requests in flight), what it still waits for is logged this often: a quiet wait of that
+ * long reads as a hung process.
+ */
+const SHUTDOWN_PROGRESS_INTERVAL_MS = 2000;
+
 /** At most one warning per destination per this many ms about its CEL filter failing. */
 const CEL_ERROR_LOG_INTERVAL_MS = 60_000;
 
@@ -122,6 +129,7 @@ export class DeliveryEngine implements Router {
   private readonly resyncTimer: NodeJS.Timeout | undefined;
   /** Counts the drops of every queue while memory queues are handed over at shutdown; undefined before. */
   private shutdownDrops: number | undefined;
+  private readonly shutdownProgressInterval: number;
   private closed = false;
 
   constructor(options: {
@@ -132,6 +140,8 @@ export class DeliveryEngine implements Router {
     logger: Logger;
     /** Keys each dedup table holds at most (default DEDUP_MAX_KEYS; tests lower it). */
     dedupMaxKeys?: number;
+    /** How often a shutdown logs what it still waits for (default SHUTDOWN_PROGRESS_INTERVAL_MS; tests lower it). */
+    shutdownProgressInterval?: number;
     /**
      * The configuration's secret values (secretValues): a receiver's error answer may echo the
      * request's credentials, and the errors kept for /healthz (unauthenticated) and dead letters
@@ -141,6 +151,7 @@ export class DeliveryEngine implements Router {
   }) {
     this.logger = options.logger;
     this.config = options.delivery;
+    this.shutdownProgressInterval = options.shutdownProgressInterval ?? SHUTDOWN_PROGRESS_INTERVAL_MS;
     const m = deliveryMetrics(options.metrics);
     this.metrics = m;
     // An exporter or a memory-only setup may run where the data dir cannot be written: no journal then.
@@ -629,6 +640,28 @@ export class DeliveryEngine implements Router {
     return order;
   }
 
+  /**
+   * During close: per destination not stopped yet, its sends in flight and (memory) events still
+   * queued, with the seconds left before the deadline; nothing when it waits for nothing any more.
+   */
+  private logShutdownWait(deadline: number, done: ReadonlySet<Route>): void {
+    const waiting: Record<string, { inFlight: number; queued?: number }> = {};
+    let any = false;
+    for (const route of this.routes) {
+      if (done.has(route)) continue;
+      const inFlight = this.metrics.sending.get(route.config.name)?.value ?? 0;
+      const queued = route.memory?.depth().count ?? 0;
+      if (inFlight === 0 && queued === 0) continue;
+      waiting[route.config.name] = route.memory === undefined ? { inFlight } : { inFlight, queued };
+      any = true;
+    }
+    if (!any) return;
+    this.logger.info(
+      { waiting, secondsLeft: Math.max(0, Math.round((deadline - Date.now()) / 1000)) },
+      'shutdown: still sending (sends in flight, and memory queues sent on until empty, until delivery.shutdown_timeout)',
+    );
+  }
+
   /** Flushes the journal, lets in-flight sends finish within the shutdown timeout, closes everything. */
   async close(): Promise<void> {
     this.closed = true;
@@ -640,14 +673,20 @@ export class DeliveryEngine implements Router {
     // order, what memory queues still hold goes on down their chains of fallbacks.
     const order = this.feedersFirst();
     const stopped = new Map<Route, Promise<void>>();
+    const done = new Set<Route>();
     for (const route of order) {
       const feeders = route.feeders.map((f) => stopped.get(f) ?? Promise.resolve());
       stopped.set(
         route,
-        Promise.all(feeders).then(() => route.workers.stop(deadline)),
+        Promise.all(feeders)
+          .then(() => route.workers.stop(deadline))
+          .then(() => void done.add(route)),
       );
     }
+    const progress = setInterval(() => this.logShutdownWait(deadline, done), this.shutdownProgressInterval);
+    progress.unref();
     await Promise.all(stopped.values());
+    clearInterval(progress);
     this.shutdownDrops = 0;
     for (const route of order) this.settleMemoryAtShutdown(route);
     await Promise.allSettled(this.routes.map((r) => r.workers.close()));

@@ -123,7 +123,7 @@ export function startEngine(
   fakes: Record<string, FakeDestination>,
   dataDir = config.storage.path,
   logger: Logger = silentLogger,
-  dedupMaxKeys?: number,
+  options: { dedupMaxKeys?: number; shutdownProgressInterval?: number } = {},
 ): TestEngine {
   const metrics = new Metrics({ defaultMetrics: false });
   const engine = new DeliveryEngine({
@@ -136,7 +136,7 @@ export function startEngine(
     }),
     metrics,
     logger,
-    dedupMaxKeys,
+    ...options,
   });
   let closed = false;
   return {
