@@ -13,10 +13,20 @@ globalThis[Symbol.for('eyrie.earlySignals')] = noted;
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const built = join(root, 'dist', 'cli', 'main.js');
-if (existsSync(built)) {
-  await import(pathToFileURL(built).href);
-} else {
-  const { register } = await import('tsx/esm/api');
-  register();
-  await import(pathToFileURL(join(root, 'src', 'cli', 'main.ts')).href);
+try {
+  if (existsSync(built)) {
+    await import(pathToFileURL(built).href);
+  } else {
+    const { register } = await import('tsx/esm/api');
+    register();
+    await import(pathToFileURL(join(root, 'src', 'cli', 'main.ts')).href);
+  }
+} catch (err) {
+  // Node's module loader opens many files at once (about 140 here): under a low `ulimit -n` it
+  // fails before the CLI can say anything, with a loader stack trace.
+  if (err?.code !== 'EMFILE') throw err;
+  process.stderr.write(
+    `eyrie: too many open files while loading (${err.message}): raise the open-file limit (ulimit -n) to at least 1024\n`,
+  );
+  process.exit(1);
 }

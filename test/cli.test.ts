@@ -1,6 +1,6 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { join } from 'node:path';
@@ -307,6 +307,24 @@ describe('eyrie check and version', () => {
     const res = await run(['version']);
     assert.equal(res.code, 0);
     assert.match(res.stdout, /^eyrie \d+\.\d+\.\d+ \(node v\d+/);
+  });
+
+  it('under a low open-file limit says so in one line instead of a module loader stack trace', () => {
+    const bin = fileURLToPath(new URL('../bin/eyrie.js', import.meta.url));
+    // Node 20's loader opens a hundred files at once and fails at 60; Node 24's loads within it.
+    const res = spawnSync('sh', ['-c', 'ulimit -n 60 && exec "$0" "$1" version', process.execPath, bin], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    if (res.status === 0) {
+      assert.match(res.stdout, /^eyrie \d+\.\d+\.\d+/);
+      return;
+    }
+    assert.equal(res.status, 1, res.stderr);
+    assert.match(
+      res.stderr,
+      /^eyrie: too many open files while loading \(EMFILE: [^\n]*\): raise the open-file limit \(ulimit -n\) to at least 1024\n$/,
+    );
   });
 });
 
