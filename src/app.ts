@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIPv6 } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
 import type { EyrieConfig } from './config/types.ts';
@@ -172,8 +173,21 @@ export function preflight(config: EyrieConfig): string[] {
   return problems;
 }
 
-/** Addresses that take a port on every interface: a listener on any other address clashes with them. */
-const EVERY_ADDRESS = new Set(['', '0.0.0.0', '::', '[::]']);
+/** Addresses that take a port on every interface, IPv6 and IPv4 (dual-stack): any other listener clashes. */
+const EVERY_ADDRESS = new Set(['', '::', '[::]']);
+
+/**
+ * Whether listeners on these two addresses (one port) clash. `0.0.0.0` takes the port on every IPv4
+ * address only: an IPv6 one (`::1`) binds beside it (measured on Linux), so check must not refuse it.
+ */
+function addressesClash(a: string, b: string): boolean {
+  if (a === b || EVERY_ADDRESS.has(a) || EVERY_ADDRESS.has(b)) return true;
+  // An IPv4-mapped address (`::ffff:127.0.0.1`) is an IPv4 one.
+  const ipv4 = (address: string) => !isIPv6(address) || /^::ffff:\d/i.test(address);
+  if (a === '0.0.0.0') return ipv4(b);
+  if (b === '0.0.0.0') return ipv4(a);
+  return false;
+}
 
 /**
  * Two listeners `serve` would start on one port (the second could not bind): `check` says so too.
@@ -200,12 +214,7 @@ function portClashes(config: EyrieConfig): string[] {
   listeners.forEach((b, i) => {
     const a = listeners
       .slice(0, i)
-      .find(
-        (a) =>
-          a.port === b.port &&
-          b.port !== 0 &&
-          (a.address === b.address || EVERY_ADDRESS.has(a.address) || EVERY_ADDRESS.has(b.address)),
-      );
+      .find((a) => a.port === b.port && b.port !== 0 && addressesClash(a.address, b.address));
     if (a !== undefined)
       problems.push(`${b.key}: ${b.port} is also ${a.key}: two listeners cannot share a port and address`);
   });

@@ -215,6 +215,16 @@ describe('eyrie check and version', () => {
     );
     const fine = await run(['check', '-c', file]);
     assert.equal(fine.code, 0, fine.stderr);
+    // 0.0.0.0 is every IPv4 address only: ::1 binds beside it on the same port (an IPv4-mapped one does not).
+    writeFileSync(
+      file,
+      "listen: { address: 0.0.0.0, port: 9376 }\nexporter: { enabled: true, address: '::1', port: 9376, probes: { address: '::ffff:127.0.0.1', port: 9376 } }\n",
+    );
+    const families = await run(['check', '-c', file]);
+    assert.equal(families.code, 1, families.stderr);
+    assert.deepEqual(families.stderr.trim().split('\n'), [
+      `${file}:2:101: exporter.probes.port: 9376 is also listen.port: two listeners cannot share a port and address`,
+    ]);
   });
 
   it("takes Falcosidekick's --config-file flag for serve (its chart's extraArgs)", async () => {

@@ -685,8 +685,11 @@ export class DeliveryEngine implements Router {
     }
     const progress = setInterval(() => this.logShutdownWait(deadline, done), this.shutdownProgressInterval);
     progress.unref();
-    await Promise.all(stopped.values());
-    clearInterval(progress);
+    try {
+      await Promise.all(stopped.values());
+    } finally {
+      clearInterval(progress);
+    }
     this.shutdownDrops = 0;
     for (const route of order) this.settleMemoryAtShutdown(route);
     await Promise.allSettled(this.routes.map((r) => r.workers.close()));

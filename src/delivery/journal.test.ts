@@ -186,7 +186,7 @@ describe('Journal', () => {
   it('refuses new events while the disk is short of the space deliveries need, and takes them again once freed', async () => {
     const dir = dataDir();
     let free = 1024 * 1024; // a nearly full disk: claims, acks and checkpoints would fail next
-    const journal = openJournal(dir, { freeBytes: () => free });
+    const journal = openJournal(dir, { diskSpace: () => ({ free, size: 100 * 1024 * 1024 * 1024 }) });
     try {
       const queue = queueOf(journal);
       const [first, second] = makeEvents(2, 1);
@@ -202,6 +202,32 @@ describe('Journal', () => {
       await sleep(300); // the check is cached for 250 ms
       await journal.append([{ event: second!, destinations: [queue] }]);
       assert.equal(queue.depth().count, 1);
+    } finally {
+      await journal.close();
+    }
+  });
+
+  it('keeps a quarter of a small file system free, not the whole floor, and nothing on one that reports no size', async () => {
+    const dir = dataDir();
+    const MiB = 1024 * 1024;
+    // A 40 MiB volume (a tmpfs) with 20 MiB free: the 32 MiB floor would refuse every event there, for good.
+    let space = { free: 20 * MiB, size: 40 * MiB };
+    const journal = openJournal(dir, { diskSpace: () => space });
+    try {
+      const queue = queueOf(journal);
+      const [first, second, third] = makeEvents(3, 1);
+      await journal.append([{ event: first!, destinations: [queue] }]);
+      space = { free: 9 * MiB, size: 40 * MiB };
+      await sleep(300); // the check is cached for 250 ms
+      await assert.rejects(
+        journal.append([{ event: second!, destinations: [queue] }]),
+        /short of disk space: \d+ bytes free in .*, under the 10485760 bytes kept free/,
+      );
+      // Some FUSE file systems report every count as 0: no way to tell, the writes themselves will say.
+      space = { free: 0, size: 0 };
+      await sleep(300);
+      await journal.append([{ event: third!, destinations: [queue] }]);
+      assert.equal(queue.depth().count, 2);
     } finally {
       await journal.close();
     }

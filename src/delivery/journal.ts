@@ -39,8 +39,8 @@ export interface JournalOptions {
    * FREE_SPACE_FLOOR; 0 = no floor), whatever `diskCap` says: see FREE_SPACE_FLOOR.
    */
   freeSpaceFloor?: number;
-  /** Free bytes on the file system of `dataDir` (default: statfs); tests stand in a full disk. */
-  freeBytes?: () => number;
+  /** Free and total bytes of the file system of `dataDir` (default: statfs); tests stand in a full disk. */
+  diskSpace?: () => DiskSpace;
   /** Called after each commit with its duration (s) and size. */
   onCommit?: (seconds: number, events: number) => void;
   /**
@@ -63,9 +63,16 @@ export interface JournalItem {
  * the database growing as a checkpoint copies them back), so a disk filled by ingest would leave
  * nothing able to drain the queues, and no way to accept events again, even after a restart (the
  * release of the leases at start is a write). Ingest stops short of it: the WAL up to its backstop
- * (16 MiB) plus as much room for the checkpoint that copies it back.
+ * (16 MiB) plus as much room for the checkpoint that copies it back. On a file system smaller than
+ * four times this, a quarter of it.
  */
 export const FREE_SPACE_FLOOR = 32 * 1024 * 1024;
+
+/** Bytes an unprivileged process may still write on a file system, and its size. */
+export interface DiskSpace {
+  free: number;
+  size: number;
+}
 
 /** Why the journal refuses new events for want of space: its disk cap, or the free-space floor. */
 export interface SpaceShortage {
@@ -195,10 +202,10 @@ export function orphanedInUnopenedJournal(dataDir: string): Orphaned | undefined
   }
 }
 
-/** Bytes an unprivileged process may still write on the file system holding `dir`. */
-function freeBytesOn(dir: string): number {
+/** The space of the file system holding `dir`. */
+function diskSpaceOf(dir: string): DiskSpace {
   const st = statfsSync(dir);
-  return st.bavail * st.bsize;
+  return { free: st.bavail * st.bsize, size: st.blocks * st.bsize };
 }
 
 /** Opens (creating if needed) Eyrie's SQLite database in WAL mode. Shared by the server and the dlq CLI. */
@@ -1150,16 +1157,21 @@ export class Journal {
   }
 
   private capReason(): SpaceShortage | undefined {
-    const { diskCap, freeSpaceFloor = FREE_SPACE_FLOOR } = this.options;
+    const { diskCap, freeSpaceFloor: floor = FREE_SPACE_FLOOR } = this.options;
     if (diskCap > 0 && this.usedBytes() > diskCap)
       return { limit: 'disk_cap', message: `over its disk cap of ${diskCap} bytes` };
-    if (freeSpaceFloor <= 0) return undefined;
-    let free: number;
+    if (floor <= 0) return undefined;
+    let space: DiskSpace;
     try {
-      free = this.options.freeBytes?.() ?? freeBytesOn(this.options.dataDir);
+      space = this.options.diskSpace?.() ?? diskSpaceOf(this.options.dataDir);
     } catch {
       return undefined; // a file system that cannot tell: the writes themselves will say
     }
+    // On a small file system (a tmpfs of 40 MiB) the whole floor would refuse every event, for good:
+    // a quarter of it is kept free there. One that reports no size (0: some FUSE ones) cannot tell.
+    const freeSpaceFloor = Math.min(floor, Math.floor(space.size / 4));
+    if (freeSpaceFloor <= 0) return undefined;
+    let free = space.free;
     // Pages freed by deliveries are reused before the file grows: room too, though the disk does not show it.
     free += (this.statements.freePages.get() as number) * this.pageSize;
     if (free >= freeSpaceFloor) return undefined;
