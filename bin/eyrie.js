@@ -26,7 +26,7 @@ try {
   // fails before the CLI can say anything, with a loader stack trace.
   if (err?.code !== 'EMFILE') throw err;
   process.stderr.write(
-    `eyrie: too many open files while loading (${err.message}): raise the open-file limit (ulimit -n) to at least 1024\n`,
+    `eyrie: too many open files (${err.message}): raise the open-file limit (ulimit -n) to at least 1024\n`,
   );
   process.exit(1);
 }

@@ -333,7 +333,7 @@ describe('eyrie check and version', () => {
     assert.equal(res.status, 1, res.stderr);
     assert.match(
       res.stderr,
-      /^eyrie: too many open files while loading \(EMFILE: [^\n]*\): raise the open-file limit \(ulimit -n\) to at least 1024\n$/,
+      /^eyrie: too many open files \(EMFILE: [^\n]*\): raise the open-file limit \(ulimit -n\) to at least 1024\n$/,
     );
   });
 });
