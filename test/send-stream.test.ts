@@ -131,6 +131,15 @@ describe('eyrie send - (program_output)', { timeout: 120_000 }, () => {
     assert.match(send.stderr(), /--retry-for.*must be a duration such as 30s or 5m, or forever/);
   });
 
+  it('refuses a --retry-for without a unit (30 would be 30 ms, giving up at once), but takes 0', async () => {
+    server.reset();
+    const send = spawnSend(['--url', server.url, '--retry-for', '30']);
+    send.child.stdin.end();
+    assert.equal(await send.exited, 1);
+    assert.match(send.stderr(), /--retry-for.*needs a unit: 30s, 30m or 30ms/);
+    assert.equal(server.requests.length, 0);
+  });
+
   it('sends a later line that starts with "[" as a line: the events after it still go at once', async () => {
     server.reset();
     server.respondWith((req) => (req.text.startsWith('[') ? { status: 400, body: 'not an event' } : {}));

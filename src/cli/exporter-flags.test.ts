@@ -110,5 +110,10 @@ describe('falco-exporter flags', () => {
   it('refuses a --timeout that is not a duration', () => {
     assert.throws(() => configWith({ timeout: 'soon' }), /--timeout "soon": expected a duration/);
     assert.throws(() => configWith({ timeout: '0s' }), /--timeout "0s"/);
+    // Go's flag refuses a duration without a unit ("missing unit"), where the config file reads ms.
+    assert.throws(
+      () => configWith({ timeout: '30' }),
+      /--timeout "30": expected a duration such as 2m or 30s/,
+    );
   });
 });

@@ -1,6 +1,6 @@
 import { accessSync, constants } from 'node:fs';
 import type { EyrieConfig } from '../config/types.ts';
-import { parseDuration } from '../config/units.ts';
+import { lacksDurationUnit, parseDuration } from '../config/units.ts';
 
 /** falco-exporter's command-line flags, with its defaults (cmd/falco-exporter). */
 export interface ExporterFlags {
@@ -34,7 +34,7 @@ export function parseListenAddress(text: string, flag: string): { address: strin
  * retried with backoff instead of exiting, and --timeout bounds each attempt.
  */
 export function applyExporterFlags(config: EyrieConfig, flags: ExporterFlags): void {
-  const timeout = parseDuration(flags.timeout);
+  const timeout = lacksDurationUnit(flags.timeout) ? undefined : parseDuration(flags.timeout);
   if (timeout === undefined || timeout <= 0)
     throw new Error(`--timeout "${flags.timeout}": expected a duration such as 2m or 30s`);
   let address: string;

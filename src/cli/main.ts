@@ -14,7 +14,7 @@ import { timerDelay } from '../util/timer.ts';
 import { DeadLetters, type QueueCaps, type Selection } from '../delivery/dead-letters.ts';
 import { QueuedEntries, type QueueListing } from '../delivery/queued.ts';
 import { JOURNAL_FILE } from '../delivery/journal.ts';
-import { parseDuration } from '../config/units.ts';
+import { lacksDurationUnit, parseDuration } from '../config/units.ts';
 import { adoptEarlySignals, releaseEarlySignals } from './early-signals.ts';
 
 // Every command runs in UTC, whatever TZ says. The CEL library converts timestamps through local time
@@ -40,6 +40,8 @@ function positiveInts(value: string, previous: number[] | undefined): number[] {
 /** `--retry-for`: a duration, or `forever`. */
 function retryDuration(value: string): number {
   if (value.trim() === 'forever') return Infinity;
+  if (lacksDurationUnit(value))
+    throw new InvalidArgumentError(`needs a unit: ${value.trim()}s, ${value.trim()}m or ${value.trim()}ms`);
   const ms = parseDuration(value);
   if (ms === undefined) throw new InvalidArgumentError('must be a duration such as 30s or 5m, or forever');
   return ms;

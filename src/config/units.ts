@@ -52,6 +52,15 @@ export function parseDuration(value: unknown): number | undefined {
   return Number.isSafeInteger(ms) ? ms : undefined;
 }
 
+/**
+ * A bare number other than 0: a duration in the config file (milliseconds), but not on the command
+ * line, where `30` reads as seconds to most people and Go's flags (falco-exporter's `--timeout`)
+ * refuse it for its missing unit.
+ */
+export function lacksDurationUnit(value: string): boolean {
+  return /^\s*\d+(\.\d+)?\s*$/.test(value) && Number(value) !== 0;
+}
+
 /** The shortest exact spelling: `1MiB`, `10MB`, or plain bytes. */
 export function formatSize(bytes: number): string {
   for (const [unit, factor] of [
