@@ -2053,6 +2053,25 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       assert.equal(queuedUuids(before.storage.path, 'old').length, 3, 'kept');
     });
 
+    it('logs at start what each durable queue resumes: its entries, bytes and the age of the oldest', async (t) => {
+      const before = config(
+        [dest('backlog', { extra: 'queue: { concurrency: 1 }' })],
+        'shutdown_timeout: 50ms',
+      );
+      await leaveJournal(t, before, { backlog: hang }, makeEvents(4, 31));
+
+      const after = config([dest('backlog'), dest('empty')]);
+      const { logger, warnings: lines } = warningsLogger('info');
+      start(t, after, { backlog: hang, empty: hang }, before.storage.path, logger);
+      const resumed = lines.filter((l) => /resuming the entries queued/.test(String(l.msg)));
+      assert.deepEqual(
+        resumed.map(({ destination, events }) => ({ destination, events })),
+        [{ destination: 'backlog', events: 4 }],
+      );
+      assert.ok(Number(resumed[0]!.bytes) > 0);
+      assert.ok(Number(resumed[0]!.oldestAgeSeconds) >= 0 && Number(resumed[0]!.oldestAgeSeconds) < 60);
+    });
+
     it('warns at start about a queue that holds more than its caps, lowered since (its next event would drop the excess)', async (t) => {
       const before = config([dest('full', { extra: 'queue: { concurrency: 1 }' })], 'shutdown_timeout: 50ms');
       await leaveJournal(t, before, { full: hang }, makeEvents(5, 29));

@@ -315,8 +315,24 @@ export class DeliveryEngine implements Router {
       this.warnOrphaned(journal.orphanedEntries());
       // A cap lowered below what a queue holds: its next event would drop the excess at once
       // (drop_oldest), or every event until it drains (drop_newest). Counted then, but said now.
+      const now = Date.now();
       for (const { config, durable } of this.routes) {
-        const { count, bytes } = durable?.depth() ?? { count: 0, bytes: 0 };
+        const { count, bytes, oldestEnqueuedAt } = durable?.depth() ?? { count: 0, bytes: 0 };
+        // A restart resumes every queue: say what each takes up again, and how old it is, so a
+        // backlog left by an outage or a crash is seen at once (and its drain can be watched).
+        if (count > 0)
+          this.logger.info(
+            {
+              destination: config.name,
+              events: count,
+              bytes,
+              oldestAgeSeconds:
+                oldestEnqueuedAt === undefined
+                  ? undefined
+                  : Math.max(0, Math.round((now - oldestEnqueuedAt) / 1000)),
+            },
+            'resuming the entries queued in the journal by an earlier run',
+          );
         const { max_events: maxEvents, max_bytes: maxBytes, when_full: whenFull } = config.queue;
         if ((maxEvents > 0 && count > maxEvents) || (maxBytes > 0 && bytes > maxBytes))
           this.logger.warn(
