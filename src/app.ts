@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { isIPv6 } from 'node:net';
+import type { Server as TlsServer } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
 import type { EyrieConfig } from './config/types.ts';
@@ -18,6 +19,7 @@ import { buildExporterMetricsApp, buildProbesApp, exporterTlsOptions } from './m
 import { createSources, type SourceOptions } from './sources/create.ts';
 import type { EventSource } from './sources/source.ts';
 import { errorCode } from './util/error.ts';
+import { CERTIFICATE_CHECK_INTERVAL_MS, watchFiles } from './util/file-watch.ts';
 import { unusablePath } from './util/directory.ts';
 import { DestinationSettingError } from './config/errors.ts';
 import { secretValues } from './config/render.ts';
@@ -241,12 +243,18 @@ async function listen(app: FastifyInstance, host: string, port: number, scheme: 
   return address.replace(/^https?/, scheme);
 }
 
+export interface StartOptions extends SourceOptions {
+  /** How often the ingest listener's certificate files are checked for a new version (ms; tests lower it). */
+  certificateCheckInterval?: number;
+}
+
 /** Starts every enabled role. Throws (before listening) on anything misconfigured. */
 export async function startEyrie(
   config: EyrieConfig,
   logger: Logger,
-  sourceOptions: SourceOptions = {},
+  startOptions: StartOptions = {},
 ): Promise<RunningEyrie> {
+  const { certificateCheckInterval = CERTIFICATE_CHECK_INTERVAL_MS, ...sourceOptions } = startOptions;
   const problems = preflight(config);
   if (problems.length > 0) throw new Error(problems.join('\n'));
   const metrics = new Metrics();
@@ -304,6 +312,14 @@ export async function startEyrie(
       const exporter = config.exporter;
       const metricsApp = buildExporterMetricsApp(exporter, metrics);
       apps.push(metricsApp);
+      const { cert_file: cert, key_file: key, client_ca_file: ca } = exporter.tls;
+      if (cert !== '')
+        reloadCertificates(
+          metricsApp,
+          'exporter.tls',
+          [cert, key, ca].filter((f) => f !== ''),
+          () => exporterTlsOptions(exporter),
+        );
       addresses.exporter = await listen(
         metricsApp,
         exporter.address,
@@ -324,6 +340,34 @@ export async function startEyrie(
     throw err;
   }
 
+  /**
+   * Serves a renewed certificate (cert-manager rewrites the secret before the old one expires) to new
+   * connections, without a restart; a pair that cannot be used (a key not written yet) leaves the
+   * current one in place until the files change again.
+   */
+  function reloadCertificates(
+    app: FastifyInstance,
+    what: string,
+    files: readonly string[],
+    read: () => object | undefined,
+  ): void {
+    const stop = watchFiles(files, certificateCheckInterval, () => {
+      try {
+        (app.server as unknown as TlsServer).setSecureContext(read() ?? {});
+        logger.info({ files }, `${what}: the certificate files changed; new connections use the new ones`);
+      } catch (err) {
+        logger.warn(
+          { files, error: (err as Error).message },
+          `${what}: the certificate files changed but cannot be used; the listener keeps the ones it has (read again when they change)`,
+        );
+      }
+    });
+    app.addHook('onClose', (_app, done) => {
+      stop();
+      done();
+    });
+  }
+
   async function startIngest(): Promise<void> {
     const main = buildIngestApp({
       config,
@@ -336,6 +380,10 @@ export async function startEyrie(
       ...(tls.enabled ? { serverOptions: { https: readTls(config) } } : {}),
     });
     apps.push(main);
+    if (tls.enabled) {
+      const files = [tls.cert_file, tls.key_file, ...(tls.require_client_cert ? [tls.client_ca_file] : [])];
+      reloadCertificates(main, 'listen.tls', files, () => readTls(config));
+    }
     addresses.ingest = await listen(
       main,
       config.listen.address,

@@ -1,9 +1,15 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { copyFileSync, mkdtempSync, renameSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { startEyrie, type RunningEyrie } from '../src/app.ts';
 import { makePki, type TestPki } from './helpers/certs.ts';
 import { testConfig, silentLogger } from './helpers/ingest.ts';
+import { warningsLogger } from './helpers/log-capture.ts';
+import { waitUntil } from './helpers/delivery.ts';
+import { removeAtExit } from './helpers/config-file.ts';
 
 const event =
   '{"output":"x","priority":"Warning","rule":"R","time":"2026-01-01T00:00:00Z","output_fields":{"a":1}}';
@@ -105,5 +111,83 @@ describe('ingest with mutual TLS', () => {
     } finally {
       await Promise.all([none.close(), rogue.close(), valid.close()]);
     }
+  });
+});
+
+describe('ingest TLS certificate renewal', () => {
+  const first = makePki();
+  const renewed = makePki();
+  const dir = removeAtExit(mkdtempSync(join(tmpdir(), 'eyrie-renew-')));
+  const cert = join(dir, 'tls.crt');
+  const key = join(dir, 'tls.key');
+  /** Replaces a file as a Kubernetes secret volume does: a new file renamed over the old one. */
+  const replace = (path: string, from: string) => {
+    copyFileSync(from, `${path}.new`);
+    renameSync(`${path}.new`, path);
+  };
+  /** The status of a POST on a new connection trusting `pki`'s CA; the error's text when refused. */
+  const answer = async (eyrie: RunningEyrie, pki: TestPki): Promise<number | string> => {
+    const agent = new Agent({ connect: { ca: pki.read(pki.caCert) } });
+    try {
+      return await status(eyrie.addresses.ingest! + '/', agent);
+    } catch (err) {
+      return (err as Error).message;
+    } finally {
+      await agent.close();
+    }
+  };
+
+  it('serves a renewed certificate to new connections without a restart, and keeps the current one when the new pair does not match', async (t) => {
+    replace(cert, first.serverCert);
+    replace(key, first.serverKey);
+    const { logger, warnings: lines } = warningsLogger('info');
+    const eyrie = await startEyrie(
+      testConfig((c) => {
+        c.listen.tls = {
+          enabled: true,
+          cert_file: cert,
+          key_file: key,
+          client_ca_file: first.caCert,
+          require_client_cert: false,
+          plain_port: 0,
+          plain_paths: [],
+        };
+      }),
+      logger,
+      { certificateCheckInterval: 20 },
+    );
+    t.after(() => eyrie.close());
+    assert.equal(await answer(eyrie, first), 200);
+    assert.match(String(await answer(eyrie, renewed)), /certificate/i);
+
+    replace(cert, renewed.serverCert);
+    replace(key, renewed.serverKey);
+    await waitUntil(
+      async () => (await answer(eyrie, renewed)) === 200,
+      3000,
+      () => 'renewed certificate served',
+    );
+    assert.match(String(await answer(eyrie, first)), /certificate/i);
+    assert.ok(
+      lines.some((l) => /certificate files changed; new connections use the new ones/.test(String(l.msg))),
+    );
+
+    // Half a renewal (the certificate without its key): refused, the listener keeps serving the last good pair.
+    replace(cert, first.serverCert);
+    await waitUntil(
+      () => lines.some((l) => /changed but cannot be used/.test(String(l.msg))),
+      3000,
+      () => 'mismatched pair reported',
+    );
+    const warning = lines.find((l) => /changed but cannot be used/.test(String(l.msg)))!;
+    assert.match(String(warning.error), /key values mismatch/);
+    assert.equal(await answer(eyrie, renewed), 200);
+    // Its key arrives: the pair is read again and served.
+    replace(key, first.serverKey);
+    await waitUntil(
+      async () => (await answer(eyrie, first)) === 200,
+      3000,
+      () => 'completed pair served',
+    );
   });
 });

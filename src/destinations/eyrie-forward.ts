@@ -130,6 +130,7 @@ export const eyrieForwardDestination: DestinationType<EyrieForwardOptions> = {
       baseUrl: options.url,
       baseUrlKey: 'url',
       userAgent: 'Eyrie',
+      logger: context.logger,
     });
     // The context's logger already names the destination.
     const logger = context.logger;

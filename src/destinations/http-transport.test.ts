@@ -1,10 +1,10 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { networkInterfaces } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { RequestConfig } from '../config/types.ts';
@@ -23,6 +23,9 @@ import {
   type RecordingServer,
 } from '../../test/helpers/recording-server.ts';
 import { makePki, type TestPki } from '../../test/helpers/certs.ts';
+import { removeAtExit } from '../../test/helpers/config-file.ts';
+import { waitUntil } from '../../test/helpers/delivery.ts';
+import { warningsLogger } from '../../test/helpers/log-capture.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -573,6 +576,52 @@ describe('http transport: TLS', () => {
     );
     assert.equal((await t.send({ body: '{}' })).status, 200);
     assert.deepEqual(mtls.requests[0]!.tls, { authorized: true, clientCertCN: 'client' });
+  });
+
+  it('presents a renewed client certificate on new connections, without a restart; keeps the last good pair when the new one does not match', async () => {
+    const dir = removeAtExit(mkdtempSync(join(tmpdir(), 'eyrie-client-renew-')));
+    const cert = join(dir, 'tls.crt');
+    const key = join(dir, 'tls.key');
+    // As a Kubernetes secret volume: a new file renamed over the old one.
+    const replace = (path: string, from: string) => {
+      copyFileSync(from, `${path}.new`);
+      renameSync(`${path}.new`, path);
+    };
+    replace(cert, pki.rogueCert); // from another CA: refused by the server
+    replace(key, pki.rogueKey);
+    const { logger, warnings: lines } = warningsLogger('info');
+    const t = createHttpTransport(
+      requestConfig({ tls: { verify: true, ca_file: pki.caCert, cert_file: cert, key_file: key } }),
+      { name: 'renewing', baseUrl: mtls.url, logger, certificateCheckInterval: 20 },
+    );
+    transports.push(t);
+    await assert.rejects(t.send({ body: '{}' }));
+
+    replace(cert, pki.clientCert);
+    replace(key, pki.clientKey);
+    await waitUntil(
+      () =>
+        t.send({ body: '{}' }).then(
+          (r) => r.status === 200,
+          () => false,
+        ),
+      3000,
+      () => 'renewed client certificate presented',
+    );
+    assert.deepEqual(mtls.requests.at(-1)!.tls, { authorized: true, clientCertCN: 'client' });
+    assert.ok(
+      lines.some((l) => /certificate files changed; new connections use the new ones/.test(String(l.msg))),
+    );
+
+    // Half a renewal (a certificate without its key): reported, the last good pair stays in use.
+    replace(cert, pki.rogueCert);
+    await waitUntil(
+      () => lines.some((l) => /changed but cannot be used/.test(String(l.msg))),
+      3000,
+      () => 'mismatched pair reported',
+    );
+    assert.equal((await t.send({ body: '{}' })).status, 200);
+    assert.deepEqual(mtls.requests.at(-1)!.tls, { authorized: true, clientCertCN: 'client' });
   });
 
   it('fails against a server requiring a client certificate without one', async () => {

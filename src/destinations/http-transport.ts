@@ -9,6 +9,8 @@ import { HttpStatusError, parseRetryAfter } from '../delivery/errors.ts';
 import { DestinationSettingError } from '../config/errors.ts';
 import { timerDelay } from '../util/timer.ts';
 import { proxyFromEnvironment, withoutCredentials, type ProxyFunc } from './proxy-from-env.ts';
+import { CERTIFICATE_CHECK_INTERVAL_MS, watchFiles } from '../util/file-watch.ts';
+import type { Logger } from 'pino';
 
 /**
  * The one HTTP client layer every HTTP-based destination uses.
@@ -18,7 +20,9 @@ import { proxyFromEnvironment, withoutCredentials, type ProxyFunc } from './prox
  *   whole exchange (connect, send, response headers and body, redirects). 0 disables either.
  * - TLS: `tls.verify: false` accepts any server certificate; `tls.ca_file` is trusted in addition to
  *   Node's default store (its roots and NODE_EXTRA_CA_CERTS); `tls.cert_file` + `tls.key_file` are presented as a client certificate (mTLS).
- *   Files are read, and the certificate/key checked, when the transport is created.
+ *   Files are read, and the certificate/key checked, when the transport is created, and again when
+ *   they change (checked every minute): new connections use the new ones, a pair that cannot be used
+ *   keeps the old.
  * - Proxy: `request.proxy` if set; otherwise HTTP_PROXY / HTTPS_PROXY / NO_PROXY with the rules of
  *   Go's ProxyFromEnvironment (Falcosidekick's), see proxy-from-env.ts. As in Go, plain-http targets
  *   are sent to an http(s) proxy in absolute form, https targets go through a CONNECT tunnel, and an
@@ -50,6 +54,10 @@ export interface HttpTransportOptions {
   connections?: number;
   /** Default User-Agent; `Eyrie` when not given. */
   userAgent?: string;
+  /** Where a reload of the TLS files (see below) is reported; silent when not given. */
+  logger?: Logger;
+  /** How often the TLS files are checked for a new version (ms; tests lower it). */
+  certificateCheckInterval?: number;
 }
 
 export interface HttpSendRequest {
@@ -230,6 +238,25 @@ function tlsOptions(name: string, tls: RequestConfig['tls']): TlsOptions {
     }
   }
   return options;
+}
+
+/**
+ * Calls `reload` when the CA, client certificate or key files change (renewed by cert-manager or a
+ * Vault agent while Eyrie runs: Falcosidekick would present the expired one until restarted).
+ */
+function watchTlsFiles(
+  tls: RequestConfig['tls'],
+  options: HttpTransportOptions,
+  reload: () => void,
+): () => void {
+  const files = [
+    ...(typeof tls.ca_file === 'string' ? [tls.ca_file] : tls.ca_file),
+    tls.cert_file,
+    tls.key_file,
+  ];
+  const named = files.filter((f) => f !== '');
+  if (named.length === 0) return () => {};
+  return watchFiles(named, options.certificateCheckInterval ?? CERTIFICATE_CHECK_INTERVAL_MS, reload);
 }
 
 const PROXY_PROTOCOLS = ['http:', 'https:', 'socks5:', 'socks:'];
@@ -602,7 +629,7 @@ export function createHttpTransport(request: RequestConfig, options: HttpTranspo
   baseUrl.username = '';
   baseUrl.password = '';
 
-  const dispatcherOpts = dispatcherOptions(name, request, options.connections);
+  let dispatcherOpts = dispatcherOptions(name, request, options.connections);
   const proxyFor = proxyChooser(name, request.proxy);
   // One dispatcher per proxy ('' = direct): the base URL's, and any an absolute `path` needs.
   const dispatchers = new Map<string, Dispatcher>();
@@ -616,9 +643,29 @@ export function createHttpTransport(request: RequestConfig, options: HttpTranspo
     }
     return dispatcher;
   };
-  const dispatcher = dispatcherFor(baseUrl);
+  let dispatcher = dispatcherFor(baseUrl);
   const userAgent = options.userAgent ?? 'Eyrie';
   let closed = false;
+  const stopWatching = watchTlsFiles(request.tls, options, () => {
+    let renewed: DispatcherOptions;
+    try {
+      renewed = dispatcherOptions(name, request, options.connections);
+    } catch (err) {
+      options.logger?.warn(
+        { error: (err as Error).message },
+        'request.tls: the certificate files changed but cannot be used; new connections keep the ones read before (read again when they change)',
+      );
+      return;
+    }
+    // New connections from here on present and trust the new files; the pooled ones (already
+    // authenticated) finish what they send, then close.
+    dispatcherOpts = renewed;
+    const old = [...dispatchers.values()];
+    dispatchers.clear();
+    dispatcher = dispatcherFor(baseUrl);
+    void Promise.allSettled(old.map((d) => d.close()));
+    options.logger?.info('request.tls: the certificate files changed; new connections use the new ones');
+  });
 
   return {
     baseUrl,
@@ -702,6 +749,7 @@ export function createHttpTransport(request: RequestConfig, options: HttpTranspo
     async close() {
       if (closed) return;
       closed = true;
+      stopWatching();
       await Promise.all([...dispatchers.values()].map((d) => d.destroy()));
     },
   };

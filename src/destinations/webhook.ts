@@ -76,6 +76,7 @@ export const webhookDestination: DestinationType<WebhookOptions> = {
       name: context.name,
       baseUrl: options.address,
       userAgent: SIDEKICK_USER_AGENT,
+      logger: context.logger,
     });
     const headers = { ...(options.custom_headers ?? {}) };
     return {

@@ -209,9 +209,13 @@ export function deliveryEvents(text: string, destination: string, outcome: strin
 }
 
 /** Polls `check` every 10 ms until it holds; throws with `what()` after `timeoutMs`. */
-export async function waitUntil(check: () => boolean, timeoutMs: number, what: () => string): Promise<void> {
+export async function waitUntil(
+  check: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  what: () => string,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${what()}`);
     await sleep(10);
   }
