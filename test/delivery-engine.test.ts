@@ -269,6 +269,50 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       });
     }
 
+    it('a destination that comes back is drained by every worker, not only the one whose probe got through', async (t) => {
+      // Each failed probe pauses its worker (100 ms, 1 s, 10 s, 10 s: the backoff of 1 to 4 consecutive
+      // failures). The first worker back finds the destination up; the others slept on for up to
+      // max_interval (90 s with the defaults), draining a backlog at a quarter of the rate.
+      const cfg = config([
+        '  - { name: back, type: stdout, queue: { concurrency: 4 }, ' +
+          'retry: { initial_interval: 100ms, multiplier: 10, max_interval: 10s, jitter: 0 } }',
+      ]);
+      let failures = 0;
+      let maxInFlight = 0;
+      const { logger, warnings: lines } = warningsLogger('info');
+      const te = start(
+        t,
+        cfg,
+        {
+          back: async (_events, fake) => {
+            if (failures < 4) {
+              failures++;
+              throw refused();
+            }
+            maxInFlight = Math.max(maxInFlight, fake.inFlight);
+            await sleep(20);
+          },
+        },
+        cfg.storage.path,
+        logger,
+      );
+      await te.engine.route(makeEvents(200, 41));
+      await waitUntil(
+        () => maxInFlight >= 4,
+        3000,
+        () => `${maxInFlight} sends in flight at most, ${te.fakes.back!.delivered.length}/200 delivered`,
+      );
+      await waitUntil(
+        () => te.fakes.back!.delivered.length >= 200,
+        5000,
+        () => `${te.fakes.back!.delivered.length}/200 delivered`,
+      );
+      assert.equal(te.engine.health().find((h) => h.name === 'back')!.healthy, true);
+      const resumed = lines.filter((l) => /^delivery resumed/.test(String(l.msg)));
+      assert.equal(resumed.length, 1, 'the end of the outage is logged once');
+      assert.equal(resumed[0]!.failedSends, 4);
+    });
+
     it('logs the give-ups of a receiver refusing every event once a minute per reason, with a count', async (t) => {
       const cfg = config([dest('refusing')]);
       const { logger, warnings } = warningsLogger('error');

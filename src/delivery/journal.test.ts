@@ -168,6 +168,31 @@ describe('Journal', () => {
     }
   });
 
+  it('waits briefly once a write waited in vain for a lock held by a stuck process, until one gets it', async () => {
+    const dir = dataDir();
+    const journal = openJournal(dir);
+    // `eyrie dlq replay` stopped (Ctrl-Z, SIGSTOP) inside a chunk's transaction.
+    const stuck = openSqlite(join(dir, 'eyrie.db'));
+    try {
+      const queue = queueOf(journal);
+      await journal.append(makeEvents(2, 3).map((event) => ({ event, destinations: [queue] })));
+      stuck.exec('BEGIN IMMEDIATE');
+      let started = performance.now();
+      assert.throws(() => queue.claim(Date.now(), 10, 0, 60_000), /database is locked/);
+      assert.ok(performance.now() - started >= 4500, 'the first write waits the full busy timeout');
+      // Each wait blocks the event loop: 5 s a write, back to back, left /healthz unanswered.
+      started = performance.now();
+      assert.throws(() => queue.claim(Date.now(), 10, 0, 60_000), /database is locked/);
+      assert.ok(performance.now() - started < 1000, `waited ${Math.round(performance.now() - started)} ms`);
+      stuck.exec('ROLLBACK');
+      assert.equal(queue.claim(Date.now(), 10, 0, 60_000).length, 2);
+      assert.equal(journal.db.prepare('PRAGMA busy_timeout').pluck().get(), 5000, 'the full wait is back');
+    } finally {
+      stuck.close();
+      await journal.close();
+    }
+  });
+
   it('refuses an append over the disk cap with a rejected promise, never a throw', async () => {
     const dir = dataDir();
     const journal = openJournal(dir, { diskCap: 1 });

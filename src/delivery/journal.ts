@@ -85,6 +85,15 @@ const CLOCK_SHIFT_CHUNK = 2000;
 /** Wait before shifting again when the journal could not write. */
 const CLOCK_SHIFT_RETRY_MS = 1000;
 
+/** How long a write waits for the lock another connection (`eyrie dlq`, `eyrie queue`) holds. */
+const BUSY_TIMEOUT_MS = 5000;
+/**
+ * The wait once a write has waited BUSY_TIMEOUT_MS in vain, until one gets the lock: the holder is
+ * stuck (a CLI stopped with Ctrl-Z or SIGSTOP mid-transaction). Each wait blocks the event loop,
+ * so at 5 s a write, back to back, /healthz and /metrics went unanswered and ingest took 20 s+.
+ */
+const BUSY_TIMEOUT_LOCKED_OUT_MS = 100;
+
 /** The `leased` value of a row no claim holds. */
 const UNLEASED = 0;
 
@@ -222,7 +231,7 @@ export function openDatabase(dataDir: string): Database.Database {
     db.exec('PRAGMA journal_mode = WAL');
     // NORMAL in WAL survives a crash of the process (SIGKILL); only an OS crash can lose the last commits.
     db.exec('PRAGMA synchronous = NORMAL');
-    db.exec('PRAGMA busy_timeout = 5000');
+    db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
     // Every connection that writes (the server, `eyrie dlq`, `eyrie queue`) may be the one that
     // restarts the WAL: each cuts a WAL a long reader let grow back to this (see WAL_SIZE_LIMIT).
     db.exec(`PRAGMA journal_size_limit = ${WAL_SIZE_LIMIT}`);
@@ -877,6 +886,8 @@ export class Journal {
    * reads first (a claim) would fail with SQLITE_BUSY at its first write instead.
    */
   private readonly transaction: <T>(fn: () => T) => T;
+  /** A write waited BUSY_TIMEOUT_MS for the lock in vain: writes wait briefly until one gets it. */
+  private lockedOut = false;
 
   constructor(options: JournalOptions) {
     this.options = options;
@@ -1040,7 +1051,15 @@ export class Journal {
       this.resyncCounts();
       if (this.settles.length > 0)
         this.settleTimer ??= setTimeout(() => this.retrySettles(), SETTLE_DELAY_MS);
+      if ((err as { code?: unknown }).code === 'SQLITE_BUSY' && !this.lockedOut) {
+        this.lockedOut = true;
+        this.db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_LOCKED_OUT_MS}`);
+      }
       throw err;
+    }
+    if (this.lockedOut) {
+      this.lockedOut = false;
+      this.db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
     }
     // The savepoint rolled back: the cached depths may count deletes that did not happen.
     if (failed) this.resyncCounts();

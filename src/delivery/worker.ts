@@ -119,6 +119,14 @@ export class DestinationWorkers implements Prefetcher {
   private abandoned = false;
   /** Consecutive failed sends, for health. */
   consecutiveFailures = 0;
+  /**
+   * Sends that succeeded after failures: the destination is back, and the workers still pausing
+   * after their own failed probes (up to `max_interval` plus jitter) resume with it.
+   */
+  private recoveries = 0;
+  /** When the current run of failed sends began, for the line that says it ended. */
+  private firstFailureAt: number | undefined;
+  private readonly resumedLog = new LogThrottle(GIVE_UP_LOG_INTERVAL_MS);
   lastError: string | undefined;
   lastErrorAt: number | undefined;
   /**
@@ -207,9 +215,11 @@ export class DestinationWorkers implements Prefetcher {
       // A failing destination is probed once per backoff, not once per queued entry.
       // New events wake an idle worker, not a pausing one: keep sleeping until the pause is over.
       // Timed on the monotonic clock: a wall clock stepped back must not stretch the pause.
+      // Another worker's success ends the pause: the backlog is drained by every worker at once.
       this.resumeAt[worker] = Date.now() + pause;
       const resumeAt = performance.now() + pause;
-      while (!this.stopping && performance.now() < resumeAt)
+      const recoveries = this.recoveries;
+      while (!this.stopping && this.recoveries === recoveries && performance.now() < resumeAt)
         await this.wakeup.wait(resumeAt - performance.now());
       this.resumeAt[worker] = 0;
     }
@@ -393,7 +403,26 @@ export class DestinationWorkers implements Prefetcher {
         this.queue.ack(delivered);
         this.observer.success(delivered, done);
       }
-      if (notSent.length === 0) this.consecutiveFailures = 0;
+      if (notSent.length === 0) {
+        if (this.consecutiveFailures > 0) {
+          // The outage logged a warning per failed probe; say when it ended. At most once a minute:
+          // a flaky receiver (every other send failing) would log it with each success.
+          const suppressed = this.resumedLog.take();
+          if (suppressed !== undefined)
+            this.logger.info(
+              {
+                failedSends: this.consecutiveFailures,
+                since: new Date(this.firstFailureAt ?? done).toISOString(),
+                suppressed,
+              },
+              'delivery resumed (logged once a minute at most; suppressed = resumptions since the last line)',
+            );
+          this.recoveries++;
+          this.wakeup.notify();
+        }
+        this.firstFailureAt = undefined;
+        this.consecutiveFailures = 0;
+      }
       if (refused.length > 0) this.giveUp(refused, done);
       let pause = 0;
       for (const { entries, error } of notSent) pause = Math.max(pause, this.failed(entries, error, done));
@@ -408,6 +437,7 @@ export class DestinationWorkers implements Prefetcher {
    */
   private failed(batch: QueueEntry[], failure: unknown, done: number): number {
     const classification = classify(failure, this.config.retry, this.secrets);
+    if (this.consecutiveFailures === 0) this.firstFailureAt = done;
     this.consecutiveFailures++;
     this.lastError = classification.message;
     this.lastErrorAt = done;
