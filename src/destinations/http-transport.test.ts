@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { copyFileSync, mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { createServer as createNetServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -321,6 +322,65 @@ describe('http transport: statuses and errors', () => {
     assert.equal(classify(err).retryable, true);
   });
 
+  /** A server that answers `head` plus the start of a body, then drops the connection. */
+  async function withBrokenAnswer(head: string, run: (url: string) => Promise<void>): Promise<void> {
+    const broken = createNetServer((socket) => {
+      socket.once('data', () => {
+        socket.write(head);
+        setTimeout(() => socket.destroy(), 20);
+      });
+    });
+    await new Promise<void>((resolve) => broken.listen(0, '127.0.0.1', resolve));
+    try {
+      await run(`http://127.0.0.1:${(broken.address() as AddressInfo).port}/`);
+    } finally {
+      await new Promise((resolve) => broken.close(resolve));
+    }
+  }
+
+  it('classifies an error status whose body breaks off by its status, with the part that came', async () => {
+    await withBrokenAnswer(
+      'HTTP/1.1 401 Unauthorized\r\nContent-Length: 100\r\n\r\n{"error":"invalid tok',
+      async (url) => {
+        const err = await transport(requestConfig(), url)
+          .send({ body: '{}' })
+          .catch((e: unknown) => e);
+        assert.ok(err instanceof HttpStatusError, String(err));
+        assert.equal(err.status, 401);
+        assert.equal(err.body, '{"error":"invalid tok');
+        assert.equal(classify(err).retryable, false);
+      },
+    );
+  });
+
+  it('says that a 2xx whose body breaks off was answered, and retries it as the network error', async () => {
+    await withBrokenAnswer('HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial', async (url) => {
+      const err = (await transport(requestConfig(), url)
+        .send({ body: '{}' })
+        .catch((e: unknown) => e)) as Error & { code?: string };
+      assert.match(
+        err.message,
+        new RegExp(
+          `^${new URL(url).host} answered HTTP 200, then the connection broke before the end of its body`,
+        ),
+      );
+      assert.equal(err.code, 'UND_ERR_SOCKET');
+      const classification = classify(err);
+      assert.equal(classification.retryable, true);
+      assert.equal(classification.reason, 'UND_ERR_SOCKET');
+    });
+  });
+
+  it('names the receiver that closed the connection without answering', async () => {
+    await withBrokenAnswer('', async (url) => {
+      const err = (await transport(requestConfig(), url)
+        .send({ body: '{}' })
+        .catch((e: unknown) => e)) as Error & { code?: string };
+      assert.match(err.message, new RegExp(`^no answer from ${new URL(url).host}: the connection broke`));
+      assert.equal(classify(err).reason, 'UND_ERR_SOCKET');
+    });
+  });
+
   it('reports a refused connection with its code', async () => {
     const closed = await startRecordingServer();
     const url = closed.url;
@@ -508,6 +568,20 @@ describe('http transport: TLS', () => {
       /SELF_SIGNED|UNABLE_TO_VERIFY|CERT/.test(String((e as { code?: string }).code)),
     );
     assert.equal(server.requests.length, 0);
+  });
+
+  it('names the receiver and the remedy when its certificate is not trusted, keeping the code', async () => {
+    const t = transport(requestConfig(), server.url);
+    const err = (await t.send({ body: '{}' }).catch((e: unknown) => e)) as Error & { code?: string };
+    const host = new URL(server.url).host;
+    assert.ok(
+      err.message.startsWith(
+        `TLS: the certificate of ${host} is not trusted: name its CA in request.tls.ca_file`,
+      ),
+      err.message,
+    );
+    assert.equal(classify(err).reason, err.code);
+    assert.equal(classify(err).retryable, true);
   });
 
   it('accepts it with verification off', async () => {

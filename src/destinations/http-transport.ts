@@ -7,6 +7,7 @@ import { Agent, buildConnector, Dispatcher, Pool, ProxyAgent, request as undiciR
 import type { RequestConfig } from '../config/types.ts';
 import { HttpStatusError, parseRetryAfter } from '../delivery/errors.ts';
 import { DestinationSettingError } from '../config/errors.ts';
+import { errorCode } from '../util/error.ts';
 import { timerDelay } from '../util/timer.ts';
 import { proxyFromEnvironment, withoutCredentials, type ProxyFunc } from './proxy-from-env.ts';
 import { CERTIFICATE_CHECK_INTERVAL_MS, watchFiles } from '../util/file-watch.ts';
@@ -39,8 +40,9 @@ import type { Logger } from 'pino';
  * - Any 2xx resolves. Any other status throws HttpStatusError (with `Retry-After` parsed). A 307 or
  *   308 is followed as Go's client follows it (up to 10 requests, the same method and body,
  *   credentials kept only for the first host or its subdomains); 301, 302 and 303 are not (see
- *   redirectTarget). Network errors (undici errors with their `code`) propagate. It never retries: the
- *   delivery engine classifies and retries.
+ *   redirectTarget). Network errors (undici errors with their `code`) propagate; a certificate TLS
+ *   refused is explained (host, remedy), and a 2xx whose body breaks off says so. It never retries:
+ *   the delivery engine classifies and retries.
  */
 
 export interface HttpTransportOptions {
@@ -408,25 +410,32 @@ function resolveUrl(base: URL, path: string | undefined): URL {
   return url;
 }
 
+/** A body read: the bytes kept, and the error that broke it off (the connection closed after the status). */
+interface BodyRead {
+  raw: Buffer;
+  broken?: Error;
+}
+
 /**
  * Reads at most `limit` bytes of a response body; a longer body is cut there and its connection
  * dropped rather than drained. Listens for 'data' rather than iterating with `for await`, which costs
- * a promise per chunk on every delivery.
+ * a promise per chunk on every delivery. A body that breaks off resolves with what came before it:
+ * the status already says what the receiver made of the request.
  */
-function readBody(body: Dispatcher.ResponseData['body'], limit: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
+function readBody(body: Dispatcher.ResponseData['body'], limit: number): Promise<BodyRead> {
+  return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
     const done = () => {
       body.off('data', onData);
       body.off('end', done);
       body.off('error', onError);
-      resolve(Buffer.concat(chunks, size));
+      resolve({ raw: Buffer.concat(chunks, size) });
     };
     const onError = (err: Error) => {
       body.off('data', onData);
       body.off('end', done);
-      reject(err);
+      resolve({ raw: Buffer.concat(chunks, size), broken: err });
     };
     const onData = (chunk: Buffer) => {
       const remaining = limit - size;
@@ -487,6 +496,69 @@ async function decodeBody(
     return decoded === undefined ? raw.toString('latin1') : decoded.toString('utf8');
   }
   return raw.toString('utf8');
+}
+
+/**
+ * The receiver answered a 2xx, then the connection closed before the end of its body. Keeps the
+ * network error's code (`UND_ERR_SOCKET`, `ECONNRESET`…), so it is classified and counted as that
+ * network error: retried.
+ */
+class ResponseBrokenError extends Error {
+  readonly code: string | undefined;
+  constructor(host: string, status: number, cause: Error) {
+    super(
+      `${host} answered HTTP ${status}, then the connection broke before the end of its body (${cause.message})`,
+      { cause },
+    );
+    this.name = 'ResponseBrokenError';
+    this.code = errorCode(cause);
+  }
+}
+
+/** What to do about a receiver's certificate that TLS verification refused, by Node's error code. */
+const CERTIFICATE_PROBLEMS: Record<string, string> = {
+  CERT_HAS_EXPIRED: 'has expired: renew it on the receiver',
+  CERT_NOT_YET_VALID: 'is not valid yet: check the clocks of both hosts',
+  ERR_TLS_CERT_ALTNAME_INVALID:
+    'is for another host name: use a name it holds in the URL, or fix the certificate',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'is not trusted: name its CA in request.tls.ca_file (or NODE_EXTRA_CA_CERTS)',
+  SELF_SIGNED_CERT_IN_CHAIN: 'is not trusted: name its CA in request.tls.ca_file (or NODE_EXTRA_CA_CERTS)',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    'is not trusted: name its CA in request.tls.ca_file (or NODE_EXTRA_CA_CERTS), or have the receiver send its intermediate certificates',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    'is not trusted: name its CA in request.tls.ca_file (or NODE_EXTRA_CA_CERTS)',
+};
+
+/**
+ * Node's certificate errors ("certificate has expired", "self-signed certificate") and undici's
+ * "other side closed" name neither the server nor the remedy, and are all an operator sees in the
+ * log, /healthz and dead letters. Says whose certificate it is and what to do, or which server
+ * dropped the connection, keeping the code (the metrics' reason). Other errors pass unchanged.
+ */
+function explainNetworkError(err: unknown, url: URL, proxyFor: ProxyFunc): unknown {
+  const code = errorCode(err);
+  if (!(err instanceof Error) || code === undefined || err instanceof ResponseBrokenError) return err;
+  // undici's "other side closed" names no host; a body cut after the status is ResponseBrokenError.
+  if (code === 'UND_ERR_SOCKET' || code === 'ECONNRESET') {
+    const explained = new Error(`no answer from ${url.host}: the connection broke (${err.message})`, {
+      cause: err,
+    });
+    return Object.assign(explained, { code });
+  }
+  const problem = CERTIFICATE_PROBLEMS[code];
+  if (problem === undefined) return err;
+  let proxy: URL | undefined;
+  try {
+    proxy = proxyFor(url);
+  } catch {
+    proxy = undefined;
+  }
+  // Through a proxy, the certificate refused may be the proxy's own (an https:// proxy).
+  const whose = proxy === undefined ? url.host : `${url.host} or of the proxy ${proxy.host}`;
+  const explained = new Error(`TLS: the certificate of ${whose} ${problem} (${err.message})`, {
+    cause: err,
+  });
+  return Object.assign(explained, { code });
 }
 
 /** The statuses Go's client treats as redirects. */
@@ -712,7 +784,15 @@ export function createHttpTransport(request: RequestConfig, options: HttpTranspo
           const success = status >= 200 && status < 300;
           const errorLimit = req.errorBodyLimit ?? ERROR_BODY_LIMIT;
           const limit = success ? RESPONSE_LIMIT : errorLimit;
-          const raw = await readBody(res.body, limit);
+          const { raw, broken } = await readBody(res.body, limit);
+          if (broken !== undefined && (success || deadline.aborted)) {
+            // A success whose answer was cut may not have been taken (an `eyrie` receiver's counts
+            // are in it): retried, saying so, rather than undici's bare "other side closed", which
+            // reads as a receiver that never answered.
+            throw new ResponseBrokenError(url.host, status, broken);
+          }
+          // An error status whose body was cut is still that status (a 401 stays permanent): classified
+          // by it, with the part of the body that came.
           const text = await decodeBody(raw, res.headers['content-encoding'], limit);
           // undici hands a keep-alive socket back to the pool one event-loop turn after the response
           // ends; waiting for that lets the next sequential send reuse it instead of opening another.
@@ -741,7 +821,7 @@ export function createHttpTransport(request: RequestConfig, options: HttpTranspo
         if (refused !== undefined) {
           throw new HttpStatusError(refused, `the proxy refused the tunnel to ${url.host}`);
         }
-        throw err;
+        throw explainNetworkError(err, url, proxyFor);
       } finally {
         deadline.clear();
       }
