@@ -313,6 +313,19 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       assert.equal(resumed[0]!.failedSends, 4);
     });
 
+    it('health gives the age of the oldest queued entry: a slow receiver fails nothing but falls behind', async (t) => {
+      const cfg = config([dest('slow', { extra: 'queue: { concurrency: 1 }' }), dest('idle')]);
+      const te = start(t, cfg, { slow: hang, idle: succeed });
+      await te.engine.route(makeEvents(3, 43));
+      await sleep(1100);
+      const [slow, idle] = ['slow', 'idle'].map((n) => te.engine.health().find((h) => h.name === n)!);
+      assert.equal(slow!.healthy, true, 'nothing failed');
+      assert.equal(slow!.queued, 3);
+      assert.ok(slow!.oldestAgeSeconds! >= 1 && slow!.oldestAgeSeconds! < 30, String(slow!.oldestAgeSeconds));
+      assert.equal(idle!.queued, 0);
+      assert.equal('oldestAgeSeconds' in idle!, false, 'no age for an empty queue');
+    });
+
     it('logs the give-ups of a receiver refusing every event once a minute per reason, with a count', async (t) => {
       const cfg = config([dest('refusing')]);
       const { logger, warnings } = warningsLogger('error');

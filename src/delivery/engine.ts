@@ -538,7 +538,7 @@ export class DeliveryEngine implements Router {
     this.refreshCounts();
     return this.routes.map((r) => {
       const w = r.workers;
-      const queued = w.queue.depth().count;
+      const { count: queued, oldestEnqueuedAt } = w.queue.depth();
       // Once the entries that failed have left the queue (dead letters, fallback), nothing tries
       // the destination again until the next event: it stays degraded for a while, not for good.
       const failing =
@@ -552,6 +552,11 @@ export class DeliveryEngine implements Router {
         ...(lastError !== undefined ? { lastError } : {}),
         ...(w.lastErrorAt !== undefined ? { lastErrorAt: new Date(w.lastErrorAt).toISOString() } : {}),
         queued,
+        // A slow receiver fails nothing, so it stays healthy while falling behind: the age says so
+        // to someone without Prometheus (the gauge is eyrie_queue_oldest_age_seconds).
+        ...(oldestEnqueuedAt !== undefined
+          ? { oldestAgeSeconds: Math.max(0, Math.round((now - oldestEnqueuedAt) / 1000)) }
+          : {}),
         deadLetters: w.queue.deadLetterCount(),
       };
     });

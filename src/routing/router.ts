@@ -24,6 +24,8 @@ export interface DestinationHealth {
   lastErrorAt?: string;
   /** Events waiting (durable router). */
   queued?: number;
+  /** Seconds since the oldest of them was queued, while any is. */
+  oldestAgeSeconds?: number;
   deadLetters?: number;
 }
 
