@@ -1,7 +1,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { copyFileSync, mkdtempSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -23,7 +23,7 @@ import {
   startTestSocks5,
   type RecordingServer,
 } from '../../test/helpers/recording-server.ts';
-import { makePki, type TestPki } from '../../test/helpers/certs.ts';
+import { certificateReloadLogged, makePki, replaceFile, type TestPki } from '../../test/helpers/certs.ts';
 import { removeAtExit } from '../../test/helpers/config-file.ts';
 import { waitUntil } from '../../test/helpers/delivery.ts';
 import { warningsLogger } from '../../test/helpers/log-capture.ts';
@@ -656,13 +656,8 @@ describe('http transport: TLS', () => {
     const dir = removeAtExit(mkdtempSync(join(tmpdir(), 'eyrie-client-renew-')));
     const cert = join(dir, 'tls.crt');
     const key = join(dir, 'tls.key');
-    // As a Kubernetes secret volume: a new file renamed over the old one.
-    const replace = (path: string, from: string) => {
-      copyFileSync(from, `${path}.new`);
-      renameSync(`${path}.new`, path);
-    };
-    replace(cert, pki.rogueCert); // from another CA: refused by the server
-    replace(key, pki.rogueKey);
+    replaceFile(cert, pki.rogueCert); // from another CA: refused by the server
+    replaceFile(key, pki.rogueKey);
     const { logger, warnings: lines } = warningsLogger('info');
     const t = createHttpTransport(
       requestConfig({ tls: { verify: true, ca_file: pki.caCert, cert_file: cert, key_file: key } }),
@@ -671,8 +666,8 @@ describe('http transport: TLS', () => {
     transports.push(t);
     await assert.rejects(t.send({ body: '{}' }));
 
-    replace(cert, pki.clientCert);
-    replace(key, pki.clientKey);
+    replaceFile(cert, pki.clientCert);
+    replaceFile(key, pki.clientKey);
     await waitUntil(
       () =>
         t.send({ body: '{}' }).then(
@@ -683,17 +678,11 @@ describe('http transport: TLS', () => {
       () => 'renewed client certificate presented',
     );
     assert.deepEqual(mtls.requests.at(-1)!.tls, { authorized: true, clientCertCN: 'client' });
-    assert.ok(
-      lines.some((l) => /certificate files changed; new connections use the new ones/.test(String(l.msg))),
-    );
+    await certificateReloadLogged(lines, 'used');
 
     // Half a renewal (a certificate without its key): reported, the last good pair stays in use.
-    replace(cert, pki.rogueCert);
-    await waitUntil(
-      () => lines.some((l) => /changed but cannot be used/.test(String(l.msg))),
-      3000,
-      () => 'mismatched pair reported',
-    );
+    replaceFile(cert, pki.rogueCert);
+    await certificateReloadLogged(lines, 'unusable');
     assert.equal((await t.send({ body: '{}' })).status, 200);
     assert.deepEqual(mtls.requests.at(-1)!.tls, { authorized: true, clientCertCN: 'client' });
   });

@@ -1,8 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { removeAtExit } from './config-file.ts';
+import { waitUntil } from './delivery.ts';
 
 export interface TestPki {
   dir: string;
@@ -93,4 +94,28 @@ export function makePki(): TestPki {
     rogueKey: p('rogue.key'),
     read: (file) => readFileSync(file),
   };
+}
+
+/** Replaces a file as a Kubernetes secret volume does: a new file renamed over the old one. */
+export function replaceFile(path: string, from: string): void {
+  copyFileSync(from, `${path}.new`);
+  renameSync(`${path}.new`, path);
+}
+
+const RELOADED = /certificate files changed; new connections use the new ones/;
+const UNUSABLE = /certificate files changed but cannot be used/;
+
+/** Waits until `lines` (a captured log) report certificate files read again: used, or not usable. */
+export async function certificateReloadLogged(
+  lines: readonly Record<string, unknown>[],
+  outcome: 'used' | 'unusable',
+): Promise<Record<string, unknown>> {
+  const pattern = outcome === 'used' ? RELOADED : UNUSABLE;
+  const find = () => lines.find((l) => pattern.test(String(l.msg)));
+  await waitUntil(
+    () => find() !== undefined,
+    3000,
+    () => `certificate reload logged as ${outcome}`,
+  );
+  return find()!;
 }
