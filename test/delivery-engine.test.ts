@@ -346,7 +346,9 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
         () => `${deadLetters()}/20 dead letters`,
       );
       assert.equal(givenUp().length, 1, 'one line for twenty give-ups');
-      const { reason, suppressed, suppressedEvents } = givenUp()[0]!;
+      const { reason, suppressed, suppressedEvents, msg } = givenUp()[0]!;
+      // The way back, where the operator reads the failure (an expired token fixed in the config).
+      assert.match(String(msg), /once the cause is fixed, eyrie dlq replay -d refusing sends them again/);
       assert.deepEqual(
         { reason, suppressed, suppressedEvents },
         {

@@ -569,7 +569,7 @@ export class DestinationWorkers implements Prefetcher {
       this.fallback
         ? 'delivery given up, handed to the fallback destination'
         : deadLetters > 0
-          ? 'delivery given up, moved to dead letters'
+          ? `delivery given up, moved to dead letters (once the cause is fixed, eyrie dlq replay -d ${this.config.name} sends them again)`
           : 'delivery given up, dropped (durability: memory, and no fallback)',
     );
   }
