@@ -4,11 +4,10 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { dirname, join } from 'node:path';
 
-// SIGTERM/SIGINT before the CLI has installed its handlers: noted, and acted on by the CLI once it
+// SIGTERM, SIGINT or SIGHUP before the CLI has installed its handlers: noted, and acted on by the CLI once it
 // has (src/cli/early-signals.ts), instead of killing a service that is still loading.
 const noted = { signals: [], note: (signal) => noted.signals.push(signal) };
-process.on('SIGTERM', noted.note);
-process.on('SIGINT', noted.note);
+for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP']) process.on(signal, noted.note);
 globalThis[Symbol.for('eyrie.earlySignals')] = noted;
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');

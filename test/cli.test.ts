@@ -532,6 +532,18 @@ await import(${JSON.stringify(pathToFileURL(join(root, 'src', 'cli', 'main.ts'))
     );
   });
 
+  it('stops cleanly (exit 0) on SIGHUP, saying it does not reload its configuration', async () => {
+    const { file } = durableConfig();
+    const eyrie = await spawnEyrie(file);
+    // A supervisor's reload, or the terminal it ran in closing: Node's default action ended it at once.
+    eyrie.child.kill('SIGHUP');
+    assert.equal(await eyrie.exited, 0, eyrie.output());
+    assert.match(
+      eyrie.output(),
+      /SIGHUP: Eyrie does not reload its configuration; it stops cleanly[^]*"signal":"SIGHUP","msg":"shutting down"[^]*"msg":"stopped"/,
+    );
+  });
+
   it('exits 0 on SIGTERM when the pipe its logs go to was closed (EPIPE)', async () => {
     const { file } = durableConfig();
     const eyrie = await spawnEyrie(file);

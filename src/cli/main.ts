@@ -97,7 +97,7 @@ function refuseProblems(loaded: LoadedConfig): void {
   process.exit(1);
 }
 
-/** Starts every role of a loaded config and runs until SIGTERM/SIGINT. */
+/** Starts every role of a loaded config and runs until SIGTERM, SIGINT or SIGHUP. */
 async function runService(loaded: LoadedConfig): Promise<void> {
   // Refused before anything starts, located in the file as `eyrie check` shows it.
   refuseProblems(loaded);
@@ -110,6 +110,12 @@ async function runService(loaded: LoadedConfig): Promise<void> {
   const stop = (signal: string, whileLoading = false) => {
     if (stopping) return;
     stopping = true;
+    // SIGHUP means "reload" to some supervisors (systemd's ExecReload) and "terminal gone" to others;
+    // Node's default action ends the process at once, losing memory queues and sends in flight.
+    if (signal === 'SIGHUP')
+      logger.warn(
+        'SIGHUP: Eyrie does not reload its configuration; it stops cleanly (restart it to apply a change)',
+      );
     logger.info(whileLoading ? { signal, whileLoading } : { signal }, 'shutting down');
     // A backstop for a close that hangs: past the sends' own deadline (delivery.shutdown_timeout),
     // closing the journal and the listeners takes moments, so this margin is never reached otherwise.
@@ -136,6 +142,7 @@ async function runService(loaded: LoadedConfig): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => stop('SIGHUP'));
   const early = adoptEarlySignals();
   const started: Promise<RunningEyrie | undefined> = startEyrie(loaded.config, logger, {
     onStdinEnd: () => logger.info('standard input ended; still delivering and serving the other sources'),
