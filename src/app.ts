@@ -21,6 +21,7 @@ import type { EventSource } from './sources/source.ts';
 import { errorCode } from './util/error.ts';
 import { CERTIFICATE_CHECK_INTERVAL_MS, watchFiles } from './util/file-watch.ts';
 import { unusablePath } from './util/directory.ts';
+import { timerDelay } from './util/timer.ts';
 import { DestinationSettingError } from './config/errors.ts';
 import { secretValues } from './config/render.ts';
 
@@ -426,6 +427,17 @@ export async function startEyrie(
       closing ??= (async () => {
         // Stop accepting (sources save their offsets), then flush the journal and let in-flight sends finish.
         ingestListening = false;
+        // Kubernetes keeps routing new connections here until the endpoint removal reaches every node
+        // (a second or more after SIGTERM), and Falco drops an alert whose post is refused: go on
+        // answering (and journaling) meanwhile. Readiness already reports not ready.
+        const drain = config.listen.enabled ? config.listen.shutdown_delay : 0;
+        if (drain > 0) {
+          logger.info(
+            { shutdownDelaySeconds: drain / 1000 },
+            'still accepting events for listen.shutdown_delay while load balancers stop routing here',
+          );
+          await new Promise((resolve) => setTimeout(resolve, timerDelay(drain)));
+        }
         await Promise.allSettled([...sources.map((s) => s.close()), ...apps.map((a) => a.close())]);
         await engine.close();
       })();

@@ -1,10 +1,11 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tempDir } from './helpers/config-file.ts';
+import { loadConfig } from '../src/config/load.ts';
 
 /**
  * deploy/image/entrypoint, with an `eyrie` on PATH that prints what it was run with: flags alone (the
@@ -46,4 +47,23 @@ describe("the image's entrypoint", () => {
       assert.equal(run(args), expected);
     });
   }
+});
+
+/** deploy/image/Dockerfile's `ENV` settings: an unknown EYRIE_ variable would stop every start of the image. */
+describe("the image's environment", () => {
+  const dockerfile = readFileSync(
+    fileURLToPath(new URL('../deploy/image/Dockerfile', import.meta.url)),
+    'utf8',
+  );
+  const env = Object.fromEntries(
+    [...dockerfile.matchAll(/^ENV (.+)$/gm)].flatMap((m) =>
+      (m[1] ?? '').split(' ').map((pair) => pair.split('=') as [string, string]),
+    ),
+  );
+
+  it('is a valid config: the journal in /data, accepting 3 s after SIGTERM while Kubernetes stops routing', () => {
+    const { config } = loadConfig({ env });
+    assert.equal(config.storage.path, '/data');
+    assert.equal(config.listen.shutdown_delay, 3000);
+  });
 });

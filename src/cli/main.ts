@@ -124,7 +124,9 @@ async function runService(loaded: LoadedConfig): Promise<void> {
         logger.error('shutdown deadline passed, exiting');
         exitAfterLogs(logger, 1);
       },
-      timerDelay(loaded.config.delivery.shutdown_timeout + SHUTDOWN_MARGIN_MS),
+      timerDelay(
+        loaded.config.listen.shutdown_delay + loaded.config.delivery.shutdown_timeout + SHUTDOWN_MARGIN_MS,
+      ),
     );
     deadline.unref();
     // Signals are handled from the event loop, so `started` (below) is set by the time this runs.

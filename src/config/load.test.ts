@@ -54,6 +54,7 @@ describe('native config: defaults', () => {
       port: 2801,
       body_limit: 1024 * 1024,
       keep_alive_timeout: 75_000,
+      shutdown_delay: 0,
       tls: {
         enabled: false,
         cert_file: '/etc/certs/server/server.crt',

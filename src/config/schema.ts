@@ -193,6 +193,7 @@ export const nativeSchema = Type.Object(
       port: port(2801),
       body_limit: size(MiB, 1),
       keep_alive_timeout: duration(75 * SECOND),
+      shutdown_delay: duration(0),
       tls: section({
         enabled: Type.Boolean({ default: false }),
         cert_file: Type.String({ default: '/etc/certs/server/server.crt' }),

@@ -94,6 +94,11 @@ export interface ListenConfig {
   body_limit: number;
   /** Idle keep-alive timeout; long, because Falco's libcurl reuses one connection. Default 75 s. */
   keep_alive_timeout: number;
+  /**
+   * How long the listeners keep accepting after SIGTERM before they close: Kubernetes routes to a
+   * terminating pod until its endpoint removal reaches every node, and Falco drops what is refused.
+   */
+  shutdown_delay: number;
   tls: TlsServerConfig;
 }
 
