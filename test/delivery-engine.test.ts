@@ -313,6 +313,34 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       assert.equal(resumed[0]!.failedSends, 4);
     });
 
+    it('health names the journal while delivery results cannot be recorded (every delivered entry would be sent again)', async (t) => {
+      const cfg = config([dest('ok')]);
+      const te = start(t, cfg, { ok: succeed });
+      const db = openSqlite(join(te.dataDir, 'eyrie.db'));
+      t.after(() => db.close());
+      // As an ack's statement journal with nowhere to go (a read-only root without /tmp).
+      db.exec(
+        `CREATE TRIGGER ioerror BEFORE DELETE ON deliveries BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END`,
+      );
+      await te.engine.route(makeEvents(2, 47));
+      await waitUntil(
+        () => !te.engine.journalHealth().ok,
+        5000,
+        () => JSON.stringify(te.engine.journalHealth()),
+      );
+      assert.match(
+        String(te.engine.journalHealth().detail),
+        /cannot record delivery results \(disk I\/O error\): delivered entries are sent again when their lease expires/,
+      );
+      db.exec('DROP TRIGGER ioerror');
+      await te.engine.route(makeEvents(1, 48));
+      await waitUntil(
+        () => te.engine.journalHealth().ok,
+        5000,
+        () => JSON.stringify(te.engine.journalHealth()),
+      );
+    });
+
     it('health gives the age of the oldest queued entry: a slow receiver fails nothing but falls behind', async (t) => {
       const cfg = config([dest('slow', { extra: 'queue: { concurrency: 1 }' }), dest('idle')]);
       const te = start(t, cfg, { slow: hang, idle: succeed });

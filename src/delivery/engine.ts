@@ -567,6 +567,11 @@ export class DeliveryEngine implements Router {
     const journal = this.journal;
     if (journal === undefined) return { ok: true };
     if (journal.lastError !== undefined) return { ok: false, detail: journal.lastError };
+    if (journal.settleError !== undefined)
+      return {
+        ok: false,
+        detail: `cannot record delivery results (${journal.settleError}): delivered entries are sent again when their lease expires`,
+      };
     try {
       const over = journal.overDiskCap();
       if (over !== undefined) {

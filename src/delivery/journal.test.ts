@@ -433,6 +433,13 @@ describe('Journal', () => {
       assert.equal(truth, 1);
       assert.equal(queue.deadLetterCount(), 1, 'counted once, not again on top of the re-read');
       assert.equal(queue.depth().count, 1);
+      // Shown in /healthz until results can be recorded again (ingest itself still works).
+      assert.match(String(journal.settleError), /database or disk is full/);
+      journal.db.exec('DROP TRIGGER full');
+      const [again] = queue.claim(now + 120_000, 10, 0, 60_000);
+      queue.reschedule([again!], now + 1000, 'HTTP 503', now);
+      journal.flushSettles();
+      assert.equal(journal.settleError, undefined, 'cleared by the next group that is written');
     } finally {
       await journal.close();
     }

@@ -866,6 +866,12 @@ export class Journal {
 
   private overCapReason: SpaceShortage | undefined;
   private lastCapCheck = 0;
+  /**
+   * Set while delivery results cannot be recorded (the last group of acks and reschedules failed on
+   * its own, as when SQLite has nowhere to put its statement journal), for /healthz: ingest works,
+   * but every delivered entry is sent again once its lease expires.
+   */
+  settleError: string | undefined;
   /** Set when the last commit failed, for /healthz. */
   lastError: string | undefined;
   /**
@@ -1034,8 +1040,10 @@ export class Journal {
           try {
             this.transaction(() => this.applySettles(ops));
             applied = true;
+            this.settleError = undefined;
           } catch (err) {
             failed = true;
+            this.settleError = (err as Error).message;
             this.options.onSettleError?.(
               err as Error,
               ops.reduce((n, op) => n + settleSize(op), 0),
