@@ -109,6 +109,11 @@ const CEL_ERROR_LOG_INTERVAL_MS = 60_000;
  */
 export const FAILED_DESTINATION_HEALTH_WINDOW_MS = 5 * 60_000;
 
+/** Seconds a queued entry has waited; never below 0, as the wall clock may have been stepped back. */
+function secondsSince(enqueuedAt: number, now: number): number {
+  return Math.max(0, now - enqueuedAt) / 1000;
+}
+
 /** The keys a batch added to dedup tables are settled (taken, or refused and forgotten first). */
 function settleDedup(remembered: readonly { dedup: Deduplicator }[]): void {
   for (const { dedup } of remembered) dedup.settled(); // O(1) below the cap
@@ -327,9 +332,7 @@ export class DeliveryEngine implements Router {
               events: count,
               bytes,
               oldestAgeSeconds:
-                oldestEnqueuedAt === undefined
-                  ? undefined
-                  : Math.max(0, Math.round((now - oldestEnqueuedAt) / 1000)),
+                oldestEnqueuedAt === undefined ? undefined : Math.round(secondsSince(oldestEnqueuedAt, now)),
             },
             'resuming the entries queued in the journal by an earlier run',
           );
@@ -420,11 +423,7 @@ export class DeliveryEngine implements Router {
         const now = Date.now();
         for (const r of routes) {
           const oldest = r.workers.queue.depth().oldestEnqueuedAt;
-          // Never below 0: the wall clock may have been stepped back since the entry was queued.
-          this.set(
-            { destination: r.config.name },
-            oldest === undefined ? 0 : Math.max(0, now - oldest) / 1000,
-          );
+          this.set({ destination: r.config.name }, oldest === undefined ? 0 : secondsSince(oldest, now));
         }
       },
     });
@@ -555,7 +554,7 @@ export class DeliveryEngine implements Router {
         // A slow receiver fails nothing, so it stays healthy while falling behind: the age says so
         // to someone without Prometheus (the gauge is eyrie_queue_oldest_age_seconds).
         ...(oldestEnqueuedAt !== undefined
-          ? { oldestAgeSeconds: Math.max(0, Math.round((now - oldestEnqueuedAt) / 1000)) }
+          ? { oldestAgeSeconds: Math.round(secondsSince(oldestEnqueuedAt, now)) }
           : {}),
         deadLetters: w.queue.deadLetterCount(),
       };

@@ -7,7 +7,7 @@ import { WAL_SIZE_LIMIT, WalCheckpointer } from '../store/wal-checkpointer.ts';
 import type { FalcoEvent } from '../event/falco-event.ts';
 import { parseJson, stringifyJson } from '../event/json.ts';
 import { makeDirectory, openPrivateFile } from '../util/directory.ts';
-import { asError } from '../util/error.ts';
+import { asError, errorCode } from '../util/error.ts';
 import type {
   DeliveryQueue,
   GiveUp,
@@ -1059,7 +1059,7 @@ export class Journal {
       this.resyncCounts();
       if (this.settles.length > 0)
         this.settleTimer ??= setTimeout(() => this.retrySettles(), SETTLE_DELAY_MS);
-      if ((err as { code?: unknown }).code === 'SQLITE_BUSY' && !this.lockedOut) {
+      if (errorCode(err) === 'SQLITE_BUSY' && !this.lockedOut) {
         this.lockedOut = true;
         this.db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_LOCKED_OUT_MS}`);
       }
