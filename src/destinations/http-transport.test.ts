@@ -1,6 +1,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import dns from 'node:dns';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
@@ -48,6 +49,27 @@ function rawHeader(raw: string[], name: string): [string, string] | undefined {
   for (let i = 0; i < raw.length; i += 2)
     if (raw[i]!.toLowerCase() === name.toLowerCase()) return [raw[i]!, raw[i + 1]!];
   return undefined;
+}
+
+/**
+ * Answers dns.lookup (which net.connect calls through the module) for the names of `answers`, read at
+ * each lookup so a test can change them; returns the function that restores the real one.
+ */
+function resolveTestNames(answers: Record<string, string[]>): () => void {
+  const real = dns.lookup;
+  const fake = (hostname: string, options: unknown, callback: unknown) => {
+    const addresses = answers[hostname];
+    if (addresses === undefined) return (real as (...args: unknown[]) => void)(hostname, options, callback);
+    const all = addresses.map((address) => ({ address, family: address.includes(':') ? 6 : 4 }));
+    const done = callback as (err: null, ...result: unknown[]) => void;
+    process.nextTick(() =>
+      (options as { all?: boolean }).all ? done(null, all) : done(null, all[0]!.address, all[0]!.family),
+    );
+  };
+  dns.lookup = fake as typeof dns.lookup;
+  return () => {
+    dns.lookup = real;
+  };
 }
 
 let sharedPki: TestPki | undefined;
@@ -390,6 +412,62 @@ describe('http transport: statuses and errors', () => {
       t.send({ body: '{}' }),
       (e: unknown) => (e as { code?: string }).code === 'ECONNREFUSED',
     );
+  });
+
+  it('names the host and every address tried when a dual-stack name refuses on all of them', async () => {
+    const closed = await startRecordingServer();
+    const port = closed.port;
+    await closed.close();
+    // Both families, as `localhost` or a dual-stack Service: Node tries each (happy eyeballs) and
+    // throws an AggregateError whose own message is empty.
+    const restore = resolveTestNames({ 'dual-stack.test': ['::1', '127.0.0.1'] });
+    try {
+      const err = (await transport(requestConfig(), `http://dual-stack.test:${port}/`)
+        .send({ body: '{}' })
+        .catch((e: unknown) => e)) as Error;
+      assert.match(
+        err.message,
+        new RegExp(`^cannot connect to dual-stack\\.test:${port}: .*127\\.0\\.0\\.1:${port}`),
+      );
+      const classification = classify(err);
+      assert.equal(classification.reason, 'ECONNREFUSED');
+      assert.equal(classification.message, err.message);
+    } finally {
+      restore();
+    }
+  });
+
+  it('moves new sends to the new address when the name of a destination resolves to another one', async () => {
+    // The old address stays up (a stale server after a failover): only re-resolving the name moves
+    // the kept-alive connection off it.
+    const before = await startRecordingServer();
+    const after = await startRecordingServer({ host: '127.0.0.2', port: before.port });
+    const addresses = { 'moving.test': ['127.0.0.1'] };
+    const restore = resolveTestNames(addresses);
+    try {
+      const { logger, warnings: lines } = warningsLogger('info');
+      const t = createHttpTransport(requestConfig(), {
+        name: 'moving',
+        baseUrl: `http://moving.test:${before.port}/`,
+        logger,
+        addressCheckInterval: 20,
+      });
+      transports.push(t);
+      for (let i = 0; i < 3; i++) await t.send({ body: '{}' });
+      assert.equal(before.connections, 1);
+
+      addresses['moving.test'] = ['127.0.0.2'];
+      await waitUntil(
+        () => t.send({ body: '{}' }).then(() => after.requests.length > 0),
+        3000,
+        () => `sends still reach the old address (${before.requests.length} there)`,
+      );
+      const moved = lines.find((l) => /address of the destination changed/.test(String(l.msg)));
+      assert.deepEqual(moved && [moved.before, moved.after], ['127.0.0.1', '127.0.0.2']);
+    } finally {
+      restore();
+      await Promise.all([before.close(), after.close()]);
+    }
   });
 
   it('reuses one keep-alive connection for sequential sends', async () => {

@@ -1,4 +1,6 @@
+import dns from 'node:dns';
 import { EventEmitter } from 'node:events';
+import { isIP } from 'node:net';
 import { readFileSync } from 'node:fs';
 import * as nodeTls from 'node:tls';
 import { createGunzip, gzip as gzipCallback } from 'node:zlib';
@@ -16,7 +18,9 @@ import type { Logger } from 'pino';
 /**
  * The one HTTP client layer every HTTP-based destination uses.
  *
- * - One undici dispatcher per destination: pooled keep-alive connections, HTTP/1.1.
+ * - One undici dispatcher per destination: pooled keep-alive connections, HTTP/1.1. Once it has sent,
+ *   the base URL's host name is resolved again every 30 s; when its addresses change, new connections
+ *   go to the new ones and the pooled ones close after their sends (see watchAddresses).
  * - `request.connect_timeout` bounds TCP connect + TLS handshake; `request.timeout` is a deadline for the
  *   whole exchange (connect, send, response headers and body, redirects). 0 disables either.
  * - TLS: `tls.verify: false` accepts any server certificate; `tls.ca_file` is trusted in addition to
@@ -60,6 +64,8 @@ export interface HttpTransportOptions {
   logger?: Logger;
   /** How often the TLS files are checked for a new version (ms; tests lower it). */
   certificateCheckInterval?: number;
+  /** How often the base URL's host name is resolved again (ms; tests lower it). */
+  addressCheckInterval?: number;
 }
 
 export interface HttpSendRequest {
@@ -259,6 +265,47 @@ function watchTlsFiles(
   const named = files.filter((f) => f !== '');
   if (named.length === 0) return () => {};
   return watchFiles(named, options.certificateCheckInterval ?? CERTIFICATE_CHECK_INTERVAL_MS, reload);
+}
+
+/** How often a destination's host name is resolved again: CoreDNS caches an answer 30 s. */
+export const ADDRESS_CHECK_INTERVAL_MS = 30_000;
+
+/**
+ * Calls `onChange` when the addresses `host` resolves to change (a Service's pods rolled, a failover
+ * flipped its record). A connection resolves its name only when it opens, and undici keeps a
+ * kept-alive one for as long as sends reuse it: under steady traffic a destination stayed on the
+ * old address for good, even once another server answered there. A lookup that fails changes
+ * nothing (CoreDNS restarting must not drop connections that work); an IP address is not watched.
+ * Returns a function that stops the checks. The timer does not keep the process alive.
+ */
+function watchAddresses(
+  host: string,
+  intervalMs: number,
+  onChange: (before: string, after: string) => void,
+): () => void {
+  const name = host.replace(/^\[(.*)\]$/, '$1');
+  if (isIP(name) !== 0) return () => {};
+  let known: string | undefined;
+  let looking = false;
+  const check = () => {
+    if (looking) return;
+    looking = true;
+    // Through the module object, as net.connect calls it: the same resolver the connections use.
+    dns.lookup(name, { all: true }, (err, addresses) => {
+      looking = false;
+      if (err !== null || addresses.length === 0) return;
+      const now = addresses
+        .map((a) => a.address)
+        .sort()
+        .join(', ');
+      if (known !== undefined && now !== known) onChange(known, now);
+      known = now;
+    });
+  };
+  check();
+  const timer = setInterval(check, intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 const PROXY_PROTOCOLS = ['http:', 'https:', 'socks5:', 'socks:'];
@@ -538,6 +585,14 @@ const CERTIFICATE_PROBLEMS: Record<string, string> = {
 function explainNetworkError(err: unknown, url: URL, proxyFor: ProxyFunc): unknown {
   const code = errorCode(err);
   if (!(err instanceof Error) || code === undefined || err instanceof ResponseBrokenError) return err;
+  // A name with both IPv4 and IPv6 addresses (`localhost` on most hosts, a dual-stack Service) is
+  // tried address by address (happy eyeballs); when every attempt fails, Node throws an
+  // AggregateError whose message is empty, which the log, /healthz and dead letters would show.
+  if (err instanceof AggregateError && err.message === '') {
+    const attempts = err.errors.map((e: unknown) => (e instanceof Error ? e.message : String(e)));
+    const explained = new Error(`cannot connect to ${url.host}: ${attempts.join('; ')}`, { cause: err });
+    return Object.assign(explained, { code });
+  }
   // undici's "other side closed" names no host; a body cut after the status is ResponseBrokenError.
   if (code === 'UND_ERR_SOCKET' || code === 'ECONNRESET') {
     const explained = new Error(`no answer from ${url.host}: the connection broke (${err.message})`, {
@@ -718,6 +773,13 @@ export function createHttpTransport(request: RequestConfig, options: HttpTranspo
   let dispatcher = dispatcherFor(baseUrl);
   const userAgent = options.userAgent ?? 'Eyrie';
   let closed = false;
+  /** New connections from here on use a new pool; the pooled ones finish what they send, then close. */
+  const renewConnections = () => {
+    const old = [...dispatchers.values()];
+    dispatchers.clear();
+    dispatcher = dispatcherFor(baseUrl);
+    void Promise.allSettled(old.map((d) => d.close()));
+  };
   const stopWatching = watchTlsFiles(request.tls, options, () => {
     let renewed: DispatcherOptions;
     try {
@@ -732,17 +794,34 @@ export function createHttpTransport(request: RequestConfig, options: HttpTranspo
     // New connections from here on present and trust the new files; the pooled ones (already
     // authenticated) finish what they send, then close.
     dispatcherOpts = renewed;
-    const old = [...dispatchers.values()];
-    dispatchers.clear();
-    dispatcher = dispatcherFor(baseUrl);
-    void Promise.allSettled(old.map((d) => d.close()));
+    renewConnections();
     options.logger?.info('request.tls: the certificate files changed; new connections use the new ones');
   });
+  // Started by the first send, when connections are opened (`eyrie check` builds transports and
+  // sends nothing: a lookup in progress would hold its exit). Through a proxy, the connections are
+  // to the proxy, which resolves the destination's name itself.
+  let stopWatchingAddresses: (() => void) | undefined;
+  const watchBaseAddresses = (): (() => void) =>
+    proxyFor(baseUrl) !== undefined
+      ? () => {}
+      : watchAddresses(
+          baseUrl.hostname,
+          options.addressCheckInterval ?? ADDRESS_CHECK_INTERVAL_MS,
+          (before, after) => {
+            if (closed) return;
+            renewConnections();
+            options.logger?.info(
+              { host: baseUrl.hostname, before, after },
+              'the address of the destination changed; new connections go to the new one',
+            );
+          },
+        );
 
   return {
     baseUrl,
     async send(req) {
       if (closed) throw new Error(`destination "${name}": transport is closed`);
+      stopWatchingAddresses ??= watchBaseAddresses();
       let url = resolveUrl(baseUrl, req.path);
       const method = (req.method ?? 'POST').toUpperCase();
       const headers = new HeaderSet();
@@ -830,6 +909,7 @@ export function createHttpTransport(request: RequestConfig, options: HttpTranspo
       if (closed) return;
       closed = true;
       stopWatching();
+      stopWatchingAddresses?.();
       await Promise.all([...dispatchers.values()].map((d) => d.destroy()));
     },
   };

@@ -69,6 +69,8 @@ export type Responder = (req: RecordedRequest, index: number) => Script | Promis
 export interface RecordingServerOptions {
   /** Loopback address to listen on; default 127.0.0.1 (127.0.0.2 gives a second host name). */
   host?: string;
+  /** Port to listen on; default any free one (a server on another `host` at the same port: a moved address). */
+  port?: number;
   tls?: {
     cert: string | Buffer;
     key: string | Buffer;
@@ -213,7 +215,7 @@ export async function startRecordingServer(options: RecordingServerOptions = {})
   server.on('tlsClientError', () => {});
 
   const host = options.host ?? '127.0.0.1';
-  await new Promise<void>((resolve) => server.listen(0, host, resolve));
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, host, resolve));
   const port = (server.address() as AddressInfo).port;
 
   return {
