@@ -186,6 +186,18 @@ describe('eyrie check and version', () => {
     const res2 = await run(['check', '-c', sidekick]);
     assert.equal(res2.code, 1);
     assert.match(res2.stderr, new RegExp(`${sidekick}:2:15: tlsclient\\.cacertfile: cannot read`));
+    // With mutualtls, ca_file lists tlsclient's CA and the mutual TLS one: each located at its own key.
+    const mutual = join(dir, 'mutual.yaml');
+    writeFileSync(
+      mutual,
+      `tlsclient:\n  cacertfile: ${dir}/missing-ca.pem\nmutualtlsfilespath: ${dir}/mtls\nwebhook:\n  address: https://127.0.0.1:9/\n  mutualtls: true\n`,
+    );
+    const res3 = await run(['check', '-c', mutual]);
+    assert.equal(res3.code, 1);
+    assert.match(
+      res3.stderr,
+      new RegExp(`^${mutual}:2:15: tlsclient\\.cacertfile: cannot read "${dir}/missing-ca.pem"`, 'm'),
+    );
   });
 
   it('check refuses two listeners on one port and address, located; distinct addresses and port 0 are fine', async () => {

@@ -1,7 +1,7 @@
 import { coerceText } from './coerce.ts';
 import { entrySchema, typeOfEntry } from './destination-entry.ts';
 import type { DestinationTypes } from './destination-entry.ts';
-import { findProperty, mapValueSchema, propertiesOf } from './json-schema.ts';
+import { findProperty, itemsOf, mapValueSchema, propertiesOf } from './json-schema.ts';
 import type { JsonSchema } from './json-schema.ts';
 import type { Issues, PathSegment } from './origins.ts';
 import { isPlainObject, removeKey } from './plain.ts';
@@ -56,28 +56,39 @@ export function applyEnvOverrides(
     .filter((name) => isSettingEnv(name, env[name]))
     .sort();
   for (const name of names) {
-    if (new Override(name, env[name] ?? '', data, types, issues).apply()) applied.push(name);
+    if (new Override(name, env, data, types, issues).apply()) applied.push(name);
   }
   return applied;
+}
+
+const NOT_FROM_ENV =
+  'cannot be set from the environment (a list or map of sections, such as sources.files or filter.fields); write it in the YAML, with ${VAR} where a value must come from the environment';
+
+/** A list of sections (`sources.grpc`) or a map of sections (`filter.fields`): no variable can name its entries. */
+function holdsSections(schema: JsonSchema): boolean {
+  const items = schema.type === 'array' ? itemsOf(schema) : mapValueSchema(schema);
+  return items !== undefined && propertiesOf(items) !== undefined;
 }
 
 class Override {
   private readonly segments: string[];
   private readonly name: string;
   private readonly value: string;
+  private readonly env: NodeJS.ProcessEnv;
   private readonly root: Record<string, unknown>;
   private readonly types: DestinationTypes;
   private readonly issues: Issues;
 
   constructor(
     name: string,
-    value: string,
+    env: NodeJS.ProcessEnv,
     root: Record<string, unknown>,
     types: DestinationTypes,
     issues: Issues,
   ) {
     this.name = name;
-    this.value = value;
+    this.value = env[name] ?? '';
+    this.env = env;
     this.root = root;
     this.types = types;
     this.issues = issues;
@@ -121,6 +132,8 @@ class Override {
           path.push(property);
           continue;
         }
+        // Checked before the walk goes down: making `{}` of the YAML's list would be reported at the file.
+        if (holdsSections(propertySchema)) return this.fail(NOT_FROM_ENV);
         if (!isPlainObject(node[property])) node[property] = {};
         node = node[property] as Record<string, unknown>;
         schema = propertySchema;
@@ -130,11 +143,19 @@ class Override {
       const fileBase =
         last && /_file$/i.test(segment) ? findProperty(schema, segment.slice(0, -'_file'.length)) : undefined;
       if (fileBase !== undefined) {
+        // Both variables set: which one won would depend on their names' order, as in the YAML an error.
+        const valueVariable = Object.keys(this.env).find(
+          (n) => n.toUpperCase() === this.name.slice(0, -'_file'.length).toUpperCase(),
+        );
+        if (valueVariable !== undefined)
+          return this.fail(`set either ${valueVariable} or ${this.name}, not both`);
         // Resolved later with the YAML's own `X_file` keys (secret-files.ts); the env var wins over X.
         removeKey(node, fileBase);
         return this.set(node, `${fileBase}_file`, { type: 'string' }, [...path, `${fileBase}_file`]);
       }
       const valueSchema = mapValueSchema(schema);
+      // An entry of a map of sections (a filter.fields condition), at its own level or below.
+      if (valueSchema && propertiesOf(valueSchema)) return this.fail(NOT_FROM_ENV);
       if (valueSchema && last) {
         const key =
           Object.keys(node).find((k) => k.toLowerCase() === segment.toLowerCase()) ?? segment.toLowerCase();
@@ -146,10 +167,13 @@ class Override {
   }
 
   private set(node: Record<string, unknown>, key: string, schema: JsonSchema, path: PathSegment[]): boolean {
-    if (
-      propertiesOf(schema) ||
-      (schema.type === 'array' && propertiesOf((schema.items ?? {}) as JsonSchema))
-    ) {
+    if (path.length === 1 && path[0] === 'destinations') {
+      return this.fail(
+        'is a list; set a key of one destination, e.g. EYRIE_DESTINATIONS__NAME__FILTER__MINIMUM_PRIORITY',
+      );
+    }
+    if (holdsSections(schema)) return this.fail(NOT_FROM_ENV);
+    if (propertiesOf(schema)) {
       return this.fail(
         `is a section; set one of its keys, e.g. ${this.name}__${Object.keys(propertiesOf(schema) ?? {})[0]?.toUpperCase() ?? 'KEY'}`,
       );

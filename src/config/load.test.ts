@@ -224,6 +224,18 @@ describe('native config: located errors', () => {
     );
   });
 
+  it('names the minimum of a size or duration written as a number below it, in the file and in env vars', () => {
+    const yaml = 'listen:\n  body_limit: 0\ndestinations:\n  - name: out\n    type: stdout\n';
+    const file = join(dir, 'minimum.yaml');
+    assert.deepEqual(
+      problems(() => load(yaml, { EYRIE_DESTINATIONS__OUT__REQUEST__TIMEOUT: '0' }, 'minimum.yaml')),
+      [
+        `${file}:2:15: listen.body_limit: must be at least 1`,
+        'env EYRIE_DESTINATIONS__OUT__REQUEST__TIMEOUT: must be at least 1ms',
+      ],
+    );
+  });
+
   it('says why an empty token or an upper-case destination name is refused', () => {
     const yaml = [
       /* 1 */ 'auth:',
@@ -492,6 +504,42 @@ destinations:
       'env EYRIE_LISTEN_PORT: unknown setting; did you mean EYRIE_LISTEN__PORT?',
       'env EYRIE_LISTEN__PORT: must be an integer 1-65535 (or 0 for any free port)',
     ]);
+  });
+
+  it('refuse a variable and its _FILE form together, whichever sorts last', () => {
+    writeFileSync(join(dir, 'env-tokens.txt'), 'from-file\n');
+    assert.deepEqual(
+      problems(() =>
+        load(yaml, { EYRIE_AUTH__TOKENS: 'from-env', eyrie_auth__tokens_file: join(dir, 'env-tokens.txt') }),
+      ),
+      ['env eyrie_auth__tokens_file: set either EYRIE_AUTH__TOKENS or eyrie_auth__tokens_file, not both'],
+    );
+  });
+
+  it('say that lists and maps of sections cannot be set, and leave the YAML as written', () => {
+    const NOT_FROM_ENV =
+      'cannot be set from the environment (a list or map of sections, such as sources.files or filter.fields); write it in the YAML, with ${VAR} where a value must come from the environment';
+    const withSources = `${yaml}sources:\n  grpc:\n    - address: unix:///run/falco.sock\n`;
+    assert.deepEqual(
+      problems(() =>
+        load(withSources, {
+          EYRIE_SOURCES__FILES: '/var/log/falco.json',
+          EYRIE_SOURCES__GRPC__0__ADDRESS: 'unix:///x.sock',
+          EYRIE_DESTINATIONS__MY_OUT__FILTER__FIELDS: 'x',
+          EYRIE_DESTINATIONS__MY_OUT__FILTER__FIELDS__K8S_NS_NAME: 'x',
+          EYRIE_DESTINATIONS__MY_OUT__FILTER__FIELDS__K8S_NS_NAME__EQUALS: 'x',
+          EYRIE_DESTINATIONS: 'x',
+        }),
+      ).sort(),
+      [
+        'env EYRIE_DESTINATIONS: is a list; set a key of one destination, e.g. EYRIE_DESTINATIONS__NAME__FILTER__MINIMUM_PRIORITY',
+        `env EYRIE_DESTINATIONS__MY_OUT__FILTER__FIELDS: ${NOT_FROM_ENV}`,
+        `env EYRIE_DESTINATIONS__MY_OUT__FILTER__FIELDS__K8S_NS_NAME: ${NOT_FROM_ENV}`,
+        `env EYRIE_DESTINATIONS__MY_OUT__FILTER__FIELDS__K8S_NS_NAME__EQUALS: ${NOT_FROM_ENV}`,
+        `env EYRIE_SOURCES__FILES: ${NOT_FROM_ENV}`,
+        `env EYRIE_SOURCES__GRPC__0__ADDRESS: ${NOT_FROM_ENV}`,
+      ],
+    );
   });
 
   it('refuse a duration past 2^53 ms, and read octal integers as YAML does', () => {

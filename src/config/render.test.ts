@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Type } from 'typebox';
 import { parse } from 'yaml';
+import { fileDestination } from '../destinations/file.ts';
 import { stdoutDestination } from '../destinations/stdout.ts';
 import type { DestinationType } from '../destinations/types.ts';
 import { loadConfig } from './load.ts';
@@ -118,6 +119,22 @@ describe('renderConfig', () => {
     assert.deepEqual(delivery, loaded.config.delivery);
     assert.deepEqual(destinations[0]?.queue, loaded.config.destinations[0]?.queue);
     assert.deepEqual(destinations[0]?.retry, loaded.config.destinations[0]?.retry);
+  });
+
+  it('shows a file mode in octal, as it is written, and loads it back', () => {
+    const file = join(dir, 'mode.yaml');
+    writeFileSync(
+      file,
+      `destinations:\n  - name: archive\n    type: file\n    path: ${join(dir, 'out.ndjson')}\n    mode: 0o600\n`,
+    );
+    const fileTypes = new Map([['file', fileDestination]]);
+    const text = renderConfig(loadConfig({ file, env: {}, destinationTypes: fileTypes }), fileTypes);
+    assert.match(text, /^ {4}mode: 0o600$/m);
+    writeFileSync(file, text);
+    assert.equal(
+      loadConfig({ file, env: {}, destinationTypes: fileTypes }).config.destinations[0]?.options.mode,
+      0o600,
+    );
   });
 });
 

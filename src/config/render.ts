@@ -1,4 +1,4 @@
-import { stringify } from 'yaml';
+import { isScalar, stringify } from 'yaml';
 import { destinationTypes as registeredTypes } from '../destinations/registry.ts';
 import type { DestinationTypes } from './destination-entry.ts';
 import type { JsonSchema } from './json-schema.ts';
@@ -113,6 +113,8 @@ function renderDestination(destination: DestinationConfig, types: DestinationTyp
 
 /** Every non-empty string inside `value` becomes the mask. */
 function maskAll(value: unknown): unknown {
+  // A number shown in another notation (a file mode in octal) holds no secret.
+  if (isScalar(value)) return value;
   if (typeof value === 'string') return value === '' ? value : MASK;
   if (Array.isArray(value)) return value.map(maskAll);
   if (isPlainObject(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, maskAll(v)]));
@@ -121,6 +123,7 @@ function maskAll(value: unknown): unknown {
 
 /** Masks entries with secret-sounding names (headers such as Authorization) and URL credentials. */
 function maskNested(value: unknown): unknown {
+  if (isScalar(value)) return value;
   if (typeof value === 'string') return maskUrl(value);
   if (Array.isArray(value)) return value.map(maskNested);
   if (isPlainObject(value)) {

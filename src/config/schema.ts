@@ -21,7 +21,8 @@ const DURATION_EXPECT = 'a duration: milliseconds, or a string like "500ms", "75
 
 /** A size in bytes; `fallback` undefined = no default (optional, or computed in resolve.ts). */
 const size = (fallback?: number, minimum = 0): TSchema =>
-  Type.Union([Type.Integer({ minimum }), Type.String()], {
+  // The minimum is checked with the units (units-walk.ts), so that `0` reads "must be at least 1".
+  Type.Union([Type.Integer({ minimum: 0 }), Type.String()], {
     ...(fallback === undefined ? {} : { default: fallback }),
     expect: SIZE_EXPECT,
     unit: 'size',
@@ -30,7 +31,7 @@ const size = (fallback?: number, minimum = 0): TSchema =>
 
 /** A duration in milliseconds. */
 const duration = (fallback?: number, minimum = 0): TSchema =>
-  Type.Union([Type.Integer({ minimum }), Type.String()], {
+  Type.Union([Type.Integer({ minimum: 0 }), Type.String()], {
     ...(fallback === undefined ? {} : { default: fallback }),
     expect: DURATION_EXPECT,
     unit: 'duration',

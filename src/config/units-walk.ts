@@ -1,3 +1,4 @@
+import { Scalar } from 'yaml';
 import { itemsOf, mapValueSchema, propertiesOf } from './json-schema.ts';
 import type { JsonSchema } from './json-schema.ts';
 import type { Issues, Path } from './origins.ts';
@@ -37,8 +38,9 @@ function convertOne(value: unknown, schema: JsonSchema, path: Path, issues: Issu
     issues.atValue(path, `${value} is too large: at most ${Number.MAX_SAFE_INTEGER}`);
     return value;
   }
-  if (typeof value !== 'string') return parsed ?? value;
   if (parsed === undefined) {
+    // Any other type was reported by schema validation.
+    if (typeof value !== 'string') return value;
     issues.atValue(
       path,
       isSize
@@ -55,13 +57,17 @@ function convertOne(value: unknown, schema: JsonSchema, path: Path, issues: Issu
 }
 
 /**
- * The reverse, for display: sizes and durations in words ("1MiB", "1m30s"; a size of 0 stays 0), and
+ * The reverse, for display: sizes and durations in words ("1MiB", "1m30s"; a size of 0 stays 0), octal
+ * settings in octal (a YAML node, for `stringify`), and
  * keys in the schema's order (the order of the documentation), others after them.
  */
 export function describeUnits(value: unknown, schema: JsonSchema | undefined): unknown {
   if (!schema) return value;
   if (typeof value === 'number' && schema.unit === 'size') return value === 0 ? 0 : formatSize(value);
   if (typeof value === 'number' && schema.unit === 'duration') return formatDuration(value);
+  // Permission bits read as such (0o640), not as the decimal number 416.
+  if (typeof value === 'number' && schema.octal === true)
+    return Object.assign(new Scalar(value), { format: 'OCT' });
   if (Array.isArray(value)) return value.map((item) => describeUnits(item, itemsOf(schema)));
   if (isPlainObject(value)) {
     const properties = propertiesOf(schema);

@@ -14,6 +14,7 @@ ajvFormats.default(ajv);
 ajv.addKeyword({ keyword: 'expect', schemaType: 'string' });
 ajv.addKeyword({ keyword: 'unit', schemaType: 'string' });
 ajv.addKeyword({ keyword: 'unitMinimum', schemaType: 'number' });
+ajv.addKeyword({ keyword: 'octal', schemaType: 'boolean' });
 
 const compiled = new WeakMap<object, ValidateFunction>();
 

@@ -49,6 +49,7 @@ export const fileDestination: DestinationType<FileOptions> = {
         maximum: 0o777,
         default: 0o640,
         expect: 'permission bits 0-0o777 (write 0o640 in YAML: a plain 0640 is the decimal number 640)',
+        octal: true,
       }),
       fsync: Type.Boolean({ default: true }),
     },

@@ -200,12 +200,17 @@ interface TlsOptions {
 
 function tlsOptions(name: string, tls: RequestConfig['tls']): TlsOptions {
   const options: TlsOptions = { rejectUnauthorized: tls.verify };
-  const caFiles = (typeof tls.ca_file === 'string' ? [tls.ca_file] : tls.ca_file).filter((f) => f !== '');
+  // Each with its own key, `ca_file[1]`, so a problem is located at the entry that names that file.
+  const caFiles: [key: string, file: string][] = (
+    typeof tls.ca_file === 'string'
+      ? [['ca_file', tls.ca_file] as [string, string]]
+      : tls.ca_file.map((file, i): [string, string] => [`ca_file[${i}]`, file])
+  ).filter(([, file]) => file !== '');
   if (caFiles.length > 0) {
     // `ca` replaces Node's default store, so keep it and add the files' certificates.
     options.ca = defaultCertificates();
-    for (const file of caFiles) {
-      const ca = readConfigFile(name, 'ca_file', file);
+    for (const [key, file] of caFiles) {
+      const ca = readConfigFile(name, key, file);
       let problem = ca.includes('-----BEGIN CERTIFICATE-----') ? '' : 'no "BEGIN CERTIFICATE" block';
       if (problem === '') {
         try {
@@ -217,7 +222,7 @@ function tlsOptions(name: string, tls: RequestConfig['tls']): TlsOptions {
       if (problem !== '') {
         throw new DestinationSettingError(
           name,
-          'request.tls.ca_file',
+          `request.tls.${key}`,
           `"${file}" holds no usable PEM certificate: ${problem}`,
         );
       }
