@@ -198,6 +198,48 @@ describe('eyrie dlq', { timeout: 180_000 }, () => {
     assert.equal((JSON.parse(limited.stdout) as unknown[]).length, 2);
   });
 
+  it('list -d: one line per dead letter, whatever control characters its rule and error hold', async () => {
+    const hostileCfg = config();
+    const rule = 'Evil\n2\t2026-01-01T00:00:00.000Z\tCritical\tForged\u001b[2J\u001b]0;owned\u0007 C:\\x';
+    const event = parseFalcoEvent(
+      JSON.stringify({
+        output: 'o',
+        priority: 'Critical',
+        rule,
+        time: '2026-01-01T00:00:00Z',
+        output_fields: {},
+      }),
+    );
+    const te = startEngine(hostileCfg, {
+      sink: new FakeDestination(
+        'sink',
+        failWith(() => new PermanentError('line one\r\nline two\u0085')),
+      ),
+      other: new FakeDestination('other', succeed),
+    });
+    try {
+      await te.engine.route([event]);
+      await waitUntil(
+        () => deadLetterRows(hostileCfg.storage.path, 'sink').length === 1,
+        5000,
+        () => 'a dead letter for sink',
+      );
+    } finally {
+      await te.close();
+    }
+    const text = await dlq('list', '--data-dir', hostileCfg.storage.path, '-d', 'sink');
+    assert.equal(text.code, 0, text.stderr);
+    const rows = text.stdout.split('\n');
+    assert.deepEqual(rows.slice(1), [''], 'one line');
+    const cells = rows[0]!.split('\t');
+    assert.equal(cells.length, 6, rows[0]);
+    assert.equal(
+      cells[3],
+      'Evil\\n2\\t2026-01-01T00:00:00.000Z\\tCritical\\tForged\\u001b[2J\\u001b]0;owned\\u0007 C:\\\\x',
+    );
+    assert.equal(cells[5], 'line one\\r\\nline two\\u0085');
+  });
+
   it('show: one dead letter with its event, evt.time digits exact', async () => {
     const row = deadLetterRows(dataDir, 'sink')[0]!;
     const result = await dlq('show', String(row.id), '--data-dir', dataDir);

@@ -358,6 +358,24 @@ function* map<T>(items: Iterable<T>, line: (item: T) => string): Generator<strin
   for (const item of items) yield line(item);
 }
 
+/** Control characters (C0, DEL, C1) and the backslash that escapes them. */
+// eslint-disable-next-line no-control-regex -- control characters are what it finds
+const NOT_PLAIN = /[\u0000-\u001f\u007f-\u009f\\]/g;
+const PLAIN_ESCAPES: Record<string, string> = { '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+/**
+ * A cell of a tab-separated listing, on one line. A rule comes from whoever posted the alert and an
+ * error from the receiver's answer: a newline or tab in them forged a row or a column, and an escape
+ * sequence reached the operator's terminal (clearing it, setting its title). Written as JSON writes
+ * them (`\n`, `\u001b`), the backslash doubled, so the text stays readable and unambiguous.
+ */
+function plainCell(text: string): string {
+  return text.replace(
+    NOT_PLAIN,
+    (c) => PLAIN_ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
+
 function* jsonArray(items: Iterable<unknown>): Generator<string> {
   let first = true;
   for (const item of items) {
@@ -428,7 +446,8 @@ dlqOptions(dlq.command('list').description('dead letters per destination, or the
               ? jsonArray(entries)
               : map(
                   entries,
-                  (e) => `${e.id}\t${e.failedAt}\t${e.priority}\t${e.rule}\t${e.reason}\t${e.error}\n`,
+                  (e) =>
+                    `${e.id}\t${e.failedAt}\t${e.priority}\t${plainCell(e.rule)}\t${e.reason}\t${plainCell(e.error)}\n`,
                 ),
           );
         }

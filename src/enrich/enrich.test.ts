@@ -240,6 +240,30 @@ describe('enrich: output_field_format', () => {
     );
   });
 
+  it('leaves placeholders in the alert text and in field values as they are (Go expanded them)', () => {
+    const enrich = createEnricher(
+      config({
+        output_field_format: all,
+        custom_fields: { a: '<tags>' },
+        templated_fields: { cmd: '{{ index . "proc.cmdline" }}' },
+      }),
+    );
+    const text = (cmdline: string) =>
+      enrich(
+        event({
+          output: `17:05:51.1: Warning cmdline=${cmdline}`,
+          output_fields: { 'proc.cmdline': cmdline },
+        }),
+      ).event.output;
+    assert.equal(
+      text('<tags> <custom_fields>'),
+      '17:05:51.1 Warning cmdline=<tags> <custom_fields> (a=<tags>) (cmd=<tags> <custom_fields>) [container,shell]',
+    );
+    // Expanded, 25,000 placeholders times a 500 kB field were past V8's string limit: the event failed.
+    const result = text(`${'<templated_fields>'.repeat(25_000)}${'A'.repeat(500_000)}`);
+    assert.ok(result.length < 2_000_000, `${result.length} characters`);
+  });
+
   it('uses the event priority, Title-cased, not the text in output', () => {
     const e = event({ output: '17:05:51.1: warning hello', priority: 'critical' });
     assert.equal(

@@ -60,6 +60,9 @@ export class EnrichConfigError extends Error {
   }
 }
 
+/** The placeholders of `output_field_format`. */
+const OUTPUT_PLACEHOLDER = /<(timestamp|priority|output|custom_fields|templated_fields|tags)>/g;
+
 /** Falcosidekick's `regOutputFormat`; Go's unanchored MatchString, `(?i)`, and `.*` that may be empty. */
 const FALCO_OUTPUT =
   /[0-9:]+\.[0-9]+: (?:Debug|Informational|Notice|Warning|Error|Critical|Alert|Emergency) /iu;
@@ -242,14 +245,19 @@ export function createEnricher(config: EnrichConfig): Enricher {
       const first = output.indexOf(' ');
       const second = first < 0 ? -1 : output.indexOf(' ', first + 1);
       if (second >= 0) {
-        // Replaced one after the other, as Go does: a value may contain a later placeholder.
-        let n = format;
-        n = replaceAll(n, '<timestamp>', trimSuffix(output.slice(0, first), ':'));
-        n = replaceAll(n, '<priority>', event.priority);
-        n = replaceAll(n, '<output>', output.slice(second + 1));
-        n = replaceAll(n, '<custom_fields>', customFieldsText);
-        n = replaceAll(n, '<templated_fields>', templatedText);
-        n = replaceAll(n, '<tags>', tags.join(','));
+        // One pass over the format, so no value is searched for placeholders. Go replaces them one
+        // after the other: an alert text holding `<templated_fields>` (a command line can) was
+        // expanded too; 25,000 of them with a 500 kB field passed V8's string limit, the request
+        // failed with 500 and Falco dropped the alert.
+        const values: Record<string, string> = {
+          timestamp: trimSuffix(output.slice(0, first), ':'),
+          priority: event.priority,
+          output: output.slice(second + 1),
+          custom_fields: customFieldsText,
+          templated_fields: templatedText,
+          tags: tags.join(','),
+        };
+        let n = format.replace(OUTPUT_PLACEHOLDER, (_placeholder, name: string) => values[name]!);
         n = trimSuffix(n, ' ');
         n = trimSuffix(n, '( )');
         n = trimSuffix(n, '()');

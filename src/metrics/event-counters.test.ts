@@ -120,6 +120,41 @@ describe('EventCounters', () => {
     }
   });
 
+  it('cuts label values a sender made huge, so max_series also bounds their memory and /metrics', async () => {
+    const { metrics, both } = counters(0);
+    const huge = (i: number, char: string) => `${i}-${char.repeat(500_000)}`;
+    for (let round = 0; round < 2; round++) {
+      for (let i = 0; i < 3; i++) {
+        both.count(
+          event(
+            { 'k8s.pod.name': huge(i, 'p'), 'container.image.repository': huge(i, 'é') },
+            { rule: huge(i, 'r') },
+          ),
+        );
+      }
+    }
+    const text = await exposition(metrics);
+    assert.ok(text.length < 50_000, `exposition of ${text.length} characters`);
+    for (const name of ['falco_events', 'falcosecurity_falcosidekick_falco_events_total']) {
+      const series = text.split('\n').filter((l) => l.startsWith(`${name}{`));
+      assert.equal(series.length, 3, `${name}: one series per rule`);
+      assert.ok(
+        series.every((l) => l.endsWith(' 2')),
+        `${name}: each counted twice`,
+      );
+      for (const line of series) {
+        for (const [, value] of line.matchAll(/="([^"]*)"/g)) {
+          assert.ok(
+            Buffer.byteLength(value!) <= 1024,
+            `${name}: a label of ${Buffer.byteLength(value!)} bytes`,
+          );
+        }
+      }
+    }
+    assert.match(text, /rule="0-r+\[\.\.\.\]"/);
+    assert.equal(/rule="0-(r+)\[/.exec(text)?.[1]?.length, 1024 - '0-[...]'.length);
+  });
+
   it('keeps counting the overflow of a combination past a series cap on every event', async () => {
     const alone = counters(3);
     const together = counters(3);

@@ -1,6 +1,6 @@
 import type { FalcoEvent } from '../event/falco-event.ts';
 import { stringifyJson } from '../event/json.ts';
-import { keyPart as part, type CounterHandle } from './hot-counter.ts';
+import { keyPart as part, MAX_LABEL_VALUE_BYTES, type CounterHandle } from './hot-counter.ts';
 import type { FalcoEventsCounter } from './falco-events.ts';
 import type { SidekickEventCounter } from './sidekick-events.ts';
 
@@ -10,6 +10,13 @@ function fieldPart(key: string, value: unknown): string {
   if (value === null) return `${key}n`;
   return typeof value === 'string' ? part(`${key}s`, value) : part(`${key}j`, stringifyJson(value));
 }
+
+/**
+ * Longest key remembered. A key holds the label values uncut (a value over MAX_LABEL_VALUE_BYTES is
+ * cut by the counters): remembering a key of a sender's 500 kB rule would keep it alive per series.
+ * Such events take the counters' own lookup instead, which sees the cut values.
+ */
+const MAX_REMEMBERED_KEY = 4 * MAX_LABEL_VALUE_BYTES;
 
 /**
  * Counts every accepted event in Falcosidekick's and falco-exporter's event counters. Their labels
@@ -47,6 +54,8 @@ export class EventCounters {
     sidekick?.inc();
     falco?.inc();
     // A combination past a series cap is not remembered: each of its events counts as overflow.
-    if (sidekick !== undefined && falco !== undefined) this.handles.set(key, [sidekick, falco]);
+    if (sidekick !== undefined && falco !== undefined && key.length <= MAX_REMEMBERED_KEY) {
+      this.handles.set(key, [sidekick, falco]);
+    }
   }
 }

@@ -1046,6 +1046,30 @@ describe('helpers', () => {
     assert.equal(compileFilter({ hostnames: ['*-prod-*-'] }, WHERE)(e), true);
   });
 
+  it('a field regex or CEL matches() that backtracks on an attacker-shaped value returns at once (it blocked the event loop for a minute)', () => {
+    const words = '^(\\w+\\s?)*$';
+    const byRegex = compileFilter({ fields: { 'proc.cmdline': { regex: words } } }, WHERE);
+    const byCel = compileFilter(
+      { cel: `event.output_fields["proc.cmdline"].matches(${JSON.stringify(words)})` },
+      WHERE,
+    );
+    // 2^27 backtracking steps for V8's default engine; its linear-time fallback gives the same answers.
+    const hostile = event({ output_fields: { 'proc.cmdline': `${'a'.repeat(27)}!` } });
+    const started = performance.now();
+    assert.equal(byRegex(hostile), false);
+    assert.equal(byCel(hostile), false);
+    const took = performance.now() - started;
+    assert.ok(took < 1_000, `took ${Math.round(took)} ms`);
+    for (const [cmdline, expected] of [
+      ['sh c ls', true],
+      ['sh -c ls', false],
+    ] as const) {
+      const e = event({ output_fields: { 'proc.cmdline': cmdline } });
+      assert.equal(byRegex(e), expected, cmdline);
+      assert.equal(byCel(e), expected, cmdline);
+    }
+  });
+
   it('the test event is the Falcosidekick test rule', () => {
     assert.equal(testEvent().rule, TEST_RULE);
   });

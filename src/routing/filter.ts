@@ -37,6 +37,8 @@
  *   identifier keys: for Falco's dotted field names use `in` or `[?"k8s.ns.name"]`.
  */
 import { asError } from '../util/error.ts';
+// Side effect: a filter regex that backtracks without end on an event's text falls back to linear time.
+import '../util/regex-backtracking-bound.ts';
 import { Environment } from '@marcbachmann/cel-js';
 import type { ParseResult } from '@marcbachmann/cel-js';
 import type { DestinationFilterConfig, FieldCondition } from '../config/types.ts';
