@@ -1,6 +1,9 @@
 import { after, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { createRequire } from 'node:module';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { openSqlite } from '../src/store/sqlite.ts';
@@ -2215,6 +2218,46 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
   });
 
   describe('journal failures', () => {
+    it('a commit held up for seconds is logged and counted in a histogram bucket above 1 s', async (t) => {
+      const cfg = config([dest('a')]);
+      const { logger, warnings } = warningsLogger();
+      const te = start(t, cfg, { a: succeed }, cfg.storage.path, logger);
+      // Another process holds the write lock, as a stalled fsync would hold the commit: the commit
+      // waits in SQLite's busy handler, on the event loop. It lets go 3 s after the line written just
+      // before the commit: the commit waits for most of them, even on a loaded machine.
+      const holder = spawn(
+        process.execPath,
+        [
+          '-e',
+          `const Database = require(${JSON.stringify(createRequire(import.meta.url).resolve('better-sqlite3'))});
+           const db = new Database(${JSON.stringify(join(te.dataDir, 'eyrie.db'))});
+           db.exec('BEGIN IMMEDIATE');
+           process.stdout.write('locked\\n');
+           process.stdin.once('data', () => {
+             Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 3000);
+             db.exec('COMMIT');
+             process.exit(0);
+           });`,
+        ],
+        { stdio: ['pipe', 'pipe', 'inherit'] },
+      );
+      const exited = once(holder, 'exit');
+      await once(holder.stdout, 'data');
+      holder.stdin.write('go\n');
+      await te.engine.route(makeEvents(2, 41));
+      assert.deepEqual(await exited, [0, null]);
+      const metrics = await te.metrics.text();
+      const slow = warnings.filter((w) => /journal write held the event loop/.test(String(w.msg)));
+      assert.equal(slow.length, 1, JSON.stringify(warnings));
+      assert.ok(Number(slow[0]!.seconds) >= 1, JSON.stringify(slow[0]));
+      assert.equal(metricValue(metrics, 'eyrie_journal_commit_seconds_bucket', { le: '1' }), 0);
+      assert.equal(
+        metricValue(metrics, 'eyrie_journal_commit_seconds_bucket', { le: '5' }),
+        1,
+        'a stall of seconds shows its size, not only "over 1 s"',
+      );
+    });
+
     it('route() rejects with JournalUnavailableError when the journal is over its disk cap', async (t) => {
       const cfg = config([dest('a'), dest('m', { extra: 'durability: memory' })], 'disk_cap: 1');
       const te = start(t, cfg, { a: succeed, m: succeed });

@@ -81,7 +81,9 @@ function deliveryMetrics(metrics: Metrics) {
     commit: new Histogram({
       name: 'eyrie_journal_commit_seconds',
       help: 'Duration of each group commit of the journal',
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      // Up to 30 s: a stalled disk holds commits for seconds, which a top bucket of 1 s would hide
+      // (histogram_quantile answers the largest finite bound, EyrieJournalCommitSlow would say 1s).
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 2.5, 5, 10, 30],
       registers,
     }),
     routing: new HotCounter({
@@ -102,6 +104,9 @@ const SHUTDOWN_PROGRESS_INTERVAL_MS = 2000;
 
 /** At most one warning per destination per this many ms about its CEL filter failing. */
 const CEL_ERROR_LOG_INTERVAL_MS = 60_000;
+
+/** At most one warning per this many ms about slow journal writes (a slow disk makes them all slow). */
+const SLOW_WRITE_LOG_INTERVAL_MS = 60_000;
 
 /**
  * How long a destination whose last send failed counts as degraded in /healthz once it has nothing
@@ -159,6 +164,7 @@ export class DeliveryEngine implements Router {
     this.shutdownProgressInterval = options.shutdownProgressInterval ?? SHUTDOWN_PROGRESS_INTERVAL_MS;
     const m = deliveryMetrics(options.metrics);
     this.metrics = m;
+    const slowWriteLog = new LogThrottle(SLOW_WRITE_LOG_INTERVAL_MS);
     // An exporter or a memory-only setup may run where the data dir cannot be written: no journal then.
     const journal = options.destinations.some((d) => d.config.durability !== 'memory')
       ? new Journal({
@@ -167,6 +173,14 @@ export class DeliveryEngine implements Router {
           commitMaxEvents: options.delivery.commit_max_events,
           diskCap: options.delivery.disk_cap,
           onCommit: (seconds) => m.commit.observe(seconds),
+          onSlowWrite: (seconds) => {
+            const suppressed = slowWriteLog.take();
+            if (suppressed === undefined) return;
+            this.logger.warn(
+              { seconds: Math.round(seconds * 10) / 10, suppressed },
+              'a journal write held the event loop: no request was answered meanwhile (check the disk of storage.path)',
+            );
+          },
           onSettleError: (err, entries) =>
             this.logger.error(
               { err, entries },

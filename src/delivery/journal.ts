@@ -43,6 +43,8 @@ export interface JournalOptions {
   diskSpace?: () => DiskSpace;
   /** Called after each commit with its duration (s) and size. */
   onCommit?: (seconds: number, events: number) => void;
+  /** Called after a write transaction (a commit, a claim, acks) that took SLOW_WRITE_SECONDS or more. */
+  onSlowWrite?: (seconds: number) => void;
   /**
    * Called when deferred acks/reschedules could not be written. Those entries stay leased and come
    * back when their lease expires (sent again: at least once).
@@ -93,6 +95,13 @@ const BUSY_TIMEOUT_MS = 5000;
  * so at 5 s a write, back to back, /healthz and /metrics went unanswered and ingest took 20 s+.
  */
 const BUSY_TIMEOUT_LOCKED_OUT_MS = 100;
+
+/**
+ * A write transaction this long (s) is reported (`onSlowWrite`). better-sqlite3 writes on the event
+ * loop, so meanwhile no request is answered, /healthz included: a disk whose fsyncs stall (an
+ * exhausted EBS burst, an NFS hiccup) held it 9 s in one inline checkpoint, and said nothing.
+ */
+export const SLOW_WRITE_SECONDS = 1;
 
 /** The `leased` value of a row no claim holds. */
 const UNLEASED = 0;
@@ -1029,6 +1038,7 @@ export class Journal {
    */
   write<T>(fn: () => T): T {
     if (this.db.inTransaction) return this.transaction(fn);
+    const started = performance.now();
     const ops = this.settles;
     this.settles = [];
     let applied = false;
@@ -1071,6 +1081,8 @@ export class Journal {
     }
     // The savepoint rolled back: the cached depths may count deletes that did not happen.
     if (failed) this.resyncCounts();
+    const seconds = (performance.now() - started) / 1000;
+    if (seconds >= SLOW_WRITE_SECONDS) this.options.onSlowWrite?.(seconds);
     this.checkpointer.notify();
     const committed = this.committed;
     this.committed = [];
