@@ -1659,6 +1659,11 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       assert.deepEqual(te.engine.journalHealth(), { ok: true });
       const metrics = await te.metrics.text();
       assert.equal(metricValue(metrics, 'eyrie_queue_depth', { destination: 'dup' }), 0);
+      // /healthz forgets once results are written again: the counter keeps it for an alert.
+      assert.ok(
+        metricValue(metrics, 'eyrie_journal_unrecorded_results_total') >= 2,
+        'both lost acks counted',
+      );
     });
 
     it('a give-up that cannot be written: no crash, the entries come back when their lease expires', async (t) => {
@@ -2256,6 +2261,57 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
         1,
         'a stall of seconds shows its size, not only "over 1 s"',
       );
+    });
+
+    it('an ack held up for seconds is counted, though no commit was slow; both counters start at 0', async (t) => {
+      const cfg = config([dest('a', { extra: 'queue: { concurrency: 1 }' })]);
+      const { logger, warnings } = warningsLogger();
+      const te = start(t, cfg, { a: hang }, cfg.storage.path, logger);
+      const before = await te.metrics.text();
+      assert.match(
+        before,
+        /^eyrie_journal_slow_writes_total 0$/m,
+        'an alert on increase() sees the first one',
+      );
+      assert.match(before, /^eyrie_journal_unrecorded_results_total 0$/m);
+      await te.engine.route(makeEvents(1, 42));
+      await waitUntil(
+        () => te.fakes.a!.inFlight === 1,
+        2000,
+        () => 'in flight',
+      );
+      // The send is in flight; another process takes the write lock for 3 s, then the send succeeds:
+      // its ack (not a commit) waits in SQLite's busy handler, on the event loop.
+      const holder = spawn(
+        process.execPath,
+        [
+          '-e',
+          `const Database = require(${JSON.stringify(createRequire(import.meta.url).resolve('better-sqlite3'))});
+           const db = new Database(${JSON.stringify(join(te.dataDir, 'eyrie.db'))});
+           db.exec('BEGIN IMMEDIATE');
+           process.stdout.write('locked\\n');
+           Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 3000);
+           db.exec('COMMIT');
+           process.exit(0);`,
+        ],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      );
+      const exited = once(holder, 'exit');
+      await once(holder.stdout, 'data');
+      te.fakes.a!.settleHangs();
+      assert.deepEqual(await exited, [0, null]);
+      await waitUntil(
+        () => warnings.some((w) => /journal write held the event loop/.test(String(w.msg))),
+        5000,
+        () => JSON.stringify(warnings),
+      );
+      const metrics = await te.metrics.text();
+      assert.equal(
+        metricValue(metrics, 'eyrie_journal_commit_seconds_bucket', { le: '1' }),
+        1,
+        'the commit was quick',
+      );
+      assert.equal(metricValue(metrics, 'eyrie_journal_slow_writes_total'), 1);
     });
 
     it('route() rejects with JournalUnavailableError when the journal is over its disk cap', async (t) => {

@@ -24,7 +24,8 @@ import { startRecordingServer, type RecordingServer } from './helpers/recording-
 /**
  * The shipped Grafana dashboards and Prometheus rules against a real Prometheus scraping a real
  * Eyrie: every query must be valid and return data. The setup makes every condition they watch
- * happen: deliveries that succeed, retry, go to dead letters and are dropped by a queue cap, events
+ * happen: deliveries that succeed, retry, go to dead letters and are dropped by a queue cap, a CEL
+ * filter that fails, events
  * of every priority, series past metrics.max_series, and 503s from a second Eyrie over its disk cap.
  */
 
@@ -146,7 +147,12 @@ const queryChecks = [...DASHBOARDS.flatMap(dashboardChecks), ...RULE_FILES.flatM
 const labelChecks = DASHBOARDS.flatMap(variableChecks);
 
 /** Alerts without `for` whose condition the setup makes true: Prometheus must fire them. */
-const EXPECTED_FIRING = ['EyrieDeadLettersIncreasing', 'EyrieEventsDropped', 'EyrieMetricSeriesOverflow'];
+const EXPECTED_FIRING = [
+  'EyrieDeadLettersIncreasing',
+  'EyrieEventsDropped',
+  'EyrieFilterErrors',
+  'EyrieMetricSeriesOverflow',
+];
 
 /**
  * Request bodies (JSON arrays of 8 events) to post in a loop. Realistic events, but each batch has
@@ -268,6 +274,11 @@ destinations:
     type: webhook
     address: ${stalled.url}
     queue: { max_events: 1, when_full: drop_newest }
+  - name: misfiltered
+    type: webhook
+    address: ${delivered.url}
+    # No event has this field: the expression fails on every one (cel_error).
+    filter: { cel: 'event.output_fields["no.such.field"] == "x"' }
 `,
       mainDir,
     );

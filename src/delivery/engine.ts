@@ -1,6 +1,6 @@
 import { asError } from '../util/error.ts';
 import type { Logger } from 'pino';
-import { Gauge, Histogram } from 'prom-client';
+import { Counter, Gauge, Histogram } from 'prom-client';
 import type { DeliveryConfig, DestinationConfig } from '../config/types.ts';
 import type { Destination } from '../destinations/types.ts';
 import type { FalcoEvent } from '../event/falco-event.ts';
@@ -96,6 +96,28 @@ function deliveryMetrics(metrics: Metrics) {
 }
 
 /**
+ * What only the log said about the journal (a stalled disk, results it cannot record), counted from
+ * 0 at start so that an alert on increase() sees the first one. Only when a journal is open.
+ */
+function journalTroubleMetrics(metrics: Metrics) {
+  const registers = [metrics.registry];
+  return {
+    // The commit histogram misses a claim or an ack that stalls, and a scrape waiting through the
+    // stall times out, so the event-loop lag it would have shown never reaches Prometheus.
+    slowWrites: new Counter({
+      name: 'eyrie_journal_slow_writes_total',
+      help: 'Journal writes (commits, claims, acks) that held the event loop 1 s or more: nothing was answered meanwhile',
+      registers,
+    }),
+    unrecordedResults: new Counter({
+      name: 'eyrie_journal_unrecorded_results_total',
+      help: 'Delivery results (acks, retries, give-ups) the journal could not record: those entries are sent again when their lease expires',
+      registers,
+    }),
+  };
+}
+
+/**
  * While a shutdown waits for sends (up to delivery.shutdown_timeout: a memory queue sent on until
  * empty, requests in flight), what it still waits for is logged this often: a quiet wait of that
  * long reads as a hung process.
@@ -166,7 +188,9 @@ export class DeliveryEngine implements Router {
     this.metrics = m;
     const slowWriteLog = new LogThrottle(SLOW_WRITE_LOG_INTERVAL_MS);
     // An exporter or a memory-only setup may run where the data dir cannot be written: no journal then.
-    const journal = options.destinations.some((d) => d.config.durability !== 'memory')
+    const durable = options.destinations.some((d) => d.config.durability !== 'memory');
+    const journalTrouble = durable ? journalTroubleMetrics(options.metrics) : undefined;
+    const journal = durable
       ? new Journal({
           dataDir: options.dataDir,
           commitInterval: options.delivery.commit_interval,
@@ -174,6 +198,7 @@ export class DeliveryEngine implements Router {
           diskCap: options.delivery.disk_cap,
           onCommit: (seconds) => m.commit.observe(seconds),
           onSlowWrite: (seconds) => {
+            journalTrouble!.slowWrites.inc();
             const suppressed = slowWriteLog.take();
             if (suppressed === undefined) return;
             this.logger.warn(
@@ -181,11 +206,13 @@ export class DeliveryEngine implements Router {
               'a journal write held the event loop: no request was answered meanwhile (check the disk of storage.path)',
             );
           },
-          onSettleError: (err, entries) =>
+          onSettleError: (err, entries) => {
+            journalTrouble!.unrecordedResults.inc(entries);
             this.logger.error(
               { err, entries },
               'cannot record delivery results; these entries will be sent again when their lease expires',
-            ),
+            );
+          },
           onCheckpointError: (err, fallback) =>
             this.logger.warn(
               { err },
