@@ -815,7 +815,10 @@ export function createHttpTransport(request: RequestConfig, options: HttpTranspo
           (before, after) => {
             if (closed) return;
             renewConnections();
-            options.logger?.info(
+            // A name whose answer rotates among healthy addresses (S3, load balancers) changes at
+            // every check: said at info only when no address stays (a failover, a move).
+            const stayed = after.split(', ').some((address) => before.split(', ').includes(address));
+            options.logger?.[stayed ? 'debug' : 'info'](
               { host: baseUrl.hostname, before, after },
               'the address of the destination changed; new connections go to the new one',
             );
