@@ -1,9 +1,6 @@
 import { after, describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { once } from 'node:events';
-import { createRequire } from 'node:module';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { openSqlite } from '../src/store/sqlite.ts';
@@ -43,6 +40,7 @@ import { PRIORITIES } from '../src/event/priority.ts';
 import { Metrics } from '../src/metrics/registry.ts';
 import { warningsLogger } from './helpers/log-capture.ts';
 import type { Logger } from 'pino';
+import { lockJournalElsewhere } from './helpers/journal-lock.ts';
 
 /** One destination entry of a native config (flow style); retry is fast by default. */
 function dest(name: string, options: { type?: string; retry?: string; extra?: string } = {}): string {
@@ -2227,28 +2225,10 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       const cfg = config([dest('a')]);
       const { logger, warnings } = warningsLogger();
       const te = start(t, cfg, { a: succeed }, cfg.storage.path, logger);
-      // Another process holds the write lock, as a stalled fsync would hold the commit: the commit
-      // waits in SQLite's busy handler, on the event loop. It lets go 3 s after the line written just
-      // before the commit: the commit waits for most of them, even on a loaded machine.
-      const holder = spawn(
-        process.execPath,
-        [
-          '-e',
-          `const Database = require(${JSON.stringify(createRequire(import.meta.url).resolve('better-sqlite3'))});
-           const db = new Database(${JSON.stringify(join(te.dataDir, 'eyrie.db'))});
-           db.exec('BEGIN IMMEDIATE');
-           process.stdout.write('locked\\n');
-           process.stdin.once('data', () => {
-             Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 3000);
-             db.exec('COMMIT');
-             process.exit(0);
-           });`,
-        ],
-        { stdio: ['pipe', 'pipe', 'inherit'] },
-      );
-      const exited = once(holder, 'exit');
-      await once(holder.stdout, 'data');
-      holder.stdin.write('go\n');
+      // Released just before the commit, the lock is held 3 s more: the commit waits for most of
+      // them, even on a loaded machine.
+      const { release, exited } = await lockJournalElsewhere(te.dataDir, 3000);
+      release();
       await te.engine.route(makeEvents(2, 41));
       assert.deepEqual(await exited, [0, null]);
       const metrics = await te.metrics.text();
@@ -2282,22 +2262,8 @@ describe('DeliveryEngine', { timeout: 240_000 }, () => {
       );
       // The send is in flight; another process takes the write lock for 3 s, then the send succeeds:
       // its ack (not a commit) waits in SQLite's busy handler, on the event loop.
-      const holder = spawn(
-        process.execPath,
-        [
-          '-e',
-          `const Database = require(${JSON.stringify(createRequire(import.meta.url).resolve('better-sqlite3'))});
-           const db = new Database(${JSON.stringify(join(te.dataDir, 'eyrie.db'))});
-           db.exec('BEGIN IMMEDIATE');
-           process.stdout.write('locked\\n');
-           Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 3000);
-           db.exec('COMMIT');
-           process.exit(0);`,
-        ],
-        { stdio: ['ignore', 'pipe', 'inherit'] },
-      );
-      const exited = once(holder, 'exit');
-      await once(holder.stdout, 'data');
+      const { release, exited } = await lockJournalElsewhere(te.dataDir, 3000);
+      release();
       te.fakes.a!.settleHangs();
       assert.deepEqual(await exited, [0, null]);
       await waitUntil(

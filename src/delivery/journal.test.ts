@@ -1,7 +1,4 @@
 import { after, describe, it } from 'node:test';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { createRequire } from 'node:module';
 import assert from 'node:assert/strict';
 import {
   copyFileSync,
@@ -19,6 +16,7 @@ import { Journal, JournalUnavailableError } from './journal.ts';
 import { openSqlite } from '../store/sqlite.ts';
 import type { Statement } from 'better-sqlite3';
 import { makeEvents, sleep } from '../../test/helpers/delivery.ts';
+import { lockJournalElsewhere } from '../../test/helpers/journal-lock.ts';
 
 const dirs: string[] = [];
 after(() => {
@@ -144,21 +142,12 @@ describe('Journal', () => {
       await journal.append(makeEvents(2, 3).map((event) => ({ event, destinations: [queue] })));
       // Takes the write lock, writes, and commits 300 ms later: a claim that read first and then
       // asked for the lock would find its snapshot stale (SQLITE_BUSY) instead of waiting.
-      const holder = spawn(
-        process.execPath,
-        [
-          '-e',
-          `const Database = require(${JSON.stringify(createRequire(import.meta.url).resolve('better-sqlite3'))});
-           const db = new Database(${JSON.stringify(join(dir, 'eyrie.db'))});
-           db.exec("BEGIN IMMEDIATE; INSERT INTO events (uuid, body, received_at, refs) VALUES ('x', '{}', 0, 0)");
-           process.stdout.write('locked\\n');
-           Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
-           db.exec('COMMIT');`,
-        ],
-        { stdio: ['ignore', 'pipe', 'inherit'] },
+      const { release, exited } = await lockJournalElsewhere(
+        dir,
+        300,
+        "INSERT INTO events (uuid, body, received_at, refs) VALUES ('x', '{}', 0, 0)",
       );
-      const exited = once(holder, 'exit');
-      await once(holder.stdout, 'data');
+      release();
       const started = Date.now();
       assert.equal(queue.claim(Date.now(), 10, 0, 60_000).length, 2);
       assert.ok(Date.now() - started >= 150, `waited for the lock (${Date.now() - started} ms)`);
