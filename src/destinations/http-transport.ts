@@ -286,11 +286,11 @@ export const ADDRESS_CHECK_INTERVAL_MS = 30_000;
 function watchAddresses(
   host: string,
   intervalMs: number,
-  onChange: (before: string, after: string) => void,
+  onChange: (before: readonly string[], after: readonly string[]) => void,
 ): () => void {
   const name = host.replace(/^\[(.*)\]$/, '$1');
   if (isIP(name) !== 0) return () => {};
-  let known: string | undefined;
+  let known: string[] | undefined;
   let looking = false;
   const check = () => {
     if (looking) return;
@@ -299,11 +299,8 @@ function watchAddresses(
     dns.lookup(name, { all: true }, (err, addresses) => {
       looking = false;
       if (err !== null || addresses.length === 0) return;
-      const now = addresses
-        .map((a) => a.address)
-        .sort()
-        .join(', ');
-      if (known !== undefined && now !== known) onChange(known, now);
+      const now = addresses.map((a) => a.address).sort();
+      if (known !== undefined && now.join() !== known.join()) onChange(known, now);
       known = now;
     });
   };
@@ -817,9 +814,9 @@ export function createHttpTransport(request: RequestConfig, options: HttpTranspo
             renewConnections();
             // A name whose answer rotates among healthy addresses (S3, load balancers) changes at
             // every check: said at info only when no address stays (a failover, a move).
-            const stayed = after.split(', ').some((address) => before.split(', ').includes(address));
+            const stayed = after.some((address) => before.includes(address));
             options.logger?.[stayed ? 'debug' : 'info'](
-              { host: baseUrl.hostname, before, after },
+              { host: baseUrl.hostname, before: before.join(', '), after: after.join(', ') },
               'the address of the destination changed; new connections go to the new one',
             );
           },
